@@ -1,0 +1,242 @@
+//! The `sequential` backend: one thread, `std::fs`, every step in order.
+//!
+//! It is the correctness oracle and the baseline that every other backend is
+//! compared with in the same run, so it is written plainly, the way a careful user
+//! would write the loop, with no concurrency at all: IO in flight is always at most
+//! one and `cpu_threads` is ignored (the results say so).
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+use rechunk_contract::output::{io_detail, LocalWriter};
+use rechunk_contract::{
+    Backend, ByteBudget, Cancel, Capabilities, Group, GroupReducer, InputRef, Io, Job,
+    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
+};
+
+/// See the crate documentation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sequential;
+
+impl Backend for Sequential {
+    fn name(&self) -> &'static str {
+        "sequential"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            byte_ranges: true,
+            needs_io_uring: false,
+            s3: false,
+            parallel: false,
+        }
+    }
+
+    fn run<W: Workload>(
+        &self,
+        job: &Job,
+        workload: &W,
+        recorder: &dyn Recorder,
+        cancel: &Cancel,
+    ) -> Result<RunOutcome, RunError> {
+        workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
+        cancel.check()?;
+        let mut run = Run {
+            recorder,
+            writer: LocalWriter::new(&job.output_root),
+            outcome: RunOutcome::default(),
+        };
+        for object in workload.metadata() {
+            run.write(object)?;
+        }
+        let budget = ByteBudget::new(job.limits.bytes_in_flight, recorder);
+        let mut reader = Reader::default();
+        for group in &job.groups {
+            let group_start = Instant::now();
+            let mut reducer = workload.reduce_group(group);
+            for (index, input) in group.inputs.iter().enumerate() {
+                cancel.check()?;
+                let cost = workload.cost(group, index);
+                budget.acquire(cost.total(), cancel)?;
+
+                let read_start = Instant::now();
+                recorder.io_begin(Io::Read);
+                let raw = reader.read(job, input, cost.read);
+                recorder.io_end(Io::Read);
+                let raw = raw?;
+                recorder.stage_done(Stage::Read, read_start, raw.len() as u64);
+                run.outcome.inputs += 1;
+                run.outcome.input_bytes += raw.len() as u64;
+
+                let t = Instant::now();
+                let decoded = workload
+                    .decode(group, index, raw)
+                    .map_err(|e| RunError::input(job.input_path(input), e))?;
+                recorder.stage_done(Stage::Decode, t, cost.transient);
+
+                let t = Instant::now();
+                let emission = reducer
+                    .push(index, decoded)
+                    .map_err(|e| RunError::input(job.input_path(input), e))?;
+                recorder.stage_done(Stage::Reduce, t, 0);
+                recorder.stage_done(Stage::Input, read_start, 0);
+                budget.release(cost.read + cost.transient);
+
+                for chunk in emission.chunks {
+                    let t = Instant::now();
+                    let object = workload
+                        .encode(chunk)
+                        .map_err(|e| encode_error(job, group, e))?;
+                    recorder.stage_done(Stage::Encode, t, object.bytes.len() as u64);
+                    run.write(object)?;
+                }
+                budget.release(emission.retired_bytes);
+            }
+            reducer.finish().map_err(|e| RunError::Job(e.0))?;
+            recorder.stage_done(Stage::Group, group_start, 0);
+        }
+        run.outcome.details.insert("io".into(), "std::fs".into());
+        run.outcome.details.insert("threads".into(), 1.into());
+        Ok(run.outcome)
+    }
+}
+
+fn encode_error(job: &Job, group: &Group, e: rechunk_contract::WorkloadError) -> RunError {
+    RunError::output(
+        &job.output_root,
+        format!("encoding a chunk of group {}: {e}", group.index),
+    )
+}
+
+struct Run<'a> {
+    recorder: &'a dyn Recorder,
+    writer: LocalWriter,
+    outcome: RunOutcome,
+}
+
+impl Run<'_> {
+    fn write(&mut self, object: OutputObject) -> Result<(), RunError> {
+        let t = Instant::now();
+        self.recorder.io_begin(Io::Write);
+        let r = self.writer.write(&object.key, &object.bytes);
+        self.recorder.io_end(Io::Write);
+        r?;
+        self.recorder
+            .stage_done(Stage::Write, t, object.bytes.len() as u64);
+        self.outcome.outputs += 1;
+        self.outcome.output_bytes += object.bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Reads inputs into one reused buffer; keeps the current container file open so a
+/// group's byte ranges cost one `pread` each.
+#[derive(Default)]
+struct Reader {
+    buf: Vec<u8>,
+    container: Option<(Box<str>, File)>,
+}
+
+impl Reader {
+    fn read(&mut self, job: &Job, input: &InputRef, max_len: u64) -> Result<&[u8], RunError> {
+        let path = || job.input_path(input);
+        match input.range {
+            None => {
+                let mut file = File::open(path()).map_err(|e| {
+                    RunError::input(path(), format!("cannot open: {}", io_detail(&e)))
+                })?;
+                // Room for the largest valid input plus one byte, to tell "too large".
+                let cap = max_len as usize + 1;
+                if self.buf.len() < cap {
+                    self.buf.resize(cap, 0);
+                }
+                let mut n = 0;
+                loop {
+                    match file.read(&mut self.buf[n..cap]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(RunError::input(path(), io_detail(&e))),
+                    }
+                    if n == cap {
+                        return Err(RunError::input(
+                            path(),
+                            format!("larger than any valid input ({max_len} bytes at most)"),
+                        ));
+                    }
+                }
+                Ok(&self.buf[..n])
+            }
+            Some(range) => {
+                if self
+                    .container
+                    .as_ref()
+                    .is_none_or(|(p, _)| *p != input.path)
+                {
+                    let file = File::open(path()).map_err(|e| {
+                        RunError::input(path(), format!("cannot open: {}", io_detail(&e)))
+                    })?;
+                    self.container = Some((input.path.clone(), file));
+                }
+                let (_, file) = self.container.as_ref().expect("just opened");
+                let len = range.len as usize;
+                if self.buf.len() < len {
+                    self.buf.resize(len, 0);
+                }
+                file.read_exact_at(&mut self.buf[..len], range.offset)
+                    .map_err(|e| {
+                        if e.kind() == ErrorKind::UnexpectedEof {
+                            RunError::input(
+                                path(),
+                                format!(
+                                    "truncated: the file ends before byte {}",
+                                    range.offset + range.len
+                                ),
+                            )
+                        } else {
+                            RunError::input(path(), io_detail(&e))
+                        }
+                    })?;
+                Ok(&self.buf[..len])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sequential;
+    use rechunk_contract::conformance;
+
+    #[test]
+    fn conformance_output_identical_on_every_layout_and_codec() {
+        assert!(conformance::check_all_layouts_and_codecs(&Sequential).is_empty());
+    }
+
+    #[test]
+    fn conformance_bad_inputs_are_named() {
+        assert!(conformance::check_all_bad_inputs(&Sequential).is_empty());
+    }
+
+    #[test]
+    fn conformance_limits() {
+        for layout in [
+            rechunk_contract::nwp::Layout::Files,
+            rechunk_contract::nwp::Layout::Container,
+        ] {
+            conformance::check_limits(&Sequential, layout).unwrap();
+        }
+    }
+
+    #[test]
+    fn conformance_cancellation() {
+        for layout in [
+            rechunk_contract::nwp::Layout::Files,
+            rechunk_contract::nwp::Layout::Container,
+        ] {
+            conformance::check_cancellation(&Sequential, layout).unwrap();
+        }
+    }
+}

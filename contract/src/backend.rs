@@ -1,0 +1,139 @@
+//! The group-rechunk backend trait: how a workload is scheduled.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::Job;
+use crate::recorder::Recorder;
+use crate::workload::Workload;
+
+/// What a backend can do, so callers and tests choose by capability and say why
+/// they skipped one instead of failing obscurely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Reads byte ranges of a file (the container layout).
+    pub byte_ranges: bool,
+    /// Needs io_uring from the kernel.
+    pub needs_io_uring: bool,
+    /// Reads from or writes to S3-compatible object stores.
+    pub s3: bool,
+    /// Uses more than one thread for the work.
+    pub parallel: bool,
+}
+
+/// Whether a backend can run on this machine, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Availability {
+    Available,
+    Unavailable(String),
+}
+
+/// A cancellation signal, passed in (never a global): set once, seen by all clones.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// `Err(RunError::Cancelled)` once cancelled: `cancel.check()?` between steps.
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.is_cancelled() {
+            Err(RunError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What a finished run did, beyond what the recorder counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub inputs: u64,
+    pub input_bytes: u64,
+    pub outputs: u64,
+    pub output_bytes: u64,
+    /// Facts about how the backend ran (IO mechanism, thread counts, options in
+    /// effect), recorded in the results as they are.
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why a run failed. Every variant that concerns data names the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("input {path}: {detail}")]
+    Input { path: PathBuf, detail: String },
+    #[error("output {path}: {detail}")]
+    Output { path: PathBuf, detail: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("invalid job: {0}")]
+    Job(String),
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RunError {
+    pub fn input(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
+        RunError::Input {
+            path: path.into(),
+            detail: detail.to_string(),
+        }
+    }
+    pub fn output(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
+        RunError::Output {
+            path: path.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// A group-rechunk backend.
+///
+/// # Contract
+///
+/// `run` must do all of the job's work and nothing else:
+/// - read every input of every group (each exactly once), decode it, push it into its
+///   group's reducer, encode every emitted chunk and write it under `job.output_root`;
+///   the workload's metadata objects are written before any chunk;
+/// - write each object atomically (temporary name and rename on a filesystem, one PUT
+///   on an object store), so that nothing half-written looks complete;
+/// - keep at most `job.limits.io_in_flight` IO operations and at most
+///   `job.limits.bytes_in_flight` bytes (by the workload's [`crate::ItemCost`]) at
+///   once, and use `job.limits.cpu_threads` threads for CPU work;
+/// - honour `job.overlap_groups`;
+/// - report to `recorder`: every IO's begin and end, every stage of every item, every
+///   byte reservation (the conformance suite checks the limits through it);
+/// - stop promptly with [`RunError::Cancelled`] once `cancel` is set;
+/// - on any error, stop, remove its temporary files, and return an error that names
+///   the input or output at fault.
+pub trait Backend: Send + Sync {
+    /// The name scenarios use.
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Whether it can run here (io_uring enabled, a server reachable, …).
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
+
+    fn run<W: Workload>(
+        &self,
+        job: &Job,
+        workload: &W,
+        recorder: &dyn Recorder,
+        cancel: &Cancel,
+    ) -> Result<RunOutcome, RunError>;
+}

@@ -1,0 +1,498 @@
+//! The conformance suite: public checks that any backend's tests call.
+//!
+//! Each check builds a small real dataset in a temporary directory, runs the backend
+//! on it with the NWP workload, and panics with a message saying what was wrong.
+//! Checks that need a capability the backend lacks return [`Skip`] saying why.
+//!
+//! The reference output is computed from the closed form of the values and the
+//! workload's own chunk encoding, not from another backend's run, so "identical to
+//! `sequential`" holds for every backend that passes, `sequential` included.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::backend::{Backend, Cancel, RunError};
+use crate::job::{Job, Limits};
+use crate::nwp::generate::generate;
+use crate::nwp::workload::NwpWorkload;
+use crate::nwp::zarr::{ArrayLayout, OutputParams};
+use crate::nwp::{Codec, DatasetParams, Layout};
+use crate::output::is_temp_name;
+use crate::recorder::{Counters, Io, Recorder, Stage};
+
+/// A check that did not apply to this backend, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip(pub String);
+
+pub type CheckResult = Result<(), Skip>;
+
+/// A small dataset on disk plus an empty output directory.
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub params: DatasetParams,
+    pub output: OutputParams,
+    pub input_root: PathBuf,
+    pub output_root: PathBuf,
+}
+
+impl Fixture {
+    /// A tiny dataset whose chunks need padding in both y and x.
+    pub fn tiny(layout: Layout, codec: Codec) -> Fixture {
+        Self::with_shape(layout, codec, 2, 3, 4)
+    }
+
+    /// A dataset of `groups × variables × steps` fields of 10×9 values.
+    pub fn with_shape(
+        layout: Layout,
+        codec: Codec,
+        groups: u32,
+        variables: u32,
+        steps: u32,
+    ) -> Fixture {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let params = DatasetParams {
+            layout,
+            groups,
+            variables,
+            steps,
+            ny: 10,
+            nx: 9,
+            codec,
+            zstd_level: 3,
+            noise_bits: 4,
+            seed: 20261125,
+        };
+        let input_root = dir.path().join("in");
+        let output_root = dir.path().join("out");
+        fs::create_dir_all(&input_root).unwrap();
+        fs::create_dir_all(&output_root).unwrap();
+        generate(&params, &input_root, &|_| {}).expect("the fixture dataset is written");
+        Fixture {
+            _dir: dir,
+            params,
+            output: OutputParams {
+                cy: 4,
+                cx: 5,
+                zstd_level: 1,
+            },
+            input_root,
+            output_root,
+        }
+    }
+
+    pub fn workload(&self) -> NwpWorkload {
+        NwpWorkload::new(self.params.clone(), self.output)
+    }
+
+    pub fn job(&self, limits: Limits) -> Job {
+        Job {
+            groups: self
+                .params
+                .groups_at(&self.input_root)
+                .expect("fixture index"),
+            input_root: self.input_root.clone(),
+            output_root: self.output_root.clone(),
+            limits,
+            overlap_groups: false,
+        }
+    }
+
+    /// Generous limits that never bind on a fixture.
+    pub fn roomy_limits() -> Limits {
+        Limits {
+            cpu_threads: 2,
+            io_in_flight: 16,
+            bytes_in_flight: 64 << 20,
+        }
+    }
+
+    /// Every file under the output root, by relative key.
+    pub fn output_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        walk(&self.output_root, &self.output_root, &mut out);
+        out
+    }
+
+    /// Path of the input that holds (g, v, s).
+    pub fn input_file(&self, g: u32, v: u32, s: u32) -> PathBuf {
+        match self.params.layout {
+            Layout::Files => self.input_root.join(DatasetParams::message_path(g, v, s)),
+            Layout::Container => self.input_root.join(DatasetParams::container_path(g)),
+        }
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            walk(root, &path, out);
+        } else {
+            let key = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.insert(key, fs::read(&path).unwrap());
+        }
+    }
+}
+
+fn supports(backend: &impl Backend, layout: Layout) -> CheckResult {
+    if layout == Layout::Container && !backend.capabilities().byte_ranges {
+        return Err(Skip(format!(
+            "{} does not read byte ranges (capabilities.byte_ranges = false)",
+            backend.name()
+        )));
+    }
+    Ok(())
+}
+
+/// The exact bytes a correct run writes: zarr.json and every chunk.
+pub fn reference_output(fx: &Fixture) -> BTreeMap<String, Vec<u8>> {
+    let layout = ArrayLayout::new(fx.params.clone(), fx.output);
+    let mut out = BTreeMap::new();
+    out.insert("zarr.json".to_string(), layout.zarr_json().into_bytes());
+    let (ncy, ncx) = layout.chunk_grid();
+    for g in 0..fx.params.groups {
+        for v in 0..fx.params.variables {
+            for iy in 0..ncy {
+                for ix in 0..ncx {
+                    let values = layout.expected_chunk(g, v, iy, ix);
+                    out.insert(
+                        ArrayLayout::chunk_key(g, v, iy, ix),
+                        layout.encode_chunk(&values).unwrap(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Output is byte-identical to the reference for this layout and codec.
+pub fn check_output_identical(backend: &impl Backend, layout: Layout, codec: Codec) -> CheckResult {
+    supports(backend, layout)?;
+    let fx = Fixture::tiny(layout, codec);
+    let outcome = backend
+        .run(
+            &fx.job(Fixture::roomy_limits()),
+            &fx.workload(),
+            &Counters::new(),
+            &Cancel::new(),
+        )
+        .unwrap_or_else(|e| panic!("{} on {layout:?}/{codec:?} failed: {e}", backend.name()));
+    let expected = reference_output(&fx);
+    let actual = fx.output_files();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let extra: Vec<_> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{}: missing outputs {missing:?}",
+        backend.name()
+    );
+    assert!(
+        extra.is_empty(),
+        "{}: unexpected outputs {extra:?}",
+        backend.name()
+    );
+    for (key, bytes) in &expected {
+        assert!(
+            &actual[key] == bytes,
+            "{} on {layout:?}/{codec:?}: {key} differs from the reference",
+            backend.name()
+        );
+    }
+    assert_eq!(outcome.inputs, fx.params.messages(), "RunOutcome.inputs");
+    assert_eq!(outcome.outputs, expected.len() as u64, "RunOutcome.outputs");
+    Ok(())
+}
+
+/// [`check_output_identical`] for every layout and codec the backend supports.
+pub fn check_all_layouts_and_codecs(backend: &impl Backend) -> Vec<Skip> {
+    let mut skipped = Vec::new();
+    for layout in [Layout::Files, Layout::Container] {
+        for codec in Codec::ALL {
+            if let Err(skip) = check_output_identical(backend, layout, codec) {
+                skipped.push(skip);
+            }
+        }
+    }
+    skipped
+}
+
+/// Never more IO or bytes in flight than configured, every input read once, every
+/// output written once, and everything reserved given back. Runs a few limit
+/// settings, the tightest being the smallest budget with which the job can finish.
+pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
+    supports(backend, layout)?;
+    let fx = Fixture::with_shape(layout, Codec::Zstd, 2, 5, 6);
+    let workload = fx.workload();
+    let tight = workload.min_bytes_in_flight();
+    for limits in [
+        Limits {
+            cpu_threads: 1,
+            io_in_flight: 1,
+            bytes_in_flight: tight,
+        },
+        Limits {
+            cpu_threads: 2,
+            io_in_flight: 3,
+            bytes_in_flight: tight * 2,
+        },
+        Fixture::roomy_limits(),
+    ] {
+        fs::remove_dir_all(&fx.output_root).unwrap();
+        fs::create_dir_all(&fx.output_root).unwrap();
+        let counters = Counters::new();
+        let job = fx.job(limits);
+        backend
+            .run(&job, &workload, &counters, &Cancel::new())
+            .unwrap_or_else(|e| panic!("{} with {limits:?} failed: {e}", backend.name()));
+        let c = counters.snapshot();
+        let name = backend.name();
+        assert!(
+            c.max_io_in_flight <= limits.io_in_flight as u64,
+            "{name}: {} IO operations in flight, limit {}",
+            c.max_io_in_flight,
+            limits.io_in_flight
+        );
+        assert!(
+            c.max_bytes_in_flight <= limits.bytes_in_flight,
+            "{name}: {} bytes in flight, limit {}",
+            c.max_bytes_in_flight,
+            limits.bytes_in_flight
+        );
+        assert!(
+            c.max_bytes_in_flight > 0,
+            "{name}: reported no byte reservations"
+        );
+        assert_eq!(c.reads, job.input_count() as u64, "{name}: reads != inputs");
+        assert_eq!(
+            c.writes,
+            workload_outputs(&fx, &job),
+            "{name}: writes != outputs"
+        );
+        assert_eq!(
+            c.io_in_flight_now, 0,
+            "{name}: IO still in flight after the run"
+        );
+        assert_eq!(
+            c.bytes_in_flight_now, 0,
+            "{name}: bytes still reserved after the run"
+        );
+        for stage in [Stage::Read, Stage::Decode, Stage::Reduce, Stage::Input] {
+            assert_eq!(
+                c.items[stage.name()],
+                fx.params.messages(),
+                "{name}: {stage:?} items"
+            );
+        }
+        let chunks = workload_outputs(&fx, &job) - 1;
+        assert_eq!(c.items["encode"], chunks, "{name}: encode items");
+        assert_eq!(c.items["write"], chunks + 1, "{name}: write items");
+        assert_eq!(
+            c.items["group"], fx.params.groups as u64,
+            "{name}: group items"
+        );
+    }
+    Ok(())
+}
+
+fn workload_outputs(fx: &Fixture, job: &Job) -> u64 {
+    use crate::workload::Workload;
+    fx.workload().expected_outputs(job)
+}
+
+/// How an input is damaged by [`check_bad_input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// One payload byte flipped.
+    Corrupt,
+    /// The file cut short (for a container, inside the damaged message).
+    Truncated,
+    /// The file removed.
+    Missing,
+}
+
+/// A damaged input (group 1, variable 1, step 2) fails the run with an error naming
+/// that file, and leaves no complete-looking chunk of the damaged variable and no
+/// temporary file behind.
+pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -> CheckResult {
+    supports(backend, layout)?;
+    let fx = Fixture::tiny(layout, Codec::Zstd);
+    let job = fx.job(Fixture::roomy_limits());
+    let (g, v, s) = (1, 1, 2);
+    let file = fx.input_file(g, v, s);
+    let input = &job.groups[g as usize].inputs[fx.params.item_index(v, s)];
+    let (start, end) = match input.range {
+        Some(r) => (r.offset as usize, (r.offset + r.len) as usize),
+        None => (0, fs::metadata(&file).unwrap().len() as usize),
+    };
+    match damage {
+        Damage::Corrupt => {
+            let mut bytes = fs::read(&file).unwrap();
+            // A byte in the middle of the payload.
+            let at = start + crate::nwp::message::HEADER_LEN + (end - start - 40) / 2;
+            bytes[at] ^= 0x5A;
+            fs::write(&file, bytes).unwrap();
+        }
+        Damage::Truncated => {
+            let f = fs::OpenOptions::new().write(true).open(&file).unwrap();
+            f.set_len((end - 3) as u64).unwrap();
+        }
+        Damage::Missing => fs::remove_file(&file).unwrap(),
+    }
+    let err = backend
+        .run(&job, &fx.workload(), &Counters::new(), &Cancel::new())
+        .err()
+        .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
+    let shown = err.to_string();
+    let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        matches!(err, RunError::Input { .. }) && shown.contains(&file_name),
+        "{}: a {damage:?} input gave `{shown}`, which does not name {}",
+        backend.name(),
+        file.display()
+    );
+    let outputs = fx.output_files();
+    let prefix = format!("c/{g}/{v}/");
+    let leaked: Vec<_> = outputs
+        .keys()
+        .filter(|k| k.starts_with(&prefix) || k.rsplit('/').next().is_some_and(is_temp_name))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "{}: after a {damage:?} input these outputs remain: {leaked:?}",
+        backend.name()
+    );
+    Ok(())
+}
+
+/// Every kind of damage on every supported layout.
+pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
+    let mut skipped = Vec::new();
+    for layout in [Layout::Files, Layout::Container] {
+        for damage in [Damage::Corrupt, Damage::Truncated, Damage::Missing] {
+            if let Err(skip) = check_bad_input(backend, layout, damage) {
+                skipped.push(skip);
+            }
+        }
+    }
+    skipped
+}
+
+/// A recorder that sets a cancel after a number of reads complete.
+struct CancelAfter<'a> {
+    inner: &'a Counters,
+    after: u64,
+    cancel: Cancel,
+}
+
+impl Recorder for CancelAfter<'_> {
+    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
+        self.inner.stage_done(stage, started, bytes);
+        if stage == Stage::Read && self.inner.items(Stage::Read) >= self.after {
+            self.cancel.cancel();
+        }
+    }
+    fn io_begin(&self, io: Io) {
+        self.inner.io_begin(io)
+    }
+    fn io_end(&self, io: Io) {
+        self.inner.io_end(io)
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.inner.bytes_reserved(n)
+    }
+    fn bytes_released(&self, n: u64) {
+        self.inner.bytes_released(n)
+    }
+}
+
+/// A cancel before the run returns `Cancelled` without writing a chunk; a cancel
+/// during the run (after the 10th read) returns `Cancelled` having read only what
+/// was in flight (at most `io_in_flight` more inputs, plus a small margin).
+pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult {
+    supports(backend, layout)?;
+    let fx = Fixture::with_shape(layout, Codec::Lz4, 2, 20, 20);
+    let workload = fx.workload();
+    let limits = Limits {
+        cpu_threads: 2,
+        io_in_flight: 4,
+        bytes_in_flight: 64 << 20,
+    };
+    let job = fx.job(limits);
+
+    let cancel = Cancel::new();
+    cancel.cancel();
+    let r = backend.run(&job, &workload, &Counters::new(), &cancel);
+    assert!(
+        matches!(r, Err(RunError::Cancelled)),
+        "{}: a pre-cancelled run returned {r:?}",
+        backend.name()
+    );
+    let chunks = fx
+        .output_files()
+        .keys()
+        .filter(|k| k.starts_with("c/"))
+        .count();
+    assert_eq!(
+        chunks,
+        0,
+        "{}: a pre-cancelled run wrote chunks",
+        backend.name()
+    );
+
+    let counters = Counters::new();
+    let recorder = CancelAfter {
+        inner: &counters,
+        after: 10,
+        cancel: Cancel::new(),
+    };
+    let r = backend.run(&job, &workload, &recorder, &recorder.cancel.clone());
+    assert!(
+        matches!(r, Err(RunError::Cancelled)),
+        "{}: a run cancelled midway returned {r:?}",
+        backend.name()
+    );
+    let reads = counters.snapshot().reads;
+    let bound = 10 + 2 * limits.io_in_flight as u64 + limits.cpu_threads as u64;
+    assert!(
+        reads <= bound,
+        "{}: {reads} reads after a cancel at 10 (at most {bound} expected of {})",
+        backend.name(),
+        job.input_count()
+    );
+    let temps: Vec<_> = fx
+        .output_files()
+        .into_keys()
+        .filter(|k| k.rsplit('/').next().is_some_and(is_temp_name))
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "{}: temporary files left: {temps:?}",
+        backend.name()
+    );
+    Ok(())
+}
+
+/// Runs the whole suite; returns what was skipped and why.
+pub fn check_all(backend: &impl Backend) -> Vec<Skip> {
+    let mut skipped = check_all_layouts_and_codecs(backend);
+    skipped.extend(check_all_bad_inputs(backend));
+    for layout in [Layout::Files, Layout::Container] {
+        skipped.extend(check_limits(backend, layout).err());
+        skipped.extend(check_cancellation(backend, layout).err());
+    }
+    skipped
+}

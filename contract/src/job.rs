@@ -1,0 +1,88 @@
+//! What a backend is asked to do: ordered groups of inputs, the stores, the limits.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One input: a whole file, or a byte range of one (a message in a container).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputRef {
+    /// Path relative to [`Job::input_root`].
+    pub path: Box<str>,
+    /// `None`: the whole file. `Some`: exactly these bytes of it.
+    pub range: Option<ByteRange>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl std::fmt::Display for InputRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.range {
+            None => write!(f, "{}", self.path),
+            Some(r) => write!(
+                f,
+                "{} [bytes {}..{}]",
+                self.path,
+                r.offset,
+                r.offset + r.len
+            ),
+        }
+    }
+}
+
+/// A group: the inputs that reduce together (in nwp-fields, one init time).
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The group's number, as the workload knows it.
+    pub index: u32,
+    /// In the order the workload prefers to receive them; backends read roughly in
+    /// this order so that the reducer can emit early and memory stays bounded.
+    pub inputs: Vec<InputRef>,
+}
+
+/// Limits every backend maps onto its own mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Threads that do CPU work (decode, reduce, encode).
+    pub cpu_threads: usize,
+    /// IO operations (reads and writes) outstanding at once.
+    pub io_in_flight: usize,
+    /// Bytes held at once: read buffers, decoded items and pending outputs, as
+    /// accounted by [`crate::ByteBudget`] with the workload's [`crate::ItemCost`].
+    pub bytes_in_flight: u64,
+}
+
+/// The whole job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub groups: Vec<Group>,
+    /// Directory the inputs' paths are relative to.
+    pub input_root: PathBuf,
+    /// Directory the outputs are written under; it exists and is empty.
+    pub output_root: PathBuf,
+    pub limits: Limits,
+    /// false: no read of group n+1 starts before group n's last output is written.
+    pub overlap_groups: bool,
+}
+
+impl Job {
+    pub fn input_count(&self) -> usize {
+        self.groups.iter().map(|g| g.inputs.len()).sum()
+    }
+
+    pub fn input_path(&self, input: &InputRef) -> PathBuf {
+        self.input_root.join(&*input.path)
+    }
+
+    pub fn output_path(&self, key: &str) -> PathBuf {
+        self.output_root.join(key)
+    }
+
+    pub fn input_root(&self) -> &Path {
+        &self.input_root
+    }
+}

@@ -1,0 +1,34 @@
+//! The group-rechunk contract: what every backend implements and every harness
+//! drives.
+//!
+//! # Layout
+//!
+//! - [`workload`]: the [`Workload`] trait, the user's functions (decode, reduce per
+//!   group, encode) and what may run in parallel.
+//! - [`backend`]: the [`Backend`] trait (how the workload is scheduled), its
+//!   [`Capabilities`], [`Cancel`], and [`RunError`], whose data variants name the file
+//!   or key at fault.
+//! - [`job`]: the [`Job`] a backend receives: ordered groups of [`InputRef`]s, the
+//!   stores, the shared [`Limits`].
+//! - [`recorder`]: the one [`Recorder`] interface every backend reports through, and
+//!   the [`ByteBudget`] that implements `bytes_in_flight` for thread-based backends.
+//! - [`output`]: atomic local writes (temporary name, then rename).
+//! - [`nwp`]: the nwp-fields dataset and its Zarr v3 output, the first workload.
+//!   Its formats are contracts with outside readers (DESIGN §3, §4).
+//! - [`conformance`]: public checks every backend's tests call; a backend is done when
+//!   it passes them, not when it compiles.
+//!
+//! The dependency direction is this crate ◄── `backends/*` ◄── the harness.
+
+pub mod backend;
+pub mod conformance;
+pub mod job;
+pub mod nwp;
+pub mod output;
+pub mod recorder;
+pub mod workload;
+
+pub use backend::{Availability, Backend, Cancel, Capabilities, RunError, RunOutcome};
+pub use job::{ByteRange, Group, InputRef, Job, Limits};
+pub use recorder::{ByteBudget, CounterSnapshot, Counters, Io, NullRecorder, Recorder, Stage};
+pub use workload::{Emission, GroupReducer, ItemCost, OutputObject, Workload, WorkloadError};

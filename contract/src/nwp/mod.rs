@@ -1,0 +1,191 @@
+//! The nwp-fields dataset (DESIGN §3) and its Zarr v3 output (DESIGN §4): the first
+//! workload. Both are contracts with readers that are not ours; they change only with
+//! a format version bump.
+
+pub mod generate;
+pub mod message;
+pub mod values;
+pub mod workload;
+pub mod zarr;
+
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{ByteRange, Group, InputRef};
+pub use message::Codec;
+pub use values::ValueParams;
+
+/// How messages are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// One message per file: `g{g:05}/v{v:04}/s{s:05}.msg`.
+    Files,
+    /// One file per group, messages back to back in (v, s) order, `g{g:05}.msgs`,
+    /// with a text index `g{g:05}.idx` of lines `v s offset length`.
+    Container,
+}
+
+/// Everything that determines a dataset's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetParams {
+    pub layout: Layout,
+    pub groups: u32,
+    pub variables: u32,
+    pub steps: u32,
+    pub ny: u32,
+    pub nx: u32,
+    pub codec: Codec,
+    /// Level of the zstd codec of the messages (unused by other codecs).
+    pub zstd_level: i32,
+    pub noise_bits: u32,
+    pub seed: u64,
+}
+
+impl DatasetParams {
+    pub fn values(&self) -> ValueParams {
+        ValueParams {
+            variables: self.variables,
+            steps: self.steps,
+            ny: self.ny,
+            nx: self.nx,
+            seed: self.seed,
+            noise_bits: self.noise_bits,
+        }
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.groups as u64 * self.variables as u64 * self.steps as u64
+    }
+
+    pub fn field_bytes(&self) -> u64 {
+        self.ny as u64 * self.nx as u64 * 4
+    }
+
+    /// The item index of (v, s) within its group: inputs are ordered by (v, s).
+    pub fn item_index(&self, v: u32, s: u32) -> usize {
+        v as usize * self.steps as usize + s as usize
+    }
+
+    /// (v, s) of item `index` within its group.
+    pub fn item_vs(&self, index: usize) -> (u32, u32) {
+        let s = self.steps as usize;
+        ((index / s) as u32, (index % s) as u32)
+    }
+
+    pub fn message_path(g: u32, v: u32, s: u32) -> String {
+        format!("g{g:05}/v{v:04}/s{s:05}.msg")
+    }
+
+    pub fn container_path(g: u32) -> String {
+        format!("g{g:05}.msgs")
+    }
+
+    pub fn index_path(g: u32) -> String {
+        format!("g{g:05}.idx")
+    }
+
+    /// The groups of inputs of the dataset under `root`, in (g, v, s) order. For the
+    /// container layout this reads and checks the `.idx` files.
+    pub fn groups_at(&self, root: &Path) -> Result<Vec<Group>, String> {
+        (0..self.groups)
+            .map(|g| {
+                let inputs = match self.layout {
+                    Layout::Files => (0..self.variables)
+                        .flat_map(|v| (0..self.steps).map(move |s| (v, s)))
+                        .map(|(v, s)| InputRef {
+                            path: Self::message_path(g, v, s).into(),
+                            range: None,
+                        })
+                        .collect(),
+                    Layout::Container => self.read_index(root, g)?,
+                };
+                Ok(Group { index: g, inputs })
+            })
+            .collect()
+    }
+
+    fn read_index(&self, root: &Path, g: u32) -> Result<Vec<InputRef>, String> {
+        let idx_path = root.join(Self::index_path(g));
+        let text = fs::read_to_string(&idx_path)
+            .map_err(|e| format!("index {}: {e}", idx_path.display()))?;
+        let container: Box<str> = Self::container_path(g).into();
+        let expected = self.variables as usize * self.steps as usize;
+        let mut inputs = Vec::with_capacity(expected);
+        for (n, line) in text.lines().enumerate() {
+            let bad = |what: &str| format!("index {} line {}: {what}", idx_path.display(), n + 1);
+            let fields: Vec<u64> = line
+                .split(' ')
+                .map(|f| f.parse::<u64>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad("expected four decimal numbers `v s offset length`"))?;
+            let [v, s, offset, len] = fields[..] else {
+                return Err(bad("expected four decimal numbers `v s offset length`"));
+            };
+            let (ev, es) = self.item_vs(inputs.len());
+            if (v, s) != (ev as u64, es as u64) {
+                return Err(bad(&format!(
+                    "message (v {v}, s {s}) where (v {ev}, s {es}) was expected"
+                )));
+            }
+            inputs.push(InputRef {
+                path: container.clone(),
+                range: Some(ByteRange { offset, len }),
+            });
+        }
+        if inputs.len() != expected {
+            return Err(format!(
+                "index {}: {} messages listed, the dataset has {expected} per group",
+                idx_path.display(),
+                inputs.len()
+            ));
+        }
+        Ok(inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny(layout: Layout, codec: Codec) -> DatasetParams {
+        DatasetParams {
+            layout,
+            groups: 2,
+            variables: 3,
+            steps: 4,
+            ny: 5,
+            nx: 7,
+            codec,
+            zstd_level: 1,
+            noise_bits: 4,
+            seed: 9,
+        }
+    }
+
+    #[test]
+    fn container_index_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny(Layout::Container, Codec::Lz4);
+        generate::generate(&p, dir.path(), &|_| {}).unwrap();
+        let groups = p.groups_at(dir.path()).unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[1].inputs.len(), 12);
+        let r = groups[1].inputs[5].range.unwrap();
+        let bytes = fs::read(dir.path().join("g00001.msgs")).unwrap();
+        let msg = &bytes[r.offset as usize..(r.offset + r.len) as usize];
+        let h = message::parse_header(msg).unwrap();
+        assert_eq!((h.group, h.variable, h.step), (1, 1, 1));
+
+        // A line out of order names the file and line.
+        let idx = dir.path().join("g00000.idx");
+        let text = fs::read_to_string(&idx).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(1, 2);
+        fs::write(&idx, lines.join("\n")).unwrap();
+        let err = p.groups_at(dir.path()).unwrap_err();
+        assert!(err.contains("g00000.idx line 2"), "{err}");
+    }
+}

@@ -1,0 +1,263 @@
+//! The one interface through which every backend reports what it does, and the
+//! shared byte budget that reports its reservations through it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Cancel, RunError};
+
+/// A stage of the pipeline, per item (input or output chunk) or per group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// One input read (bytes: its length).
+    Read,
+    /// One input decoded (bytes: the decoded size).
+    Decode,
+    /// One decoded input pushed into its group's reducer.
+    Reduce,
+    /// One output chunk encoded (bytes: the encoded size).
+    Encode,
+    /// One output object written (bytes: its size).
+    Write,
+    /// One input from read submitted to pushed into the reducer.
+    Input,
+    /// One group from its first read to its last write.
+    Group,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::Read,
+        Stage::Decode,
+        Stage::Reduce,
+        Stage::Encode,
+        Stage::Write,
+        Stage::Input,
+        Stage::Group,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Decode => "decode",
+            Stage::Reduce => "reduce",
+            Stage::Encode => "encode",
+            Stage::Write => "write",
+            Stage::Input => "input",
+            Stage::Group => "group",
+        }
+    }
+}
+
+/// Kinds of IO operation, for in-flight accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    Read,
+    Write,
+}
+
+/// Receives a backend's events. Implementations must be cheap and must not take a
+/// lock shared by all threads on these paths: they run once or more per item.
+pub trait Recorder: Send + Sync {
+    /// `stage` finished for one item; it began at `started`.
+    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64);
+    /// An IO operation was submitted.
+    fn io_begin(&self, io: Io);
+    /// An IO operation completed (successfully or not).
+    fn io_end(&self, io: Io);
+    /// Bytes were reserved from the budget.
+    fn bytes_reserved(&self, n: u64);
+    /// Bytes were given back to the budget.
+    fn bytes_released(&self, n: u64);
+}
+
+/// A recorder that drops everything.
+pub struct NullRecorder;
+
+impl Recorder for NullRecorder {
+    fn stage_done(&self, _: Stage, _: Instant, _: u64) {}
+    fn io_begin(&self, _: Io) {}
+    fn io_end(&self, _: Io) {}
+    fn bytes_reserved(&self, _: u64) {}
+    fn bytes_released(&self, _: u64) {}
+}
+
+/// A gauge that remembers its maximum.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Gauge {
+    fn add(&self, n: u64) {
+        let now = self.now.fetch_add(n, Relaxed) + n;
+        self.max.fetch_max(now, Relaxed);
+    }
+    fn sub(&self, n: u64) {
+        self.now.fetch_sub(n, Relaxed);
+    }
+}
+
+/// Counts everything with atomics: totals per stage, IO and bytes in flight with
+/// their maxima. Enough to check limits and drive a progress line.
+#[derive(Default)]
+pub struct Counters {
+    items: [AtomicU64; 7],
+    bytes: [AtomicU64; 7],
+    reads: AtomicU64,
+    writes: AtomicU64,
+    io: Gauge,
+    budget: Gauge,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterSnapshot {
+    /// Items that finished each stage, by stage name.
+    pub items: std::collections::BTreeMap<String, u64>,
+    /// Bytes that finished each stage, by stage name.
+    pub bytes: std::collections::BTreeMap<String, u64>,
+    /// Read operations begun.
+    pub reads: u64,
+    /// Write operations begun.
+    pub writes: u64,
+    /// Most IO operations in flight at once.
+    pub max_io_in_flight: u64,
+    /// IO operations in flight when the snapshot was taken (0 after a clean run).
+    pub io_in_flight_now: u64,
+    /// Most budget bytes reserved at once.
+    pub max_bytes_in_flight: u64,
+    /// Budget bytes reserved when the snapshot was taken (0 after a complete run).
+    pub bytes_in_flight_now: u64,
+}
+
+impl Counters {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn items(&self, stage: Stage) -> u64 {
+        self.items[stage.index()].load(Relaxed)
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let mut items = std::collections::BTreeMap::new();
+        let mut bytes = std::collections::BTreeMap::new();
+        for s in Stage::ALL {
+            items.insert(s.name().to_string(), self.items[s.index()].load(Relaxed));
+            bytes.insert(s.name().to_string(), self.bytes[s.index()].load(Relaxed));
+        }
+        CounterSnapshot {
+            items,
+            bytes,
+            reads: self.reads.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            max_io_in_flight: self.io.max.load(Relaxed),
+            io_in_flight_now: self.io.now.load(Relaxed),
+            max_bytes_in_flight: self.budget.max.load(Relaxed),
+            bytes_in_flight_now: self.budget.now.load(Relaxed),
+        }
+    }
+}
+
+impl Recorder for Counters {
+    fn stage_done(&self, stage: Stage, _started: Instant, bytes: u64) {
+        self.items[stage.index()].fetch_add(1, Relaxed);
+        self.bytes[stage.index()].fetch_add(bytes, Relaxed);
+    }
+    fn io_begin(&self, io: Io) {
+        match io {
+            Io::Read => self.reads.fetch_add(1, Relaxed),
+            Io::Write => self.writes.fetch_add(1, Relaxed),
+        };
+        self.io.add(1);
+    }
+    fn io_end(&self, _io: Io) {
+        self.io.sub(1);
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.budget.add(n);
+    }
+    fn bytes_released(&self, n: u64) {
+        self.budget.sub(n);
+    }
+}
+
+/// A blocking counting semaphore over bytes: the shared implementation of the
+/// `bytes_in_flight` limit for thread-based backends. Every reservation and release
+/// is reported to the recorder, so limits are checked the same way for all.
+pub struct ByteBudget<'r> {
+    capacity: u64,
+    used: Mutex<u64>,
+    freed: Condvar,
+    recorder: &'r dyn Recorder,
+}
+
+impl<'r> ByteBudget<'r> {
+    pub fn new(capacity: u64, recorder: &'r dyn Recorder) -> Self {
+        ByteBudget {
+            capacity,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+            recorder,
+        }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Waits until `n` bytes fit, then reserves them. Fails at once if `n` can never
+    /// fit, and with `Cancelled` if `cancel` is set while waiting.
+    pub fn acquire(&self, n: u64, cancel: &Cancel) -> Result<(), RunError> {
+        if n > self.capacity {
+            return Err(RunError::Job(format!(
+                "one item needs {n} bytes but bytes_in_flight is {}",
+                self.capacity
+            )));
+        }
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used + n > self.capacity {
+            cancel.check()?;
+            // A timeout, so that a cancel is seen even if nobody releases.
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *used += n;
+        self.recorder.bytes_reserved(n);
+        Ok(())
+    }
+
+    /// Reserves `n` bytes if they fit now.
+    pub fn try_acquire(&self, n: u64) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if *used + n > self.capacity {
+            return false;
+        }
+        *used += n;
+        self.recorder.bytes_reserved(n);
+        true
+    }
+
+    pub fn release(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        debug_assert!(*used >= n, "released more than was reserved");
+        *used -= n;
+        self.recorder.bytes_released(n);
+        drop(used);
+        self.freed.notify_all();
+    }
+}
