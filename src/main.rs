@@ -1,1 +1,230 @@
-fn main() {}
+//! `harness`: thin command line over the harness library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use harness::backends::{AnyBackend, ALL};
+use harness::runner::{self, Dirs};
+use harness::{dataset, scenario, verify, DEFAULT_SCENARIO};
+use rechunk_contract::Availability;
+
+#[derive(Parser)]
+#[command(
+    name = "harness",
+    version,
+    about = "Measure group-rechunk backends: many small files in, verified Zarr v3 chunks out."
+)]
+struct Cli {
+    /// Where datasets and outputs live; every scenario path is relative to it.
+    #[arg(long, global = true, env = "HARNESS_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Where each run's results folder is created.
+    #[arg(
+        long,
+        global = true,
+        env = "HARNESS_RESULTS_DIR",
+        default_value = "results/runs"
+    )]
+    results_dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario: generate its dataset if needed, run every backend × repetition
+    /// in a fresh process, verify every output, write results.json, print a summary.
+    Run {
+        /// The scenario file; without one, the embedded quick scenario.
+        scenario: Option<PathBuf>,
+    },
+    /// Generate (or reuse) a scenario's dataset without running anything.
+    Gen {
+        scenario: PathBuf,
+        /// Regenerate even if a dataset with the same parameters exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Verify a Zarr output directory against the closed form of its values.
+    Verify {
+        /// The output directory (holding zarr.json).
+        output: PathBuf,
+        /// Check the values of at most this many chunks, a seeded random sample; 0 = all.
+        #[arg(long, default_value_t = 0)]
+        max_chunks: u64,
+    },
+    /// List the backends, their capabilities, and whether they can run here.
+    List,
+    /// One repetition in a child process (used by `run`).
+    #[command(name = "__rep", hide = true)]
+    Rep {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        backend: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dirs = Dirs {
+        data: cli.data_dir,
+        results: cli.results_dir,
+    };
+    match cli.command {
+        Cmd::Run { scenario } => run(scenario.as_deref(), &dirs),
+        Cmd::Gen { scenario, force } => {
+            let s = scenario::load(&scenario)?;
+            let root = dirs.data.join(&s.dataset.root);
+            let info = dataset::ensure(&s.dataset.params, &root, force)?;
+            if info.generated {
+                println!(
+                    "generated {} messages ({:.1} MB) at {} in {:.1} s: {:.0} messages/s",
+                    info.messages,
+                    info.bytes as f64 / 1e6,
+                    root.display(),
+                    info.generation_seconds,
+                    info.generation_rate
+                );
+            } else {
+                println!(
+                    "reused {} messages at {} (same parameters)",
+                    info.messages,
+                    root.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify { output, max_chunks } => {
+            let layout = verify::layout_from_zarr_json(&output)?;
+            let v = verify::verify(&layout, &output, max_chunks, 0);
+            println!(
+                "{}: {} of {} chunks present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
+                output.display(),
+                v.chunks_found,
+                v.chunks_expected,
+                v.chunks_checked,
+                if v.sampled { " (random sample)" } else { "" },
+                v.missing,
+                v.unexpected,
+                v.wrong_chunks,
+                v.seconds
+            );
+            for p in &v.problems {
+                println!("  {p}");
+            }
+            if v.ok {
+                println!("verified");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                anyhow::bail!(
+                    "verification failed: {}",
+                    v.problems.first().map_or("", |p| p.as_str())
+                )
+            }
+        }
+        Cmd::List => {
+            println!("| backend | byte ranges | parallel | needs io_uring | S3 | available here | what it is |");
+            println!("|---|---|---|---|---|---|---|");
+            for (b, info) in AnyBackend::all_default().iter().zip(ALL) {
+                let c = b.capabilities();
+                let yn = |x: bool| if x { "yes" } else { "no" };
+                let avail = match b.availability() {
+                    Availability::Available => "yes".to_string(),
+                    Availability::Unavailable(why) => format!("no: {why}"),
+                };
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    b.name(),
+                    yn(c.byte_ranges),
+                    yn(c.parallel),
+                    yn(c.needs_io_uring),
+                    yn(c.s3),
+                    avail,
+                    info.summary
+                );
+            }
+            let io = harness::machine::io_uring_status();
+            println!("\nio_uring on this machine: {}", io.detail);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rep {
+            run_dir,
+            backend,
+            out,
+        } => {
+            let ok = runner::child(&run_dir, backend, &dirs.data, &out)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn run(path: Option<&Path>, dirs: &Dirs) -> anyhow::Result<ExitCode> {
+    let s = match path {
+        Some(p) => scenario::load(p)?,
+        None => scenario::parse(
+            DEFAULT_SCENARIO,
+            "<embedded quick.toml>",
+            "quick",
+            Path::new("<embedded>"),
+        )?,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let (results, run_dir) = runner::run(&s, dirs, &interrupted)?;
+    println!(
+        "\n{} ({}):\n",
+        s.name,
+        run_dir.join("results.json").display()
+    );
+    print!("{}", results.summary_table());
+    let failed: Vec<String> = results
+        .repetitions
+        .iter()
+        .filter(|r| !r.counts)
+        .map(|r| {
+            let why = r.error.clone().unwrap_or_else(|| {
+                r.verification.as_ref().map_or("not verified".into(), |v| {
+                    format!(
+                        "verification failed: {}",
+                        v.problems.first().cloned().unwrap_or_default()
+                    )
+                })
+            });
+            format!("{} repetition {}: {why}", r.label, r.index + 1)
+        })
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} repetitions failed; first: {}",
+            failed.len(),
+            results.repetitions.len(),
+            failed[0]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -68,7 +68,7 @@ impl Fixture {
         let output_root = dir.path().join("out");
         fs::create_dir_all(&input_root).unwrap();
         fs::create_dir_all(&output_root).unwrap();
-        generate(&params, &input_root, &|_| {}).expect("the fixture dataset is written");
+        generate(&params, &input_root, &|_, _| {}).expect("the fixture dataset is written");
         Fixture {
             _dir: dir,
             params,

@@ -56,11 +56,11 @@ impl DatasetParams {
 }
 
 /// Writes every message of `params` under `root` (which must exist). `progress` is
-/// called with the number of messages just written, from any thread.
+/// called with the number of messages and bytes just written, from any thread.
 pub fn generate(
     params: &DatasetParams,
     root: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), String> {
     match params.layout {
         Layout::Files => generate_files(params, root, progress),
@@ -71,7 +71,7 @@ pub fn generate(
 fn generate_files(
     params: &DatasetParams,
     root: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), String> {
     // One task per variable directory: large enough to amortise the task, small
     // enough (one directory of `steps` files) to balance over the threads.
@@ -83,13 +83,15 @@ fn generate_files(
         |scratch, &(g, v)| {
             let dir = root.join(format!("g{g:05}/v{v:04}"));
             fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let mut bytes = 0;
             for s in 0..params.steps {
                 params.encode_into(g, v, s, scratch);
+                bytes += scratch.msg.len() as u64;
                 let path = root.join(DatasetParams::message_path(g, v, s));
                 fs::write(&path, &scratch.msg)
                     .map_err(|e| format!("{}: {}", path.display(), crate::output::io_detail(&e)))?;
             }
-            progress(params.steps as u64);
+            progress(params.steps as u64, bytes);
             Ok(())
         },
     )
@@ -98,7 +100,7 @@ fn generate_files(
 fn generate_container(
     params: &DatasetParams,
     root: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), String> {
     let per_group = params.variables as usize * params.steps as usize;
     for g in 0..params.groups {
@@ -124,13 +126,14 @@ fn generate_container(
                     },
                 )
                 .collect();
+            let before = offset;
             for (i, msg) in (start..end).zip(&batch) {
                 let (v, s) = params.item_vs(i);
                 file.write_all(msg).map_err(|e| fail(&path, e))?;
                 index.push_str(&format!("{v} {s} {offset} {}\n", msg.len()));
                 offset += msg.len() as u64;
             }
-            progress((end - start) as u64);
+            progress((end - start) as u64, offset - before);
         }
         file.flush().map_err(|e| fail(&path, e))?;
         fs::write(&idx_path, index).map_err(|e| fail(&idx_path, e))?;

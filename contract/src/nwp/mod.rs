@@ -169,7 +169,7 @@ mod tests {
     fn container_index_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = tiny(Layout::Container, Codec::Lz4);
-        generate::generate(&p, dir.path(), &|_| {}).unwrap();
+        generate::generate(&p, dir.path(), &|_, _| {}).unwrap();
         let groups = p.groups_at(dir.path()).unwrap();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[1].inputs.len(), 12);

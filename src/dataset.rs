@@ -1,0 +1,116 @@
+//! Generated datasets, cached: a manifest records the parameters a dataset was made
+//! with; a rerun with the same parameters reuses it, different ones regenerate it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use rechunk_contract::nwp::generate::generate;
+use rechunk_contract::nwp::{DatasetParams, Layout};
+use serde::{Deserialize, Serialize};
+
+use crate::progress;
+
+const MANIFEST: &str = "manifest.json";
+
+/// What `manifest.json` holds. Written last, after every message, so an interrupted
+/// generation is never mistaken for a complete one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    pub params: DatasetParams,
+    pub messages: u64,
+    pub bytes: u64,
+    pub generation_seconds: f64,
+    pub generated_by: String,
+}
+
+/// A dataset ready on disk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub root: PathBuf,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Whether this call generated it (false: reused from the cache).
+    pub generated: bool,
+    pub generation_seconds: f64,
+    /// Messages per second of the generation that made it.
+    pub generation_rate: f64,
+}
+
+/// Makes sure the dataset of `params` is at `root`, generating it if needed.
+pub fn ensure(params: &DatasetParams, root: &Path, force: bool) -> anyhow::Result<DatasetInfo> {
+    let manifest_path = root.join(MANIFEST);
+    if !force {
+        if let Some(m) = read_manifest(&manifest_path) {
+            if &m.params == params && looks_complete(params, root) {
+                return Ok(info(root, &m, false));
+            }
+        }
+    }
+    if root.exists() {
+        // The manifest goes first: from here on, the directory is not a complete dataset.
+        let _ = fs::remove_file(&manifest_path);
+        fs::remove_dir_all(root)
+            .with_context(|| format!("removing the stale dataset at {}", root.display()))?;
+    }
+    fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+
+    let total = params.messages();
+    let bar = progress::bar(total, "generating", "messages");
+    let done = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let start = Instant::now();
+    generate(params, root, &|n, b| {
+        bytes.fetch_add(b, Ordering::Relaxed);
+        bar.set_position(done.fetch_add(n, Ordering::Relaxed) + n);
+    })
+    .map_err(|e| anyhow::anyhow!("generating the dataset: {e}"))?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        format: "nwp-fields".to_string(),
+        format_version: 1,
+        params: params.clone(),
+        messages: total,
+        bytes: bytes.into_inner(),
+        generation_seconds: seconds,
+        generated_by: format!("harness {}", env!("CARGO_PKG_VERSION")),
+    };
+    let tmp = root.join(".manifest.json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)
+        .and_then(|_| fs::rename(&tmp, &manifest_path))
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
+    Ok(info(root, &manifest, true))
+}
+
+fn info(root: &Path, m: &Manifest, generated: bool) -> DatasetInfo {
+    DatasetInfo {
+        root: root.to_path_buf(),
+        messages: m.messages,
+        bytes: m.bytes,
+        generated,
+        generation_seconds: m.generation_seconds,
+        generation_rate: m.messages as f64 / m.generation_seconds.max(1e-9),
+    }
+}
+
+pub fn read_manifest(path: &Path) -> Option<Manifest> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A cheap check that a manifest's files are still there: the last file of each kind.
+fn looks_complete(p: &DatasetParams, root: &Path) -> bool {
+    let (g, v, s) = (p.groups - 1, p.variables - 1, p.steps - 1);
+    match p.layout {
+        Layout::Files => root.join(DatasetParams::message_path(g, v, s)).is_file(),
+        Layout::Container => {
+            root.join(DatasetParams::container_path(g)).is_file()
+                && root.join(DatasetParams::index_path(g)).is_file()
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The group-rechunk harness: scenario in, verified measurements out.
+//!
+//! # Layout
+//!
+//! - [`scenario`]: TOML into a raw form, validated into a checked [`scenario::Scenario`]
+//!   whose errors name file, line, column and key.
+//! - [`dataset`]: generation of the nwp-fields dataset, cached by a manifest.
+//! - [`backends`]: the registry of backends and their options.
+//! - [`runner`]: backend × repetition in fresh child processes, interleaved, with
+//!   the page cache prepared as asked ([`cache`]) and every output verified ([`verify`]).
+//! - [`results`]: `results.json`, the one source of every figure and table.
+//! - [`machine`]: what the run happened on.
+//!
+//! The workload, the backend trait and the formats live in `rechunk-contract`;
+//! the backends in `backends/`. This crate only drives them.
+
+pub mod backends;
+pub mod cache;
+pub mod dataset;
+pub mod machine;
+pub mod progress;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod verify;
+
+/// The scenario `harness run` uses when given none: small, under a minute.
+pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/quick.toml");

@@ -1,0 +1,201 @@
+//! `results.json`: the one source of truth of a run. Every field is documented here;
+//! reports and summaries are derived from it alone.
+
+use std::fmt::Write as _;
+
+use rechunk_contract::{CounterSnapshot, RunOutcome};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::CacheState;
+use crate::dataset::DatasetInfo;
+use crate::machine::Machine;
+use crate::scenario::Scenario;
+use crate::verify::Verification;
+
+/// Bumped whenever a field changes meaning or is removed.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    /// `harness` version, the git commit of its source, and whether that tree had
+    /// uncommitted changes.
+    pub harness_version: String,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    /// RFC 3339 times.
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The scenario as resolved (defaults filled in).
+    pub scenario: Scenario,
+    pub machine: Machine,
+    pub dataset: DatasetInfo,
+    /// Every repetition in the order run, warm-ups included (marked).
+    pub repetitions: Vec<Repetition>,
+}
+
+/// One run of one backend, in its own child process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Repetition {
+    /// The backend table's label and the backend's name.
+    pub label: String,
+    pub backend: String,
+    /// 0-based among this backend's measured repetitions (warm-ups count separately).
+    pub index: u32,
+    /// A warm-up: run but never counted.
+    pub warmup: bool,
+    /// The backend finished without error.
+    pub ok: bool,
+    pub error: Option<String>,
+    /// The run's figures count: it finished and its output was verified.
+    pub counts: bool,
+    pub measurement: Option<Measurement>,
+    pub cache: CacheState,
+    /// None when the backend failed (nothing to verify).
+    pub verification: Option<Verification>,
+}
+
+/// What the child process measured around `Backend::run` (building the job, e.g.
+/// reading container indexes, is outside the timed region).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub wall_seconds: f64,
+    /// CPU time of the whole child process during the run.
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    /// Peak resident set of the child process (includes the job description).
+    pub peak_rss_bytes: u64,
+    /// Most OS threads of the child process seen at once during the run (sampled
+    /// every 100 ms), not counting the harness's own sampling thread.
+    pub threads: u64,
+    /// Inputs decoded per second of wall time.
+    pub fields_per_second: f64,
+    /// Decoded field data (inputs × ny × nx × 4 bytes) per second, in MB (10^6).
+    pub decoded_mb_per_second: f64,
+    /// Input bytes read per second, in MB (10^6).
+    pub input_mb_per_second: f64,
+    pub counters: CounterSnapshot,
+    pub outcome: RunOutcome,
+}
+
+/// Per-backend figures over its counted repetitions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendSummary {
+    pub label: String,
+    pub runs: usize,
+    pub counted: usize,
+    pub median_fields_per_second: f64,
+    pub min_fields_per_second: f64,
+    pub max_fields_per_second: f64,
+    pub median_decoded_mb_per_second: f64,
+    pub peak_rss_bytes: u64,
+    pub verified: bool,
+}
+
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+impl Results {
+    pub fn summaries(&self) -> Vec<BackendSummary> {
+        self.scenario
+            .backends
+            .iter()
+            .map(|b| {
+                let runs: Vec<&Repetition> = self
+                    .repetitions
+                    .iter()
+                    .filter(|r| r.label == b.label && !r.warmup)
+                    .collect();
+                let counted: Vec<&Measurement> = runs
+                    .iter()
+                    .filter(|r| r.counts)
+                    .filter_map(|r| r.measurement.as_ref())
+                    .collect();
+                let fps: Vec<f64> = counted.iter().map(|m| m.fields_per_second).collect();
+                BackendSummary {
+                    label: b.label.clone(),
+                    runs: runs.len(),
+                    counted: counted.len(),
+                    median_fields_per_second: median(fps.clone()),
+                    min_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::min),
+                    max_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::max),
+                    median_decoded_mb_per_second: median(
+                        counted.iter().map(|m| m.decoded_mb_per_second).collect(),
+                    ),
+                    peak_rss_bytes: runs
+                        .iter()
+                        .filter_map(|r| r.measurement.as_ref())
+                        .map(|m| m.peak_rss_bytes)
+                        .max()
+                        .unwrap_or(0),
+                    verified: !runs.is_empty() && runs.iter().all(|r| r.counts),
+                }
+            })
+            .collect()
+    }
+
+    /// The summary table printed at the end of a run (markdown).
+    pub fn summary_table(&self) -> String {
+        let summaries = self.summaries();
+        let baseline = summaries
+            .iter()
+            .find(|s| {
+                self.scenario
+                    .backends
+                    .iter()
+                    .any(|b| b.label == s.label && b.name == "sequential")
+            })
+            .map(|s| s.median_fields_per_second);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| backend | fields/s (median) | MB/s decoded | min – max fields/s | × sequential | peak RSS | verified |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
+        for s in &summaries {
+            let ratio = match baseline {
+                Some(b) if b.is_finite() && s.median_fields_per_second.is_finite() => {
+                    format!("{:.2}", s.median_fields_per_second / b)
+                }
+                _ => "–".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} – {} | {} | {:.1} MiB | {} |",
+                s.label,
+                fmt_num(s.median_fields_per_second),
+                fmt_num(s.median_decoded_mb_per_second),
+                fmt_num(s.min_fields_per_second),
+                fmt_num(s.max_fields_per_second),
+                ratio,
+                s.peak_rss_bytes as f64 / (1 << 20) as f64,
+                if s.verified {
+                    format!("yes ({}/{})", s.counted, s.runs)
+                } else {
+                    format!("NO ({}/{} verified)", s.counted, s.runs)
+                },
+            );
+        }
+        out
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        "–".to_string()
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}

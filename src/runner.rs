@@ -1,0 +1,341 @@
+//! The runner: generates the dataset, then runs every backend × repetition in a fresh
+//! child process of this binary, interleaved (A B A B …) so that drift on a shared
+//! machine hits every backend alike, verifies each output, and rewrites
+//! `results.json` after every repetition so that a crash keeps what was done.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rechunk_contract::nwp::workload::NwpWorkload;
+use rechunk_contract::nwp::zarr::ArrayLayout;
+use rechunk_contract::{Cancel, Counters, Job, Stage};
+use serde::{Deserialize, Serialize};
+
+use crate::backends::AnyBackend;
+use crate::cache::{self, CacheState};
+use crate::results::{Measurement, Repetition, Results, SCHEMA_VERSION};
+use crate::scenario::{CacheMode, Scenario};
+use crate::{dataset, machine, progress, verify};
+
+/// Where data and results live.
+#[derive(Clone, Debug)]
+pub struct Dirs {
+    /// Datasets and outputs; every scenario path is relative to it.
+    pub data: PathBuf,
+    /// One folder per run of a scenario.
+    pub results: PathBuf,
+}
+
+/// How many input files the residency check samples.
+const RESIDENCY_SAMPLE: usize = 256;
+
+/// What the child process reports to the parent.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildReport {
+    error: Option<String>,
+    measurement: Option<Measurement>,
+}
+
+/// Runs a scenario; returns the results and the folder they were written to.
+pub fn run(
+    scenario: &Scenario,
+    dirs: &Dirs,
+    interrupted: &Arc<AtomicBool>,
+) -> anyhow::Result<(Results, PathBuf)> {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    let run_dir = dirs.results.join(format!("{stamp}-{}", scenario.name));
+    fs::create_dir_all(run_dir.join("reps"))
+        .with_context(|| format!("creating {}", run_dir.display()))?;
+    let scenario_json = run_dir.join("scenario.json");
+    fs::write(&scenario_json, serde_json::to_vec_pretty(scenario)?)?;
+
+    let input_root = dirs.data.join(&scenario.dataset.root);
+    let output_root = dirs.data.join(&scenario.output.root);
+    eprintln!("dataset {}", input_root.display());
+    let dataset = dataset::ensure(&scenario.dataset.params, &input_root, false)?;
+    if dataset.generated {
+        eprintln!(
+            "  generated {} messages ({:.1} MB) in {:.1} s: {:.0} messages/s",
+            dataset.messages,
+            dataset.bytes as f64 / 1e6,
+            dataset.generation_seconds,
+            dataset.generation_rate
+        );
+    } else {
+        eprintln!(
+            "  reused ({} messages, {:.1} MB)",
+            dataset.messages,
+            dataset.bytes as f64 / 1e6
+        );
+    }
+
+    let (git_commit, git_dirty) = machine::git_commit();
+    let mut results = Results {
+        schema_version: SCHEMA_VERSION,
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit,
+        git_dirty,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        finished_at: None,
+        scenario: scenario.clone(),
+        machine: machine::probe(&dirs.data),
+        dataset,
+        repetitions: Vec::new(),
+    };
+    let results_path = run_dir.join("results.json");
+    let save = |r: &Results| -> anyhow::Result<()> {
+        let tmp = run_dir.join(".results.json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(r)?)?;
+        fs::rename(&tmp, &results_path)
+            .with_context(|| format!("writing {}", results_path.display()))
+    };
+    save(&results)?;
+
+    let files = cache::input_files(&scenario.dataset.params, &input_root);
+    let mut warmed_files = 0;
+    if scenario.run.cache == CacheMode::Warm {
+        warmed_files = cache::warm(&files)?;
+    }
+
+    // Warm-ups first, then the measured repetitions interleaved across backends.
+    let mut schedule = Vec::new();
+    for w in 0..scenario.run.warmup {
+        for b in 0..scenario.backends.len() {
+            schedule.push((b, w, true));
+        }
+    }
+    for rep in 0..scenario.run.repetitions {
+        for b in 0..scenario.backends.len() {
+            schedule.push((b, rep, false));
+        }
+    }
+    let layout = ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params);
+    for (step, &(b, index, warmup)) in schedule.iter().enumerate() {
+        if interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted; partial results in {}", results_path.display());
+        }
+        let spec = &scenario.backends[b];
+        eprintln!(
+            "[{}/{}] {}{} repetition {}",
+            step + 1,
+            schedule.len(),
+            spec.label,
+            if warmup { " warm-up" } else { "" },
+            index + 1
+        );
+        if output_root.exists() {
+            fs::remove_dir_all(&output_root)
+                .with_context(|| format!("emptying the output store {}", output_root.display()))?;
+        }
+        fs::create_dir_all(&output_root)
+            .with_context(|| format!("creating {}", output_root.display()))?;
+
+        let mut cache_state = CacheState {
+            requested: scenario.run.cache,
+            fadvise_files: 0,
+            warmed_files: if step == 0 { warmed_files } else { 0 },
+            dropped_page_cache: false,
+            sampled_files: 0,
+            resident_fraction: 0.0,
+        };
+        if scenario.run.cache == CacheMode::Cold {
+            let (advised, dropped) = cache::evict(&files, scenario.run.drop_caches)?;
+            cache_state.fadvise_files = advised;
+            cache_state.dropped_page_cache = dropped;
+        }
+        let (sampled, resident) = cache::resident_fraction(&files, RESIDENCY_SAMPLE);
+        cache_state.sampled_files = sampled;
+        cache_state.resident_fraction = resident;
+
+        let rep_file = run_dir.join("reps").join(format!(
+            "{}-{}{}.json",
+            spec.label,
+            if warmup { "warmup-" } else { "" },
+            index
+        ));
+        let status = Command::new(std::env::current_exe()?)
+            .arg("__rep")
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .arg("--backend")
+            .arg(b.to_string())
+            .arg("--data-dir")
+            .arg(&dirs.data)
+            .arg("--out")
+            .arg(&rep_file)
+            .status()
+            .context("starting the repetition's child process")?;
+        let report: Option<ChildReport> = fs::read(&rep_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let (error, measurement) = match report {
+            Some(r) => (r.error, r.measurement),
+            None => (
+                Some(format!(
+                    "the child process died ({status}) without a report"
+                )),
+                None,
+            ),
+        };
+        let ok = error.is_none() && status.success();
+        let verification = ok.then(|| {
+            verify::verify(
+                &layout,
+                &output_root,
+                scenario.run.verify_max_chunks,
+                index as u64,
+            )
+        });
+        let counts = verification.as_ref().is_some_and(|v| v.ok);
+        match (&error, &verification, &measurement) {
+            (Some(e), _, _) => eprintln!("  FAILED: {e}"),
+            (None, Some(v), Some(m)) => eprintln!(
+                "  {:.0} fields/s, {:.2} s wall, verified {}",
+                m.fields_per_second,
+                m.wall_seconds,
+                if v.ok {
+                    format!(
+                        "ok ({} of {} chunks checked)",
+                        v.chunks_checked, v.chunks_expected
+                    )
+                } else {
+                    format!("FAILED: {}", v.problems.join("; "))
+                }
+            ),
+            _ => {}
+        }
+        results.repetitions.push(Repetition {
+            label: spec.label.clone(),
+            backend: spec.name.clone(),
+            index,
+            warmup,
+            ok,
+            error,
+            counts,
+            measurement,
+            cache: cache_state,
+            verification,
+        });
+        save(&results)?;
+    }
+    results.finished_at = Some(chrono::Utc::now().to_rfc3339());
+    save(&results)?;
+    Ok((results, run_dir))
+}
+
+/// The child side of one repetition: build the job, run the backend, measure, and
+/// write the report. Returns whether the backend succeeded.
+pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> anyhow::Result<bool> {
+    let scenario: Scenario = serde_json::from_slice(&fs::read(run_dir.join("scenario.json"))?)?;
+    let spec = scenario
+        .backends
+        .get(backend)
+        .with_context(|| format!("no backend #{backend} in the scenario"))?;
+    let params = &scenario.dataset.params;
+    let input_root = data_dir.join(&scenario.dataset.root);
+    let job = Job {
+        groups: params
+            .groups_at(&input_root)
+            .map_err(|e| anyhow::anyhow!(e))?,
+        input_root,
+        output_root: data_dir.join(&scenario.output.root),
+        limits: spec.limits,
+        overlap_groups: scenario.run.overlap_groups,
+    };
+    let workload = NwpWorkload::new(params.clone(), scenario.output.params);
+    let backend_impl = AnyBackend::build(spec)?;
+
+    let cancel = Cancel::new();
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C while cancelling falls through to the default (exit).
+        let _ = ctrlc::set_handler(move || cancel.cancel());
+    }
+    let counters = Counters::new();
+    let total = job.input_count() as u64;
+    let done = AtomicBool::new(false);
+    let usage_before = rusage();
+    let start = Instant::now();
+    let (result, threads) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let bar = progress::bar(
+                total,
+                &format!("{} {}", scenario.name, spec.label),
+                "fields",
+            );
+            let mut max_threads = 0;
+            while !done.load(Ordering::Acquire) {
+                max_threads = max_threads.max(thread_count());
+                bar.set_position(counters.items(Stage::Reduce));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+            max_threads
+        });
+        let r = backend_impl.run(&job, &workload, &counters, &cancel);
+        done.store(true, Ordering::Release);
+        let mut threads = sampler.join().unwrap_or(0);
+        threads = threads.max(thread_count());
+        (r, threads.saturating_sub(1))
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let usage_after = rusage();
+
+    let report = match result {
+        Ok(outcome) => {
+            let inputs = outcome.inputs as f64;
+            ChildReport {
+                error: None,
+                measurement: Some(Measurement {
+                    wall_seconds: wall,
+                    user_seconds: usage_after.0 - usage_before.0,
+                    system_seconds: usage_after.1 - usage_before.1,
+                    peak_rss_bytes: usage_after.2,
+                    threads,
+                    fields_per_second: inputs / wall,
+                    decoded_mb_per_second: inputs * params.field_bytes() as f64 / wall / 1e6,
+                    input_mb_per_second: outcome.input_bytes as f64 / wall / 1e6,
+                    counters: counters.snapshot(),
+                    outcome,
+                }),
+            }
+        }
+        Err(e) => ChildReport {
+            error: Some(e.to_string()),
+            measurement: None,
+        },
+    };
+    let ok = report.error.is_none();
+    fs::write(out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(ok)
+}
+
+/// (user seconds, system seconds, peak RSS bytes) of this process.
+fn rusage() -> (f64, f64, u64) {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        secs(u.ru_utime),
+        secs(u.ru_stime),
+        u.ru_maxrss as u64 * 1024,
+    )
+}
+
+fn thread_count() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

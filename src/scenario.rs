@@ -1,0 +1,631 @@
+//! Scenario files: TOML parsed into a raw form, then validated into a checked
+//! [`Scenario`]. Every error names the file, line, column and key, and the valid
+//! choices where there is a fixed set.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use rechunk_contract::nwp::zarr::OutputParams;
+use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
+use rechunk_contract::Limits;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::backends::{self, OptionKind};
+
+/// A scenario error, pointing into the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Whether the page cache is kept or emptied before each repetition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// The dataset is read once before the first repetition and left in the cache.
+    Warm,
+    /// The dataset's pages are evicted before every repetition.
+    Cold,
+}
+
+/// A validated scenario. Serialized as-is into `scenario.json` and `results.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub dataset: DatasetSpec,
+    pub output: OutputSpec,
+    pub run: RunSpec,
+    pub backends: Vec<BackendSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSpec {
+    pub params: DatasetParams,
+    /// Relative to the data directory.
+    pub root: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub params: OutputParams,
+    /// Relative to the data directory; emptied before every repetition.
+    pub root: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub repetitions: u32,
+    /// Repetitions per backend run before the measured ones and not counted.
+    pub warmup: u32,
+    pub cache: CacheMode,
+    /// Cold runs as root: also drop the whole page cache (not only the dataset's pages).
+    pub drop_caches: bool,
+    pub overlap_groups: bool,
+    /// Chunks whose values are checked per repetition; all of them when there are at
+    /// most this many, a seeded random sample of this many otherwise. 0: all.
+    pub verify_max_chunks: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendSpec {
+    /// Unique within the scenario; defaults to the name.
+    pub label: String,
+    /// Which backend.
+    pub name: String,
+    pub limits: Limits,
+    /// Backend-specific options, validated against the backend's own table.
+    pub options: BTreeMap<String, serde_json::Value>,
+}
+
+// ---------------------------------------------------------------- raw form
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    dataset: RawDataset,
+    #[serde(default)]
+    output: RawOutput,
+    #[serde(default)]
+    run: RawRun,
+    #[serde(default)]
+    backend: Vec<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    layout: Option<Layout>,
+    groups: Spanned<u32>,
+    variables: Spanned<u32>,
+    steps: Spanned<u32>,
+    ny: Spanned<u32>,
+    nx: Spanned<u32>,
+    codec: Option<Codec>,
+    zstd_level: Option<Spanned<i32>>,
+    noise_bits: Option<Spanned<u32>>,
+    seed: Option<u64>,
+    root: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    root: Option<Spanned<String>>,
+    cy: Option<Spanned<u32>>,
+    cx: Option<Spanned<u32>>,
+    zstd_level: Option<Spanned<i32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    repetitions: Option<Spanned<u32>>,
+    warmup: Option<u32>,
+    cache: Option<CacheMode>,
+    drop_caches: Option<bool>,
+    overlap_groups: Option<bool>,
+    verify_max_chunks: Option<u64>,
+}
+
+// ---------------------------------------------------------------- validation
+
+struct Ctx<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        let (line, column) = line_col(self.text, span.start);
+        ScenarioError {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, anyhow::Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(parse(&text, &path.display().to_string(), &stem, path)?)
+}
+
+/// Parses scenario text; `file` names it in errors and `default_name` names the
+/// scenario when it has no `name` key.
+pub fn parse(
+    text: &str,
+    file: &str,
+    default_name: &str,
+    source: &Path,
+) -> Result<Scenario, ScenarioError> {
+    let ctx = Ctx {
+        file: file.to_string(),
+        text,
+    };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        ctx.err(span, e.message().trim().to_string())
+    })?;
+
+    let name = match &raw.name {
+        Some(n) => {
+            check_name(n.get_ref()).map_err(|m| ctx.err(n.span(), format!("name: {m}")))?;
+            n.get_ref().clone()
+        }
+        None => {
+            check_name(default_name).map_err(|m| {
+                ctx.err(
+                    0..0,
+                    format!("the file name makes the scenario name, and {m}; set `name`"),
+                )
+            })?;
+            default_name.to_string()
+        }
+    };
+
+    let d = &raw.dataset;
+    let positive = |v: &Spanned<u32>, key: &str| -> Result<u32, ScenarioError> {
+        if *v.get_ref() == 0 {
+            Err(ctx.err(v.span(), format!("{key} must be at least 1")))
+        } else {
+            Ok(*v.get_ref())
+        }
+    };
+    let groups = positive(&d.groups, "[dataset] groups")?;
+    let variables = positive(&d.variables, "[dataset] variables")?;
+    let steps = positive(&d.steps, "[dataset] steps")?;
+    let ny = positive(&d.ny, "[dataset] ny")?;
+    let nx = positive(&d.nx, "[dataset] nx")?;
+    let noise_bits = match &d.noise_bits {
+        Some(b) if *b.get_ref() > 8 => {
+            return Err(ctx.err(b.span(), "[dataset] noise_bits must be 0 to 8"))
+        }
+        Some(b) => *b.get_ref(),
+        None => 4,
+    };
+    let zstd_level = |v: &Option<Spanned<i32>>, key: &str| -> Result<i32, ScenarioError> {
+        match v {
+            Some(l) if !(1..=22).contains(l.get_ref()) => {
+                Err(ctx.err(l.span(), format!("{key} must be 1 to 22")))
+            }
+            Some(l) => Ok(*l.get_ref()),
+            None => Ok(1),
+        }
+    };
+    let params = DatasetParams {
+        layout: d.layout.unwrap_or(Layout::Files),
+        groups,
+        variables,
+        steps,
+        ny,
+        nx,
+        codec: d.codec.unwrap_or(Codec::Zstd),
+        zstd_level: zstd_level(&d.zstd_level, "[dataset] zstd_level")?,
+        noise_bits,
+        seed: d.seed.unwrap_or(1),
+    };
+    let dataset_root = relative_root(&ctx, &d.root, "[dataset] root", &format!("datasets/{name}"))?;
+
+    let o = &raw.output;
+    let chunk = |v: &Option<Spanned<u32>>, key: &str, full: u32| -> Result<u32, ScenarioError> {
+        match v {
+            Some(c) if *c.get_ref() == 0 || *c.get_ref() > full => Err(ctx.err(
+                c.span(),
+                format!("{key} must be 1 to {full} (the field's extent)"),
+            )),
+            Some(c) => Ok(*c.get_ref()),
+            None => Ok(full),
+        }
+    };
+    let output = OutputParams {
+        cy: chunk(&o.cy, "[output] cy", ny)?,
+        cx: chunk(&o.cx, "[output] cx", nx)?,
+        zstd_level: zstd_level(&o.zstd_level, "[output] zstd_level")?,
+    };
+    let output_root = relative_root(&ctx, &o.root, "[output] root", &format!("outputs/{name}"))?;
+    if output_root.starts_with(&dataset_root) || dataset_root.starts_with(&output_root) {
+        let span = o.root.as_ref().map_or(0..0, |r| r.span());
+        return Err(ctx.err(
+            span,
+            "[output] root must not contain or lie inside [dataset] root: it is emptied before every repetition",
+        ));
+    }
+
+    let r = &raw.run;
+    let repetitions = match &r.repetitions {
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(n.span(), "[run] repetitions must be at least 1"))
+        }
+        Some(n) => *n.get_ref(),
+        None => 3,
+    };
+    let run = RunSpec {
+        repetitions,
+        warmup: r.warmup.unwrap_or(0),
+        cache: r.cache.unwrap_or(CacheMode::Warm),
+        drop_caches: r.drop_caches.unwrap_or(false),
+        overlap_groups: r.overlap_groups.unwrap_or(false),
+        verify_max_chunks: r.verify_max_chunks.unwrap_or(2048),
+    };
+
+    if raw.backend.is_empty() {
+        return Err(ctx.err(
+            text.len()..text.len(),
+            format!(
+                "no [[backend]] table: name at least one of {}",
+                backends::names().join(", ")
+            ),
+        ));
+    }
+    let mut backends_out: Vec<BackendSpec> = Vec::new();
+    for table in &raw.backend {
+        let spec = backend_spec(&ctx, table)?;
+        if backends_out.iter().any(|b| b.label == spec.label) {
+            return Err(ctx.err(
+                table.span(),
+                format!(
+                    "[[backend]] label `{}` is used twice: give each table its own `label`",
+                    spec.label
+                ),
+            ));
+        }
+        backends_out.push(spec);
+    }
+
+    Ok(Scenario {
+        name,
+        description: raw.description.clone().unwrap_or_default(),
+        source: source.to_path_buf(),
+        dataset: DatasetSpec {
+            params,
+            root: dataset_root,
+        },
+        output: OutputSpec {
+            params: output,
+            root: output_root,
+        },
+        run,
+        backends: backends_out,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name (1 to 64 of A-Z, a-z, 0-9, - and _)"
+        ))
+    }
+}
+
+/// A path inside the data directory: relative, no `..`, not empty.
+fn relative_root(
+    ctx: &Ctx,
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+) -> Result<PathBuf, ScenarioError> {
+    let Some(v) = value else {
+        return Ok(PathBuf::from(default));
+    };
+    let path = Path::new(v.get_ref());
+    let inside = !v.get_ref().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)));
+    if !inside {
+        return Err(ctx.err(
+            v.span(),
+            format!(
+                "{key} `{}` is outside the data directory: give a relative path without `..`",
+                v.get_ref()
+            ),
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// The shared keys every `[[backend]]` table may have.
+const SHARED_KEYS: [&str; 5] = [
+    "name",
+    "label",
+    "cpu_threads",
+    "io_in_flight",
+    "bytes_in_flight",
+];
+
+fn backend_spec(
+    ctx: &Ctx,
+    table: &Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+) -> Result<BackendSpec, ScenarioError> {
+    let get = |key: &str| table.get_ref().iter().find(|(k, _)| k.get_ref() == key);
+    let Some((_, name_value)) = get("name") else {
+        return Err(ctx.err(
+            table.span(),
+            format!(
+                "[[backend]] needs `name`, one of {}",
+                backends::names().join(", ")
+            ),
+        ));
+    };
+    let name = match name_value.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        _ => return Err(ctx.err(name_value.span(), "[[backend]] name must be a string")),
+    };
+    let Some(info) = backends::find(&name) else {
+        return Err(ctx.err(
+            name_value.span(),
+            format!(
+                "[[backend]] name: unknown backend `{name}`, expected one of {}",
+                backends::names().join(", ")
+            ),
+        ));
+    };
+    let label = match get("label") {
+        Some((_, v)) => match v.get_ref() {
+            toml::Value::String(s) => {
+                check_name(s).map_err(|m| ctx.err(v.span(), format!("[[backend]] label: {m}")))?;
+                s.clone()
+            }
+            _ => return Err(ctx.err(v.span(), "[[backend]] label must be a string")),
+        },
+        None => name.clone(),
+    };
+    let int = |key: &str, default: u64, min: u64| -> Result<u64, ScenarioError> {
+        match get(key) {
+            None => Ok(default),
+            Some((_, v)) => match v.get_ref() {
+                toml::Value::Integer(i) if *i >= min as i64 => Ok(*i as u64),
+                _ => Err(ctx.err(
+                    v.span(),
+                    format!("[[backend]] {key} must be an integer of at least {min}"),
+                )),
+            },
+        }
+    };
+    let cpu_threads = int("cpu_threads", crate::machine::cores() as u64, 1)? as usize;
+    let io_in_flight = int("io_in_flight", 64, 1)? as usize;
+    let bytes_in_flight = match get("bytes_in_flight") {
+        None => 256 << 20,
+        Some((_, v)) => parse_bytes(v.get_ref())
+            .map_err(|m| ctx.err(v.span(), format!("[[backend]] bytes_in_flight: {m}")))?,
+    };
+
+    let mut options = BTreeMap::new();
+    for (key, value) in table.get_ref() {
+        let k = key.get_ref().as_str();
+        if SHARED_KEYS.contains(&k) {
+            continue;
+        }
+        let Some(opt) = info.options.iter().find(|o| o.key == k) else {
+            let mut valid: Vec<&str> = SHARED_KEYS.to_vec();
+            valid.extend(info.options.iter().map(|o| o.key));
+            return Err(ctx.err(
+                key.span(),
+                format!(
+                    "[[backend]] {name}: unknown key `{k}`, expected one of {}",
+                    valid.join(", ")
+                ),
+            ));
+        };
+        let parsed = match (&opt.kind, value.get_ref()) {
+            (OptionKind::Bool, toml::Value::Boolean(b)) => serde_json::Value::from(*b),
+            (OptionKind::Choice(choices), toml::Value::String(s))
+                if choices.contains(&s.as_str()) =>
+            {
+                serde_json::Value::from(s.clone())
+            }
+            (OptionKind::Int { min, max }, toml::Value::Integer(i))
+                if (*min..=*max).contains(i) =>
+            {
+                serde_json::Value::from(*i)
+            }
+            (kind, _) => {
+                return Err(ctx.err(
+                    value.span(),
+                    format!("[[backend]] {name}: {k} must be {}", kind.describe()),
+                ))
+            }
+        };
+        options.insert(k.to_string(), parsed);
+    }
+    Ok(BackendSpec {
+        label,
+        name,
+        limits: Limits {
+            cpu_threads,
+            io_in_flight,
+            bytes_in_flight,
+        },
+        options,
+    })
+}
+
+/// A byte count: an integer, or a string like "256 MiB" (B, KiB, MiB, GiB, KB, MB, GB).
+fn parse_bytes(value: &toml::Value) -> Result<u64, String> {
+    const HELP: &str =
+        "expected an integer or a size like \"256 MiB\" (B, KiB, MiB, GiB, KB, MB, GB)";
+    match value {
+        toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: u64 = num.parse().map_err(|_| HELP.to_string())?;
+            let mult: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                "KB" => 1_000,
+                "MB" => 1_000_000,
+                "GB" => 1_000_000_000,
+                _ => return Err(HELP.to_string()),
+            };
+            n.checked_mul(mult)
+                .filter(|&b| b > 0)
+                .ok_or_else(|| HELP.to_string())
+        }
+        _ => Err(HELP.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[dataset]
+groups = 1
+variables = 2
+steps = 3
+ny = 8
+nx = 8
+
+[[backend]]
+name = "sequential"
+"#;
+
+    fn parse_err(text: &str) -> String {
+        parse(text, "s.toml", "s", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = parse(GOOD, "s.toml", "quick", Path::new("s.toml")).unwrap();
+        assert_eq!(s.name, "quick");
+        assert_eq!(s.dataset.root, PathBuf::from("datasets/quick"));
+        assert_eq!(s.output.root, PathBuf::from("outputs/quick"));
+        assert_eq!(s.output.params.cy, 8);
+        assert_eq!(s.run.repetitions, 3);
+        assert_eq!(s.backends[0].label, "sequential");
+        assert_eq!(s.backends[0].limits.bytes_in_flight, 256 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_choices() {
+        let text = GOOD.replace("nx = 8\n", "nx = 8\ncolour = 3\n");
+        let e = parse_err(&text);
+        assert!(e.starts_with("s.toml:8:1:"), "{e}");
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        assert!(e.contains("groups"), "{e}");
+    }
+
+    #[test]
+    fn bad_choice_lists_the_valid_ones() {
+        let e = parse_err(&format!("{GOOD}\n[run]\ncache = \"hot\"\n"));
+        assert!(e.starts_with("s.toml:14:9:"), "{e}");
+        assert!(e.contains("`warm`") && e.contains("`cold`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let e = parse_err(&GOOD.replace("steps = 3", "steps = 0"));
+        assert!(
+            e.starts_with("s.toml:5:9: [dataset] steps must be at least 1"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}\n[output]\ncy = 9\n"));
+        assert!(
+            e.starts_with("s.toml:14:6: [output] cy must be 1 to 8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_backend_and_backend_key() {
+        let e = parse_err(&GOOD.replace("\"sequential\"", "\"warp-drive\""));
+        assert!(e.starts_with("s.toml:11:8:"), "{e}");
+        assert!(
+            e.contains("unknown backend `warp-drive`, expected one of sequential"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}queue_depth = 4\n"));
+        assert!(e.starts_with("s.toml:12:1:"), "{e}");
+        assert!(e.contains("unknown key `queue_depth`"), "{e}");
+        let e = parse_err(&format!("{GOOD}bytes_in_flight = \"12 parsecs\"\n"));
+        assert!(
+            e.contains("bytes_in_flight: expected an integer or a size"),
+            "{e}"
+        );
+        let s = parse(
+            &format!("{GOOD}bytes_in_flight = \"3 MiB\"\n"),
+            "s",
+            "s",
+            Path::new("s"),
+        );
+        assert_eq!(s.unwrap().backends[0].limits.bytes_in_flight, 3 << 20);
+    }
+
+    #[test]
+    fn paths_outside_the_data_directory_are_refused() {
+        for root in ["../../etc", "/etc", "a/../../b", ""] {
+            let text = GOOD.replace("nx = 8\n", &format!("nx = 8\nroot = \"{root}\"\n"));
+            let e = parse_err(&text);
+            assert!(e.starts_with("s.toml:8:8:"), "{root}: {e}");
+            assert!(e.contains("outside the data directory"), "{e}");
+        }
+        let e = parse_err(&format!("{GOOD}\n[output]\nroot = \"datasets/s/out\"\n"));
+        assert!(e.contains("must not contain or lie inside"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_labels_are_refused() {
+        let e = parse_err(&format!("{GOOD}\n[[backend]]\nname = \"sequential\"\n"));
+        assert!(e.contains("label `sequential` is used twice"), "{e}");
+    }
+}

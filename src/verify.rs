@@ -1,0 +1,294 @@
+//! Verification of a Zarr output against the closed form of the dataset's values.
+//!
+//! Every expected chunk must exist, nothing unexpected may exist (a leftover
+//! temporary file counts), `zarr.json` must describe the expected array, and the
+//! values of every chunk (or of a stated, seeded random sample of them) must equal
+//! the closed form exactly.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use rayon::prelude::*;
+use rechunk_contract::nwp::values::splitmix64;
+use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
+use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
+use serde::{Deserialize, Serialize};
+
+/// Problems listed per kind at most; the counts are always complete.
+const MAX_LISTED: usize = 10;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub ok: bool,
+    pub chunks_expected: u64,
+    pub chunks_found: u64,
+    pub missing: u64,
+    pub unexpected: u64,
+    /// Chunks whose values were decoded and compared.
+    pub chunks_checked: u64,
+    /// Whether `chunks_checked` is a random sample rather than all of them.
+    pub sampled: bool,
+    pub wrong_chunks: u64,
+    /// The first problems found, in words.
+    pub problems: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Verifies the output at `root` for `layout`. `max_chunks` = 0 checks every chunk.
+pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> Verification {
+    let start = Instant::now();
+    let mut v = Verification {
+        chunks_expected: layout.total_chunks(),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+
+    match fs::read(root.join("zarr.json")) {
+        Err(e) => problems.push(format!("zarr.json: {e}")),
+        Ok(bytes) => {
+            let found: Result<serde_json::Value, _> = serde_json::from_slice(&bytes);
+            let expected: serde_json::Value = serde_json::from_str(&layout.zarr_json()).unwrap();
+            match found {
+                Ok(found) if found == expected => {}
+                Ok(_) => problems.push("zarr.json does not describe the expected array".into()),
+                Err(e) => problems.push(format!("zarr.json is not JSON: {e}")),
+            }
+        }
+    }
+
+    let mut found = HashSet::new();
+    let mut unexpected = Vec::new();
+    list(root, root, layout, &mut found, &mut unexpected);
+    v.chunks_found = found.len() as u64;
+    v.unexpected = unexpected.len() as u64;
+    for key in unexpected.iter().take(MAX_LISTED) {
+        problems.push(format!("unexpected file {key}"));
+    }
+
+    let (ncy, ncx) = layout.chunk_grid();
+    let d = &layout.dataset;
+    let all: Vec<(u32, u32, u32, u32)> = (0..d.groups)
+        .flat_map(|g| (0..d.variables).map(move |v| (g, v)))
+        .flat_map(|(g, v)| (0..ncy).flat_map(move |iy| (0..ncx).map(move |ix| (g, v, iy, ix))))
+        .collect();
+    let missing: Vec<_> = all.iter().filter(|c| !found.contains(*c)).collect();
+    v.missing = missing.len() as u64;
+    for &&(g, vv, iy, ix) in missing.iter().take(MAX_LISTED) {
+        problems.push(format!(
+            "missing chunk {}",
+            ArrayLayout::chunk_key(g, vv, iy, ix)
+        ));
+    }
+
+    let present: Vec<_> = all.into_iter().filter(|c| found.contains(c)).collect();
+    let to_check = if max_chunks == 0 || present.len() as u64 <= max_chunks {
+        present
+    } else {
+        v.sampled = true;
+        sample(present, max_chunks as usize, seed)
+    };
+    v.chunks_checked = to_check.len() as u64;
+    let wrong: Vec<String> = to_check
+        .par_iter()
+        .filter_map(|&(g, vv, iy, ix)| check_chunk(layout, root, g, vv, iy, ix).err())
+        .collect();
+    v.wrong_chunks = wrong.len() as u64;
+    problems.extend(wrong.into_iter().take(MAX_LISTED));
+
+    v.ok = problems.is_empty();
+    v.problems = problems;
+    v.seconds = start.elapsed().as_secs_f64();
+    v
+}
+
+/// A seeded partial Fisher-Yates shuffle: the same seed picks the same chunks.
+fn sample<T>(mut items: Vec<T>, n: usize, seed: u64) -> Vec<T> {
+    for i in 0..n {
+        let j = i + (splitmix64(seed.wrapping_add(i as u64)) % (items.len() - i) as u64) as usize;
+        items.swap(i, j);
+    }
+    items.truncate(n);
+    items
+}
+
+fn list(
+    root: &Path,
+    dir: &Path,
+    layout: &ArrayLayout,
+    found: &mut HashSet<(u32, u32, u32, u32)>,
+    unexpected: &mut Vec<String>,
+) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let key = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            list(root, &path, layout, found, unexpected);
+        } else if key == "zarr.json" {
+        } else if let Some(c) = layout.parse_chunk_key(&key) {
+            found.insert(c);
+        } else {
+            unexpected.push(key);
+        }
+    }
+}
+
+fn check_chunk(
+    layout: &ArrayLayout,
+    root: &Path,
+    g: u32,
+    v: u32,
+    iy: u32,
+    ix: u32,
+) -> Result<(), String> {
+    let key = ArrayLayout::chunk_key(g, v, iy, ix);
+    let bytes = fs::read(root.join(&key)).map_err(|e| format!("{key}: {e}"))?;
+    let values = layout
+        .decode_chunk(&bytes)
+        .map_err(|e| format!("{key}: {e}"))?;
+    let expected = layout.expected_chunk(g, v, iy, ix);
+    if let Some(i) = (0..values.len()).find(|&i| values[i].to_bits() != expected[i].to_bits()) {
+        let (cy, cx) = (layout.output.cy as usize, layout.output.cx as usize);
+        let (s, y, x) = (i / (cy * cx), i / cx % cy, i % cx);
+        return Err(format!(
+            "{key}: value at step {s}, y {}, x {} is {}, expected {}",
+            iy as usize * cy + y,
+            ix as usize * cx + x,
+            values[i],
+            expected[i]
+        ));
+    }
+    Ok(())
+}
+
+/// The array described by a `zarr.json`, so that any output can be verified from
+/// itself: the attributes carry what the values depend on.
+pub fn layout_from_zarr_json(root: &Path) -> anyhow::Result<ArrayLayout> {
+    let path = root.join("zarr.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
+    let u32s = |v: &serde_json::Value| -> Option<Vec<u32>> {
+        v.as_array()?
+            .iter()
+            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+            .collect()
+    };
+    let shape = u32s(&doc["shape"])
+        .filter(|s| s.len() == 5)
+        .ok_or_else(|| bad("`shape` is not 5 integers"))?;
+    let chunks = u32s(&doc["chunk_grid"]["configuration"]["chunk_shape"])
+        .filter(|s| s.len() == 5)
+        .ok_or_else(|| bad("`chunk_grid.configuration.chunk_shape` is not 5 integers"))?;
+    let attrs = &doc["attributes"]["nwp_fields"];
+    if attrs["version"].as_u64() != Some(1) {
+        return Err(bad(
+            "attributes.nwp_fields.version is not 1: not an nwp-fields output",
+        ));
+    }
+    let codec = match attrs["codec"].as_str() {
+        Some("none") => Codec::None,
+        Some("zstd") => Codec::Zstd,
+        Some("lz4") => Codec::Lz4,
+        _ => return Err(bad("attributes.nwp_fields.codec is not none, zstd or lz4")),
+    };
+    let level = doc["codecs"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "zstd"))
+        .and_then(|c| c["configuration"]["level"].as_i64())
+        .ok_or_else(|| bad("no zstd codec with a level"))?;
+    let dataset = DatasetParams {
+        layout: Layout::Files,
+        groups: shape[0],
+        variables: shape[1],
+        steps: shape[2],
+        ny: shape[3],
+        nx: shape[4],
+        codec,
+        zstd_level: 1,
+        noise_bits: attrs["noise_bits"]
+            .as_u64()
+            .ok_or_else(|| bad("no noise_bits"))? as u32,
+        seed: attrs["seed"].as_u64().ok_or_else(|| bad("no seed"))?,
+    };
+    let output = OutputParams {
+        cy: chunks[3],
+        cx: chunks[4],
+        zstd_level: level as i32,
+    };
+    Ok(ArrayLayout::new(dataset, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rechunk_contract::conformance::{reference_output, Fixture};
+
+    fn write(fx: &Fixture) {
+        for (key, bytes) in reference_output(fx) {
+            let path = fx.output_root.join(&key);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_correct_output_passes_and_its_layout_is_recovered() {
+        let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+        write(&fx);
+        let layout = layout_from_zarr_json(&fx.output_root).unwrap();
+        assert_eq!(layout.output, fx.output);
+        let v = verify(&layout, &fx.output_root, 0, 1);
+        assert!(v.ok, "{:?}", v.problems);
+        assert_eq!(v.chunks_checked, v.chunks_expected);
+        let v = verify(&layout, &fx.output_root, 5, 1);
+        assert!(v.ok && v.sampled && v.chunks_checked == 5);
+    }
+
+    #[test]
+    fn a_single_wrong_value_is_caught() {
+        let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+        write(&fx);
+        let layout = ArrayLayout::new(fx.params.clone(), fx.output);
+        let key = ArrayLayout::chunk_key(1, 2, 1, 1);
+        let mut values = layout.expected_chunk(1, 2, 1, 1);
+        // step 3, y 1 (global 5), x 2 (global 7): one ulp off.
+        let i = (3 * 4 + 1) * 5 + 2;
+        values[i] = f32::from_bits(values[i].to_bits() + 1);
+        fs::write(
+            fx.output_root.join(&key),
+            layout.encode_chunk(&values).unwrap(),
+        )
+        .unwrap();
+        let v = verify(&layout, &fx.output_root, 0, 1);
+        assert!(!v.ok);
+        assert_eq!(v.wrong_chunks, 1);
+        assert!(
+            v.problems[0].starts_with("c/1/2/0/1/1: value at step 3, y 5, x 7"),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn missing_and_unexpected_files_are_caught() {
+        let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+        write(&fx);
+        fs::remove_file(fx.output_root.join("c/0/0/0/0/0")).unwrap();
+        fs::write(fx.output_root.join("c/0/0/0/0/.0.tmp-1-2"), b"half").unwrap();
+        let layout = ArrayLayout::new(fx.params.clone(), fx.output);
+        let v = verify(&layout, &fx.output_root, 0, 1);
+        assert_eq!((v.missing, v.unexpected), (1, 1), "{:?}", v.problems);
+        assert!(!v.ok);
+    }
+}
