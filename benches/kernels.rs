@@ -1,1 +1,114 @@
-fn main() {}
+//! Criterion benches of the kernels every backend shares: message decode, value
+//! generation, slicing a field into chunks (reduce) and chunk encode. A regression
+//! in shared code shows up here, where it is, not only end to end.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rechunk_contract::job::{Group, InputRef};
+use rechunk_contract::nwp::message::{decode_message, encode_message, Codec};
+use rechunk_contract::nwp::workload::NwpWorkload;
+use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
+use rechunk_contract::nwp::{DatasetParams, Layout};
+use rechunk_contract::{GroupReducer, Workload};
+
+/// The icon-like field: 64×64 float32 (16 KiB), 4 noise bits, 146 steps, 32×32 tiles.
+fn params(codec: Codec) -> DatasetParams {
+    DatasetParams {
+        layout: Layout::Files,
+        groups: 1,
+        variables: 4,
+        steps: 146,
+        ny: 64,
+        nx: 64,
+        codec,
+        zstd_level: 1,
+        noise_bits: 4,
+        seed: 1,
+    }
+}
+
+const OUTPUT: OutputParams = OutputParams {
+    cy: 32,
+    cx: 32,
+    zstd_level: 1,
+};
+
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_field_64x64");
+    group.throughput(Throughput::Bytes(64 * 64 * 4));
+    for codec in Codec::ALL {
+        let p = params(codec);
+        let msg = p.message_bytes(0, 1, 2);
+        let mut out = vec![0.0f32; 64 * 64];
+        group.bench_with_input(BenchmarkId::from_parameter(codec.name()), &msg, |b, msg| {
+            b.iter(|| decode_message(black_box(msg), (0, 1, 2, 64, 64), &mut out).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn generate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("generate_field_64x64");
+    group.throughput(Throughput::Bytes(64 * 64 * 4));
+    let p = params(Codec::Zstd);
+    let mut field = vec![0.0f32; 64 * 64];
+    group.bench_function("values", |b| {
+        b.iter(|| p.values().fill_field(0, black_box(1), 2, &mut field))
+    });
+    let mut msg = Vec::new();
+    group.bench_function("values+zstd1 message", |b| {
+        b.iter(|| {
+            p.values().fill_field(0, black_box(1), 2, &mut field);
+            msg.clear();
+            encode_message(&mut msg, Codec::Zstd, 1, 0, 1, 2, 64, 64, &field);
+        })
+    });
+    group.finish();
+}
+
+fn reduce(c: &mut Criterion) {
+    let p = params(Codec::None);
+    let workload = NwpWorkload::new(p.clone(), OUTPUT);
+    let group = Group {
+        index: 0,
+        inputs: (0..p.variables * p.steps)
+            .map(|i| InputRef {
+                path: format!("{i}").into(),
+                range: None,
+            })
+            .collect(),
+    };
+    let field = p.values().field(0, 0, 0);
+    let mut g = c.benchmark_group("reduce");
+    g.throughput(Throughput::Bytes(p.steps as u64 * 64 * 64 * 4));
+    // One variable's 146 pushes per iteration: slicing into 4 tiles plus the emit.
+    // The fields are made outside the timed part, as decode would hand them over.
+    g.bench_function("push one variable (146 fields of 64x64)", |b| {
+        b.iter_batched(
+            || vec![field.clone(); p.steps as usize],
+            |fields| {
+                let mut r = workload.reduce_group(&group);
+                for (s, f) in fields.into_iter().enumerate() {
+                    black_box(r.push(s, f).unwrap());
+                }
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let p = params(Codec::Zstd);
+    let layout = ArrayLayout::new(p.clone(), OUTPUT);
+    let chunk = layout.expected_chunk(0, 1, 0, 0);
+    let mut g = c.benchmark_group("encode_chunk_146x32x32");
+    // A 146×32×32 chunk holds a quarter of each of 146 fields.
+    g.throughput(Throughput::Bytes(chunk.len() as u64 * 4));
+    g.bench_function("zstd1", |b| {
+        b.iter(|| layout.encode_chunk(black_box(&chunk)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, generate, reduce, encode);
+criterion_main!(benches);

@@ -114,3 +114,81 @@ fn looks_complete(p: &DatasetParams, root: &Path) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rechunk_contract::nwp::Codec;
+
+    fn params() -> DatasetParams {
+        DatasetParams {
+            layout: Layout::Files,
+            groups: 1,
+            variables: 2,
+            steps: 3,
+            ny: 4,
+            nx: 4,
+            codec: Codec::Lz4,
+            zstd_level: 1,
+            noise_bits: 2,
+            seed: 5,
+        }
+    }
+
+    #[test]
+    fn same_parameters_reuse_and_different_ones_regenerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let p = params();
+        let first = ensure(&p, &root, false).unwrap();
+        assert!(first.generated);
+        assert_eq!(first.messages, 6);
+        let msg = root.join(DatasetParams::message_path(0, 1, 2));
+        assert_eq!(fs::read(&msg).unwrap(), p.message_bytes(0, 1, 2));
+        assert_eq!(
+            first.bytes,
+            (0..6)
+                .map(|i| p.message_bytes(0, i / 3, i % 3).len() as u64)
+                .sum::<u64>()
+        );
+
+        let again = ensure(&p, &root, false).unwrap();
+        assert!(!again.generated, "same parameters must reuse");
+
+        let other = DatasetParams {
+            seed: 6,
+            ..p.clone()
+        };
+        assert!(
+            ensure(&other, &root, false).unwrap().generated,
+            "a new seed must regenerate"
+        );
+        assert_eq!(fs::read(&msg).unwrap(), other.message_bytes(0, 1, 2));
+
+        let container = DatasetParams {
+            layout: Layout::Container,
+            ..other.clone()
+        };
+        assert!(ensure(&container, &root, false).unwrap().generated);
+        assert!(!msg.exists(), "the old layout's files are gone");
+
+        assert!(
+            ensure(&container, &root, true).unwrap().generated,
+            "--force regenerates"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_generation_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let p = params();
+        ensure(&p, &root, false).unwrap();
+        // As if generation had stopped before the manifest was written.
+        fs::remove_file(root.join(MANIFEST)).unwrap();
+        assert!(ensure(&p, &root, false).unwrap().generated);
+        // Or as if files had been deleted since.
+        fs::remove_file(root.join(DatasetParams::message_path(0, 1, 2))).unwrap();
+        assert!(ensure(&p, &root, false).unwrap().generated);
+    }
+}

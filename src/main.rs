@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use harness::backends::{AnyBackend, ALL};
 use harness::runner::{self, Dirs};
+use harness::scenario::CacheMode;
 use harness::{dataset, scenario, verify, DEFAULT_SCENARIO};
 use rechunk_contract::Availability;
 
@@ -41,6 +42,12 @@ enum Cmd {
     Run {
         /// The scenario file; without one, the embedded quick scenario.
         scenario: Option<PathBuf>,
+        /// Override `[run] cache`.
+        #[arg(long, value_enum)]
+        cache: Option<CacheArg>,
+        /// Override `[run] repetitions`.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        repetitions: Option<u32>,
     },
     /// Generate (or reuse) a scenario's dataset without running anything.
     Gen {
@@ -71,6 +78,12 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CacheArg {
+    Warm,
+    Cold,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
@@ -88,7 +101,31 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         results: cli.results_dir,
     };
     match cli.command {
-        Cmd::Run { scenario } => run(scenario.as_deref(), &dirs),
+        Cmd::Run {
+            scenario,
+            cache,
+            repetitions,
+        } => {
+            let mut s = match &scenario {
+                Some(p) => scenario::load(p)?,
+                None => scenario::parse(
+                    DEFAULT_SCENARIO,
+                    "<embedded quick.toml>",
+                    "quick",
+                    Path::new("<embedded>"),
+                )?,
+            };
+            if let Some(c) = cache {
+                s.run.cache = match c {
+                    CacheArg::Warm => CacheMode::Warm,
+                    CacheArg::Cold => CacheMode::Cold,
+                };
+            }
+            if let Some(r) = repetitions {
+                s.run.repetitions = r;
+            }
+            run(s, &dirs)
+        }
         Cmd::Gen { scenario, force } => {
             let s = scenario::load(&scenario)?;
             let root = dirs.data.join(&s.dataset.root);
@@ -179,16 +216,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run(path: Option<&Path>, dirs: &Dirs) -> anyhow::Result<ExitCode> {
-    let s = match path {
-        Some(p) => scenario::load(p)?,
-        None => scenario::parse(
-            DEFAULT_SCENARIO,
-            "<embedded quick.toml>",
-            "quick",
-            Path::new("<embedded>"),
-        )?,
-    };
+fn run(s: scenario::Scenario, dirs: &Dirs) -> anyhow::Result<ExitCode> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();

@@ -65,8 +65,8 @@ pub struct Measurement {
     pub system_seconds: f64,
     /// Peak resident set of the child process (includes the job description).
     pub peak_rss_bytes: u64,
-    /// Most OS threads of the child process seen at once during the run (sampled
-    /// every 100 ms), not counting the harness's own sampling thread.
+    /// Most OS threads the backend used at once, its calling thread included
+    /// (the process's count sampled every 100 ms, less the harness's own threads).
     pub threads: u64,
     /// Inputs decoded per second of wall time.
     pub fields_per_second: f64,

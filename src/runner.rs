@@ -259,6 +259,9 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
     let counters = Counters::new();
     let total = job.input_count() as u64;
     let done = AtomicBool::new(false);
+    // The harness's own threads (main, the Ctrl-C handler) before the run; the
+    // sampler thread started below takes the place of the calling thread in the count.
+    let baseline_threads = thread_count();
     let usage_before = rusage();
     let start = Instant::now();
     let (result, threads) = std::thread::scope(|s| {
@@ -281,7 +284,7 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         done.store(true, Ordering::Release);
         let mut threads = sampler.join().unwrap_or(0);
         threads = threads.max(thread_count());
-        (r, threads.saturating_sub(1))
+        (r, threads.saturating_sub(baseline_threads))
     });
     let wall = start.elapsed().as_secs_f64();
     let usage_after = rusage();

@@ -568,7 +568,7 @@ name = "sequential"
     #[test]
     fn bad_choice_lists_the_valid_ones() {
         let e = parse_err(&format!("{GOOD}\n[run]\ncache = \"hot\"\n"));
-        assert!(e.starts_with("s.toml:14:9:"), "{e}");
+        assert!(e.starts_with("s.toml:13:9:"), "{e}");
         assert!(e.contains("`warm`") && e.contains("`cold`"), "{e}");
     }
 
@@ -581,7 +581,7 @@ name = "sequential"
         );
         let e = parse_err(&format!("{GOOD}\n[output]\ncy = 9\n"));
         assert!(
-            e.starts_with("s.toml:14:6: [output] cy must be 1 to 8"),
+            e.starts_with("s.toml:13:6: [output] cy must be 1 to 8"),
             "{e}"
         );
     }
@@ -589,13 +589,13 @@ name = "sequential"
     #[test]
     fn unknown_backend_and_backend_key() {
         let e = parse_err(&GOOD.replace("\"sequential\"", "\"warp-drive\""));
-        assert!(e.starts_with("s.toml:11:8:"), "{e}");
+        assert!(e.starts_with("s.toml:10:8:"), "{e}");
         assert!(
             e.contains("unknown backend `warp-drive`, expected one of sequential"),
             "{e}"
         );
         let e = parse_err(&format!("{GOOD}queue_depth = 4\n"));
-        assert!(e.starts_with("s.toml:12:1:"), "{e}");
+        assert!(e.starts_with("s.toml:11:1:"), "{e}");
         assert!(e.contains("unknown key `queue_depth`"), "{e}");
         let e = parse_err(&format!("{GOOD}bytes_in_flight = \"12 parsecs\"\n"));
         assert!(

@@ -1,0 +1,186 @@
+//! The real `harness` binary, end to end, on tiny scenarios in temporary folders.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TINY: &str = r#"
+name = "tiny"
+[dataset]
+layout = "LAYOUT"
+groups = 2
+variables = 3
+steps = 5
+ny = 12
+nx = 10
+codec = "lz4"
+[output]
+cy = 5
+cx = 4
+[run]
+repetitions = 2
+cache = "CACHE"
+[[backend]]
+name = "sequential"
+bytes_in_flight = "8 MiB"
+"#;
+
+fn harness(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--results-dir")
+        .arg(dir.join("results"))
+        .current_dir(dir)
+        .output()
+        .expect("the harness binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn scenario(dir: &Path, layout: &str, cache: &str) -> String {
+    let path = dir.join("tiny.toml");
+    fs::write(
+        &path,
+        TINY.replace("LAYOUT", layout).replace("CACHE", cache),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn only_results(dir: &Path) -> serde_json::Value {
+    let runs: Vec<_> = fs::read_dir(dir.join("results"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    serde_json::from_slice(&fs::read(runs[0].path().join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn run_verifies_and_writes_results_for_both_layouts() {
+    for (layout, cache) in [("files", "warm"), ("container", "cold")] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = scenario(dir.path(), layout, cache);
+        let out = harness(dir.path(), &["run", &s]);
+        assert!(out.status.success(), "{}", text(&out));
+        let shown = text(&out);
+        assert!(
+            shown.contains("| sequential |") && shown.contains("yes (2/2)"),
+            "{shown}"
+        );
+
+        let r = only_results(dir.path());
+        assert_eq!(r["schema_version"], 1);
+        assert_eq!(r["dataset"]["messages"], 30);
+        let reps = r["repetitions"].as_array().unwrap();
+        assert_eq!(reps.len(), 2);
+        for rep in reps {
+            assert_eq!(rep["counts"], true, "{rep}");
+            assert_eq!(rep["verification"]["chunks_checked"], 2 * 3 * 9);
+            assert_eq!(rep["measurement"]["outcome"]["inputs"], 30);
+            assert!(rep["measurement"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+            assert_eq!(rep["measurement"]["threads"], 1, "sequential uses one thread");
+            assert_eq!(rep["cache"]["requested"], cache);
+        }
+        if cache == "cold" {
+            assert_eq!(reps[0]["cache"]["fadvise_files"], 2);
+        }
+
+        // The output left behind verifies on its own, from its zarr.json.
+        let v = harness(dir.path(), &["verify", "data/outputs/tiny"]);
+        assert!(
+            v.status.success() && text(&v).contains("verified"),
+            "{}",
+            text(&v)
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_input_fails_the_run_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "files", "warm");
+    assert!(harness(dir.path(), &["gen", &s]).status.success());
+    let victim = dir
+        .path()
+        .join("data/datasets/tiny/g00001/v0002/s00003.msg");
+    let mut bytes = fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xFF;
+    fs::write(&victim, bytes).unwrap();
+    let out = harness(dir.path(), &["run", &s]);
+    assert!(!out.status.success());
+    let shown = text(&out);
+    assert!(shown.contains("g00001/v0002/s00003.msg"), "{shown}");
+    assert!(
+        shown.contains("error: 2 of 2 repetitions failed"),
+        "{shown}"
+    );
+    let r = only_results(dir.path());
+    assert_eq!(r["repetitions"][0]["counts"], false);
+}
+
+#[test]
+fn a_tampered_output_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(dir.path(), "files", "warm");
+    assert!(harness(dir.path(), &["run", &s]).status.success());
+    fs::remove_file(dir.path().join("data/outputs/tiny/c/1/2/0/2/1")).unwrap();
+    let v = harness(dir.path(), &["verify", "data/outputs/tiny"]);
+    assert!(!v.status.success());
+    assert!(
+        text(&v).contains("missing chunk c/1/2/0/2/1"),
+        "{}",
+        text(&v)
+    );
+}
+
+#[test]
+fn a_bad_scenario_names_line_and_key_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    fs::write(
+        &path,
+        TINY.replace("LAYOUT", "files").replace("CACHE", "tepid"),
+    )
+    .unwrap();
+    let out = harness(dir.path(), &["run", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let shown = text(&out);
+    assert!(
+        shown.contains("bad.toml:16:9: unknown variant `tepid`, expected `warm` or `cold`"),
+        "{shown}"
+    );
+    assert!(
+        !dir.path().join("results").exists(),
+        "nothing runs on a bad scenario"
+    );
+
+    let out = harness(dir.path(), &["gen", "missing.toml"]);
+    assert!(
+        !out.status.success() && text(&out).contains("missing.toml"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn list_shows_sequential_and_io_uring_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness(dir.path(), &["list"]);
+    assert!(out.status.success());
+    let shown = text(&out);
+    assert!(
+        shown.contains("| sequential | yes | no | no | no | yes |"),
+        "{shown}"
+    );
+    assert!(shown.contains("io_uring on this machine:"), "{shown}");
+}
