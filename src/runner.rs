@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::ArrayLayout;
-use rechunk_contract::{Cancel, Counters, Job, Stage};
+use rechunk_contract::{Cancel, Counters, Job, Recorder, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::backends::AnyBackend;
@@ -115,8 +115,10 @@ pub fn run(
         }
     }
     let layout = ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params);
+    let trash = dirs.data.join(".trash");
     for (step, &(b, index, warmup)) in schedule.iter().enumerate() {
         if interrupted.load(Ordering::SeqCst) {
+            empty_trash(&trash);
             bail!("interrupted; partial results in {}", results_path.display());
         }
         let spec = &scenario.backends[b];
@@ -129,7 +131,14 @@ pub fn run(
             index + 1
         );
         if output_root.exists() {
-            fs::remove_dir_all(&output_root)
+            // Moved aside, not deleted: on a filesystem like ext4 without a journal,
+            // creating files within minutes of deleting others makes the inode
+            // allocator skip every recently deleted inode, and that scan (measured:
+            // half the wall time of `sequential` on `quick`) would be charged to the
+            // next repetition. The trash goes when the run ends.
+            let aside = trash.join(format!("{}-{step}", std::process::id()));
+            fs::create_dir_all(&trash)?;
+            fs::rename(&output_root, &aside)
                 .with_context(|| format!("emptying the output store {}", output_root.display()))?;
         }
         fs::create_dir_all(&output_root)
@@ -225,7 +234,17 @@ pub fn run(
     }
     results.finished_at = Some(chrono::Utc::now().to_rfc3339());
     save(&results)?;
+    empty_trash(&trash);
     Ok((results, run_dir))
+}
+
+/// Deletes the earlier repetitions' outputs that were moved aside.
+fn empty_trash(trash: &Path) {
+    if trash.exists() {
+        if let Err(e) = fs::remove_dir_all(trash) {
+            eprintln!("warning: could not delete {}: {e}", trash.display());
+        }
+    }
 }
 
 /// The child side of one repetition: build the job, run the backend, measure, and
@@ -238,7 +257,7 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         .with_context(|| format!("no backend #{backend} in the scenario"))?;
     let params = &scenario.dataset.params;
     let input_root = data_dir.join(&scenario.dataset.root);
-    let job = Job {
+    let job = Arc::new(Job {
         groups: params
             .groups_at(&input_root)
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -246,8 +265,8 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         output_root: data_dir.join(&scenario.output.root),
         limits: spec.limits,
         overlap_groups: scenario.run.overlap_groups,
-    };
-    let workload = NwpWorkload::new(params.clone(), scenario.output.params);
+    });
+    let workload = Arc::new(NwpWorkload::new(params.clone(), scenario.output.params));
     let backend_impl = AnyBackend::build(spec)?;
 
     let cancel = Cancel::new();
@@ -256,7 +275,8 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         // A second Ctrl-C while cancelling falls through to the default (exit).
         let _ = ctrlc::set_handler(move || cancel.cancel());
     }
-    let counters = Counters::new();
+    let counters = Arc::new(Counters::new());
+    let recorder: Arc<dyn Recorder> = counters.clone();
     let total = job.input_count() as u64;
     let done = AtomicBool::new(false);
     // The harness's own threads (main, the Ctrl-C handler) before the run; the
@@ -264,7 +284,7 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
     let baseline_threads = thread_count();
     let usage_before = rusage();
     let start = Instant::now();
-    let (result, threads) = std::thread::scope(|s| {
+    let (result, wall, threads) = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
             let bar = progress::bar(
                 total,
@@ -280,13 +300,14 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
             bar.finish_and_clear();
             max_threads
         });
-        let r = backend_impl.run(&job, &workload, &counters, &cancel);
+        let r = backend_impl.run(&job, &workload, &recorder, &cancel);
+        // Taken before joining the sampler, whose sleep must not count as the run's.
+        let wall = start.elapsed().as_secs_f64();
         done.store(true, Ordering::Release);
         let mut threads = sampler.join().unwrap_or(0);
         threads = threads.max(thread_count());
-        (r, threads.saturating_sub(baseline_threads))
+        (r, wall, threads.saturating_sub(baseline_threads))
     });
-    let wall = start.elapsed().as_secs_f64();
     let usage_after = rusage();
 
     let report = match result {

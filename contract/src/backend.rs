@@ -101,6 +101,10 @@ impl RunError {
 
 /// A group-rechunk backend.
 ///
+/// The job, workload and recorder come as `Arc`s so that backends built on tasks
+/// (Tokio, object_store) can move them into `'static` tasks without unsafe lifetime
+/// tricks; thread-based backends simply borrow through them.
+///
 /// # Contract
 ///
 /// `run` must do all of the job's work and nothing else:
@@ -131,9 +135,9 @@ pub trait Backend: Send + Sync {
 
     fn run<W: Workload>(
         &self,
-        job: &Job,
-        workload: &W,
-        recorder: &dyn Recorder,
+        job: &Arc<Job>,
+        workload: &Arc<W>,
+        recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError>;
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::{Backend, Cancel, RunError};
@@ -141,6 +142,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
     }
 }
 
+fn counters() -> Arc<dyn Recorder> {
+    Arc::new(Counters::new())
+}
+
 fn supports(backend: &impl Backend, layout: Layout) -> CheckResult {
     if layout == Layout::Container && !backend.capabilities().byte_ranges {
         return Err(Skip(format!(
@@ -179,9 +184,9 @@ pub fn check_output_identical(backend: &impl Backend, layout: Layout, codec: Cod
     let fx = Fixture::tiny(layout, codec);
     let outcome = backend
         .run(
-            &fx.job(Fixture::roomy_limits()),
-            &fx.workload(),
-            &Counters::new(),
+            &Arc::new(fx.job(Fixture::roomy_limits())),
+            &Arc::new(fx.workload()),
+            &counters(),
             &Cancel::new(),
         )
         .unwrap_or_else(|e| panic!("{} on {layout:?}/{codec:?} failed: {e}", backend.name()));
@@ -236,7 +241,7 @@ pub fn check_all_layouts_and_codecs(backend: &impl Backend) -> Vec<Skip> {
 pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
     supports(backend, layout)?;
     let fx = Fixture::with_shape(layout, Codec::Zstd, 2, 5, 6);
-    let workload = fx.workload();
+    let workload = Arc::new(fx.workload());
     let tight = workload.min_bytes_in_flight();
     for limits in [
         Limits {
@@ -253,10 +258,10 @@ pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
     ] {
         fs::remove_dir_all(&fx.output_root).unwrap();
         fs::create_dir_all(&fx.output_root).unwrap();
-        let counters = Counters::new();
-        let job = fx.job(limits);
+        let counters = Arc::new(Counters::new());
+        let job = Arc::new(fx.job(limits));
         backend
-            .run(&job, &workload, &counters, &Cancel::new())
+            .run(&job, &workload, &(counters.clone() as _), &Cancel::new())
             .unwrap_or_else(|e| panic!("{} with {limits:?} failed: {e}", backend.name()));
         let c = counters.snapshot();
         let name = backend.name();
@@ -330,7 +335,7 @@ pub enum Damage {
 pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -> CheckResult {
     supports(backend, layout)?;
     let fx = Fixture::tiny(layout, Codec::Zstd);
-    let job = fx.job(Fixture::roomy_limits());
+    let job = Arc::new(fx.job(Fixture::roomy_limits()));
     let (g, v, s) = (1, 1, 2);
     let file = fx.input_file(g, v, s);
     let input = &job.groups[g as usize].inputs[fx.params.item_index(v, s)];
@@ -353,7 +358,7 @@ pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -
         Damage::Missing => fs::remove_file(&file).unwrap(),
     }
     let err = backend
-        .run(&job, &fx.workload(), &Counters::new(), &Cancel::new())
+        .run(&job, &Arc::new(fx.workload()), &counters(), &Cancel::new())
         .err()
         .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
     let shown = err.to_string();
@@ -392,13 +397,13 @@ pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
 }
 
 /// A recorder that sets a cancel after a number of reads complete.
-struct CancelAfter<'a> {
-    inner: &'a Counters,
+struct CancelAfter {
+    inner: Arc<Counters>,
     after: u64,
     cancel: Cancel,
 }
 
-impl Recorder for CancelAfter<'_> {
+impl Recorder for CancelAfter {
     fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
         self.inner.stage_done(stage, started, bytes);
         if stage == Stage::Read && self.inner.items(Stage::Read) >= self.after {
@@ -425,17 +430,17 @@ impl Recorder for CancelAfter<'_> {
 pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult {
     supports(backend, layout)?;
     let fx = Fixture::with_shape(layout, Codec::Lz4, 2, 20, 20);
-    let workload = fx.workload();
+    let workload = Arc::new(fx.workload());
     let limits = Limits {
         cpu_threads: 2,
         io_in_flight: 4,
         bytes_in_flight: 64 << 20,
     };
-    let job = fx.job(limits);
+    let job = Arc::new(fx.job(limits));
 
     let cancel = Cancel::new();
     cancel.cancel();
-    let r = backend.run(&job, &workload, &Counters::new(), &cancel);
+    let r = backend.run(&job, &workload, &counters(), &cancel);
     assert!(
         matches!(r, Err(RunError::Cancelled)),
         "{}: a pre-cancelled run returned {r:?}",
@@ -453,13 +458,14 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
         backend.name()
     );
 
-    let counters = Counters::new();
-    let recorder = CancelAfter {
-        inner: &counters,
+    let counters = Arc::new(Counters::new());
+    let cancel = Cancel::new();
+    let recorder: Arc<dyn Recorder> = Arc::new(CancelAfter {
+        inner: counters.clone(),
         after: 10,
-        cancel: Cancel::new(),
-    };
-    let r = backend.run(&job, &workload, &recorder, &recorder.cancel.clone());
+        cancel: cancel.clone(),
+    });
+    let r = backend.run(&job, &workload, &recorder, &cancel);
     assert!(
         matches!(r, Err(RunError::Cancelled)),
         "{}: a run cancelled midway returned {r:?}",
@@ -486,6 +492,44 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
     Ok(())
 }
 
+/// With `overlap_groups = true` (reads of a group may start before the previous
+/// group is written) the output is still byte-identical and the limits still hold,
+/// also with a budget that fits little more than one variable.
+pub fn check_overlap_groups(backend: &impl Backend, layout: Layout) -> CheckResult {
+    supports(backend, layout)?;
+    let fx = Fixture::with_shape(layout, Codec::Zstd, 3, 3, 4);
+    let workload = Arc::new(fx.workload());
+    for bytes_in_flight in [workload.min_bytes_in_flight() * 2, 64 << 20] {
+        fs::remove_dir_all(&fx.output_root).unwrap();
+        fs::create_dir_all(&fx.output_root).unwrap();
+        let limits = Limits {
+            cpu_threads: 2,
+            io_in_flight: 4,
+            bytes_in_flight,
+        };
+        let mut job = fx.job(limits);
+        job.overlap_groups = true;
+        let counters = Arc::new(Counters::new());
+        backend
+            .run(
+                &Arc::new(job),
+                &workload,
+                &(counters.clone() as _),
+                &Cancel::new(),
+            )
+            .unwrap_or_else(|e| panic!("{} with overlapping groups failed: {e}", backend.name()));
+        assert!(
+            fx.output_files() == reference_output(&fx),
+            "{}: output with overlapping groups differs from the reference",
+            backend.name()
+        );
+        let c = counters.snapshot();
+        assert!(c.max_bytes_in_flight <= bytes_in_flight && c.max_io_in_flight <= 4);
+        assert_eq!(c.items["group"], 3, "{}: group items", backend.name());
+    }
+    Ok(())
+}
+
 /// Runs the whole suite; returns what was skipped and why.
 pub fn check_all(backend: &impl Backend) -> Vec<Skip> {
     let mut skipped = check_all_layouts_and_codecs(backend);
@@ -493,6 +537,7 @@ pub fn check_all(backend: &impl Backend) -> Vec<Skip> {
     for layout in [Layout::Files, Layout::Container] {
         skipped.extend(check_limits(backend, layout).err());
         skipped.extend(check_cancellation(backend, layout).err());
+        skipped.extend(check_overlap_groups(backend, layout).err());
     }
     skipped
 }

@@ -77,7 +77,7 @@ impl<C> Emission<C> {
 ///   error with the input or output it concerns, and must not leave an output
 ///   object that looks complete for anything it did not finish.
 /// - The decoded type and the chunk type are the workload's; a backend only moves them.
-pub trait Workload: Send + Sync {
+pub trait Workload: Send + Sync + 'static {
     /// One decoded input.
     type Decoded: Send + 'static;
     /// One output chunk before encoding.

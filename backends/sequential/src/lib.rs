@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rechunk_contract::output::{io_detail, LocalWriter};
@@ -36,13 +37,14 @@ impl Backend for Sequential {
 
     fn run<W: Workload>(
         &self,
-        job: &Job,
-        workload: &W,
-        recorder: &dyn Recorder,
+        job: &Arc<Job>,
+        workload: &Arc<W>,
+        recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
         workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
         cancel.check()?;
+        let recorder = &**recorder;
         let mut run = Run {
             recorder,
             writer: LocalWriter::new(&job.output_root),
