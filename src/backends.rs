@@ -3,7 +3,10 @@
 //! `Backend::run` is generic over the workload, so backends are held in an enum
 //! rather than as trait objects; adding a backend adds a variant and a table entry.
 
+use std::sync::Arc;
+
 use backend_sequential::Sequential;
+use backend_tokio::{Bridge, IoMode, SpawnBlocking, TokioRayon};
 use rechunk_contract::{
     Availability, Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
@@ -47,11 +50,57 @@ pub struct BackendInfo {
     pub options: &'static [OptionSpec],
 }
 
-pub const ALL: &[BackendInfo] = &[BackendInfo {
-    name: "sequential",
-    summary: "one thread, std::fs, every step in order: the oracle and the baseline",
-    options: &[],
-}];
+const IO_OPTION: OptionSpec = OptionSpec {
+    key: "io",
+    kind: OptionKind::Choice(&["tokio-fs", "std-blocking"]),
+    help: "tokio-fs (default): tokio::fs, one blocking-pool hop per call; \
+           std-blocking: std::fs inside one spawn_blocking per read or write",
+};
+const TOKIO_WORKERS_OPTION: OptionSpec = OptionSpec {
+    key: "tokio_workers",
+    kind: OptionKind::Int { min: 1, max: 64 },
+    help: "Tokio worker threads, which only drive IO and hand-overs (default 1)",
+};
+
+pub const ALL: &[BackendInfo] = &[
+    BackendInfo {
+        name: "sequential",
+        summary: "one thread, std::fs, every step in order: the oracle and the baseline",
+        options: &[],
+    },
+    BackendInfo {
+        name: "tokio-rayon",
+        summary: "IO on a Tokio runtime, decode/reduce/encode on a Rayon pool of cpu_threads",
+        options: &[
+            OptionSpec {
+                key: "bridge",
+                kind: OptionKind::Choice(&["oneshot", "tokio-rayon"]),
+                help: "how CPU work is handed to Rayon and awaited: rayon::spawn + \
+                       tokio oneshot (default), or the tokio-rayon crate",
+            },
+            IO_OPTION,
+            TOKIO_WORKERS_OPTION,
+            OptionSpec {
+                key: "cpu_in_flight",
+                kind: OptionKind::Int { min: 1, max: 65536 },
+                help: "CPU jobs queued or running on the pool at once (default 2 × cpu_threads)",
+            },
+        ],
+    },
+    BackendInfo {
+        name: "spawn-blocking",
+        summary: "IO on a Tokio runtime, CPU steps in tokio::task::spawn_blocking",
+        options: &[
+            IO_OPTION,
+            TOKIO_WORKERS_OPTION,
+            OptionSpec {
+                key: "cpu_in_flight",
+                kind: OptionKind::Int { min: 1, max: 65536 },
+                help: "CPU steps running at once in the blocking pool (default cpu_threads)",
+            },
+        ],
+    },
+];
 
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|b| b.name).collect()
@@ -64,48 +113,105 @@ pub fn find(name: &str) -> Option<&'static BackendInfo> {
 /// A configured backend.
 pub enum AnyBackend {
     Sequential(Sequential),
+    TokioRayon(TokioRayon),
+    SpawnBlocking(SpawnBlocking),
 }
 
 impl AnyBackend {
     pub fn build(spec: &BackendSpec) -> anyhow::Result<AnyBackend> {
         match spec.name.as_str() {
             "sequential" => Ok(AnyBackend::Sequential(Sequential)),
+            "tokio-rayon" => {
+                let mut b = TokioRayon {
+                    io: io_mode(spec),
+                    ..TokioRayon::default()
+                };
+                if let Some("tokio-rayon") = str_option(spec, "bridge") {
+                    b.bridge = Bridge::TokioRayon;
+                }
+                if let Some(n) = int_option(spec, "tokio_workers") {
+                    b.tokio_workers = n;
+                }
+                b.cpu_in_flight = int_option(spec, "cpu_in_flight");
+                Ok(AnyBackend::TokioRayon(b))
+            }
+            "spawn-blocking" => {
+                let mut b = SpawnBlocking {
+                    io: io_mode(spec),
+                    ..SpawnBlocking::default()
+                };
+                if let Some(n) = int_option(spec, "tokio_workers") {
+                    b.tokio_workers = n;
+                }
+                b.cpu_in_flight = int_option(spec, "cpu_in_flight");
+                Ok(AnyBackend::SpawnBlocking(b))
+            }
             other => anyhow::bail!("unknown backend `{other}`"),
         }
     }
 
     /// One of each, with default options, for `harness list`.
     pub fn all_default() -> Vec<AnyBackend> {
-        vec![AnyBackend::Sequential(Sequential)]
-    }
-
-    fn inner(&self) -> &impl Backend {
-        match self {
-            AnyBackend::Sequential(b) => b,
-        }
+        vec![
+            AnyBackend::Sequential(Sequential),
+            AnyBackend::TokioRayon(TokioRayon::default()),
+            AnyBackend::SpawnBlocking(SpawnBlocking::default()),
+        ]
     }
 
     pub fn name(&self) -> &'static str {
-        self.inner().name()
+        match self {
+            AnyBackend::Sequential(b) => b.name(),
+            AnyBackend::TokioRayon(b) => b.name(),
+            AnyBackend::SpawnBlocking(b) => b.name(),
+        }
     }
 
     pub fn capabilities(&self) -> Capabilities {
-        self.inner().capabilities()
+        match self {
+            AnyBackend::Sequential(b) => b.capabilities(),
+            AnyBackend::TokioRayon(b) => b.capabilities(),
+            AnyBackend::SpawnBlocking(b) => b.capabilities(),
+        }
     }
 
     pub fn availability(&self) -> Availability {
-        self.inner().availability()
+        match self {
+            AnyBackend::Sequential(b) => b.availability(),
+            AnyBackend::TokioRayon(b) => b.availability(),
+            AnyBackend::SpawnBlocking(b) => b.availability(),
+        }
     }
 
     pub fn run<W: Workload>(
         &self,
-        job: &Job,
-        workload: &W,
-        recorder: &dyn Recorder,
+        job: &Arc<Job>,
+        workload: &Arc<W>,
+        recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
         match self {
             AnyBackend::Sequential(b) => b.run(job, workload, recorder, cancel),
+            AnyBackend::TokioRayon(b) => b.run(job, workload, recorder, cancel),
+            AnyBackend::SpawnBlocking(b) => b.run(job, workload, recorder, cancel),
         }
+    }
+}
+
+fn str_option<'a>(spec: &'a BackendSpec, key: &str) -> Option<&'a str> {
+    spec.options.get(key).and_then(|v| v.as_str())
+}
+
+fn int_option(spec: &BackendSpec, key: &str) -> Option<usize> {
+    spec.options
+        .get(key)
+        .and_then(|v| v.as_u64())
+        .map(|n| n as usize)
+}
+
+fn io_mode(spec: &BackendSpec) -> IoMode {
+    match str_option(spec, "io") {
+        Some("std-blocking") => IoMode::StdInBlocking,
+        _ => IoMode::TokioFs,
     }
 }

@@ -197,6 +197,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     info.summary
                 );
             }
+            println!("\nBackend-specific keys of a [[backend]] table:");
+            for info in ALL {
+                for o in info.options {
+                    println!(
+                        "  {} {} ({}): {}",
+                        info.name,
+                        o.key,
+                        o.kind.describe(),
+                        o.help
+                    );
+                }
+            }
             let io = harness::machine::io_uring_status();
             println!("\nio_uring on this machine: {}", io.detail);
             Ok(ExitCode::SUCCESS)

@@ -87,7 +87,10 @@ fn run_verifies_and_writes_results_for_both_layouts() {
             assert_eq!(rep["verification"]["chunks_checked"], 2 * 3 * 9);
             assert_eq!(rep["measurement"]["outcome"]["inputs"], 30);
             assert!(rep["measurement"]["peak_rss_bytes"].as_u64().unwrap() > 0);
-            assert_eq!(rep["measurement"]["threads"], 1, "sequential uses one thread");
+            assert_eq!(
+                rep["measurement"]["threads"], 1,
+                "sequential uses one thread"
+            );
             assert_eq!(rep["cache"]["requested"], cache);
         }
         if cache == "cold" {

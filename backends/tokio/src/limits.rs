@@ -1,0 +1,243 @@
+//! The shared limits as async primitives: the byte budget, IO operations in flight,
+//! and the stop signal every task watches.
+//!
+//! Both limits are Tokio semaphores, which are fair (first come, first served):
+//! inputs reserve their bytes in the order they are issued, so the items of one
+//! variable are always reserved before those of the next, and a budget just large
+//! enough for one variable (the workload's `check_job`) can never deadlock.
+
+use std::sync::Arc;
+
+use rechunk_contract::{Cancel, Io, Recorder, RunError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The user's cancel plus an internal one, set by the first error so that every
+/// task stops at its next step.
+#[derive(Clone, Default)]
+pub struct Stop {
+    user: Cancel,
+    internal: Cancel,
+}
+
+impl Stop {
+    pub fn new(user: &Cancel) -> Self {
+        Stop {
+            user: user.clone(),
+            internal: Cancel::new(),
+        }
+    }
+
+    /// Tells every task to stop (after an error elsewhere).
+    pub fn stop(&self) {
+        self.internal.cancel();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.user.is_cancelled() || self.internal.is_cancelled()
+    }
+
+    /// `Err(Cancelled)` once set: `stop.check()?` between steps.
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.is_set() {
+            Err(RunError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves once set, to `select!` on while waiting. The user's flag is a plain
+    /// atomic (the harness sets it from a signal handler), so this polls; every 5 ms
+    /// is far below the "promptly" of the contract and costs nothing measurable.
+    pub async fn wait(&self) {
+        while !self.is_set() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// `bytes_in_flight` as a fair semaphore of bytes, reported to the recorder.
+#[derive(Clone)]
+pub struct Budget {
+    sem: Arc<Semaphore>,
+    capacity: u64,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl Budget {
+    pub fn new(capacity: u64, recorder: Arc<dyn Recorder>) -> Self {
+        // Tokio caps a semaphore's permits; a larger budget is as good as unlimited.
+        let permits = capacity.min(Semaphore::MAX_PERMITS as u64);
+        Budget {
+            sem: Arc::new(Semaphore::new(permits as usize)),
+            capacity: permits,
+            recorder,
+        }
+    }
+
+    /// Waits until `n` bytes fit, then reserves them; `Cancelled` if `stop` is set
+    /// first; an error at once if `n` can never fit.
+    pub async fn reserve(&self, n: u64, stop: &Stop) -> Result<Reservation, RunError> {
+        if n > self.capacity || n > u32::MAX as u64 {
+            return Err(RunError::Job(format!(
+                "one item needs {n} bytes but bytes_in_flight is {}",
+                self.capacity
+            )));
+        }
+        let permit = tokio::select! {
+            p = self.sem.clone().acquire_many_owned(n as u32) => {
+                p.map_err(|_| RunError::Internal("byte budget closed".into()))?
+            }
+            _ = stop.wait() => return Err(RunError::Cancelled),
+        };
+        self.recorder.bytes_reserved(n);
+        Ok(Reservation {
+            permit: Some(permit),
+            recorder: self.recorder.clone(),
+        })
+    }
+
+    /// An empty reservation to merge others into.
+    pub fn empty(&self) -> Reservation {
+        Reservation {
+            permit: None,
+            recorder: self.recorder.clone(),
+        }
+    }
+}
+
+/// Bytes held from the budget; given back (and reported) when dropped, so that an
+/// error path can never leak budget.
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl Reservation {
+    pub fn bytes(&self) -> u64 {
+        self.permit.as_ref().map_or(0, |p| p.num_permits() as u64)
+    }
+
+    /// Takes `n` bytes out into a reservation of their own (to release them earlier
+    /// or later than the rest). Takes what there is if `n` is more.
+    pub fn split(&mut self, n: u64) -> Reservation {
+        let n = n.min(self.bytes()) as usize;
+        let part = if n == 0 {
+            None
+        } else {
+            self.permit.as_mut().and_then(|p| p.split(n))
+        };
+        Reservation {
+            permit: part,
+            recorder: self.recorder.clone(),
+        }
+    }
+
+    /// Adds `other`'s bytes to this reservation.
+    pub fn merge(&mut self, mut other: Reservation) {
+        if let Some(p) = other.permit.take() {
+            match &mut self.permit {
+                Some(mine) => mine.merge(p),
+                None => self.permit = Some(p),
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take() {
+            // Reported before the permits go back, so that the recorder's gauge can
+            // never see the next reservation before this release.
+            self.recorder.bytes_released(p.num_permits() as u64);
+            drop(p);
+        }
+    }
+}
+
+/// `io_in_flight` over reads and writes together.
+#[derive(Clone)]
+pub struct IoLimit {
+    sem: Arc<Semaphore>,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl IoLimit {
+    pub fn new(io_in_flight: usize, recorder: Arc<dyn Recorder>) -> Self {
+        IoLimit {
+            sem: Arc::new(Semaphore::new(io_in_flight.max(1))),
+            recorder,
+        }
+    }
+
+    /// Waits for a slot, then reports the operation begun; the guard ends it.
+    pub async fn begin(&self, io: Io, stop: &Stop) -> Result<IoGuard, RunError> {
+        let permit = tokio::select! {
+            p = self.sem.clone().acquire_owned() => {
+                p.map_err(|_| RunError::Internal("IO limit closed".into()))?
+            }
+            _ = stop.wait() => return Err(RunError::Cancelled),
+        };
+        self.recorder.io_begin(io);
+        Ok(IoGuard {
+            io,
+            permit: Some(permit),
+            recorder: self.recorder.clone(),
+        })
+    }
+}
+
+/// One IO operation in flight.
+pub struct IoGuard {
+    io: Io,
+    permit: Option<OwnedSemaphorePermit>,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl Drop for IoGuard {
+    fn drop(&mut self) {
+        self.recorder.io_end(self.io);
+        drop(self.permit.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rechunk_contract::Counters;
+
+    #[tokio::test]
+    async fn reservations_split_merge_and_release_on_drop() {
+        let counters = Arc::new(Counters::new());
+        let budget = Budget::new(100, counters.clone());
+        let stop = Stop::new(&Cancel::new());
+        let mut a = budget.reserve(60, &stop).await.unwrap();
+        let b = a.split(25);
+        assert_eq!((a.bytes(), b.bytes()), (35, 25));
+        let mut pool = budget.empty();
+        pool.merge(b);
+        assert_eq!(pool.bytes(), 25);
+        drop(a);
+        assert_eq!(counters.snapshot().bytes_in_flight_now, 25);
+        drop(pool);
+        let c = counters.snapshot();
+        assert_eq!((c.bytes_in_flight_now, c.max_bytes_in_flight), (0, 60));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reservation_sees_the_stop() {
+        let counters = Arc::new(Counters::new());
+        let budget = Budget::new(10, counters);
+        let stop = Stop::new(&Cancel::new());
+        let _held = budget.reserve(10, &stop).await.unwrap();
+        let s = stop.clone();
+        tokio::spawn(async move { s.stop() });
+        assert!(matches!(
+            budget.reserve(5, &stop).await,
+            Err(RunError::Cancelled)
+        ));
+        assert!(matches!(
+            budget.reserve(11, &stop).await,
+            Err(RunError::Job(_))
+        ));
+    }
+}

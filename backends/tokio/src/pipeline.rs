@@ -1,0 +1,433 @@
+//! The pipeline both Tokio backends run; only the CPU executor ([`Cpu`]) differs.
+//!
+//! One driver task pulls groups from [`crate::read_groups`] and, for each input whose
+//! read completed, spawns a task that hands decode + push to the CPU executor, then
+//! encodes every chunk the push emitted (CPU) and writes it (IO). Memory is bounded
+//! by the byte budget (every input reserves its whole cost before its read is
+//! issued, and a variable's retained bytes are given back when its chunks are
+//! written), IO by one semaphore over reads and writes, and the CPU queue by the
+//! executor's slots. No task is ever aborted: on an error or a cancel every task
+//! sees the stop at its next step and the run waits for all of them, so no write is
+//! cut off half way and no temporary file outlives the run.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use rechunk_contract::output::{io_detail, temp_path, write_atomic};
+use rechunk_contract::{
+    Cancel, GroupReducer, Io, Job, OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
+};
+use tokio::task::JoinSet;
+
+use crate::cpu::{Bridge, Cpu};
+use crate::limits::{Budget, IoLimit, Reservation, Stop};
+use crate::read_groups::{GroupReads, Input, IoMode, Reader};
+
+/// How a Tokio backend is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub bridge: Bridge,
+    pub io: IoMode,
+    /// Tokio worker threads (they only drive IO and hand-overs).
+    pub tokio_workers: usize,
+    /// CPU jobs handed over and not yet finished, at most.
+    pub cpu_in_flight: usize,
+}
+
+/// Everything a task needs, shared.
+struct Ctx<W: Workload> {
+    job: Arc<Job>,
+    workload: Arc<W>,
+    recorder: Arc<dyn Recorder>,
+    cfg: Config,
+    stop: Stop,
+    io: IoLimit,
+    budget: Budget,
+    cpu: Cpu,
+    /// Output directories known to exist, so a chunk costs no mkdir after the first.
+    dirs: Mutex<HashSet<PathBuf>>,
+    inputs: AtomicU64,
+    input_bytes: AtomicU64,
+    outputs: AtomicU64,
+    output_bytes: AtomicU64,
+    /// Hops to the blocking pool made by writes.
+    write_hops: AtomicU64,
+}
+
+/// One group's reducer and the retained bytes of its inputs.
+struct GroupState<R> {
+    reducer: Mutex<Option<R>>,
+    /// Bytes the reducer keeps for the inputs pushed so far; an emission takes what
+    /// it retires out of here and gives it back once its chunks are written.
+    retained: Mutex<Reservation>,
+    started: Instant,
+}
+
+/// Counts the runtime's threads (workers and blocking threads) alive and at most.
+#[derive(Default)]
+struct ThreadCount {
+    alive: AtomicU64,
+    max: AtomicU64,
+}
+
+pub fn run<W: Workload>(
+    cfg: Config,
+    job: &Arc<Job>,
+    workload: &Arc<W>,
+    recorder: &Arc<dyn Recorder>,
+    cancel: &Cancel,
+) -> Result<RunOutcome, RunError> {
+    workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
+    cancel.check()?;
+    let threads = Arc::new(ThreadCount::default());
+    let (t1, t2) = (threads.clone(), threads.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.tokio_workers.max(1))
+        .thread_name("tokio")
+        .enable_time()
+        .on_thread_start(move || {
+            let n = t1.alive.fetch_add(1, Relaxed) + 1;
+            t1.max.fetch_max(n, Relaxed);
+        })
+        .on_thread_stop(move || {
+            t2.alive.fetch_sub(1, Relaxed);
+        })
+        .build()
+        .map_err(|e| RunError::Internal(format!("building the Tokio runtime: {e}")))?;
+    let ctx = Arc::new(Ctx {
+        job: job.clone(),
+        workload: workload.clone(),
+        recorder: recorder.clone(),
+        cfg,
+        stop: Stop::new(cancel),
+        io: IoLimit::new(job.limits.io_in_flight, recorder.clone()),
+        budget: Budget::new(job.limits.bytes_in_flight, recorder.clone()),
+        cpu: Cpu::new(cfg.bridge, job.limits.cpu_threads, cfg.cpu_in_flight)?,
+        dirs: Mutex::new(HashSet::new()),
+        inputs: AtomicU64::new(0),
+        input_bytes: AtomicU64::new(0),
+        outputs: AtomicU64::new(0),
+        output_bytes: AtomicU64::new(0),
+        write_hops: AtomicU64::new(0),
+    });
+    let (result, read_hops) = runtime.block_on(drive(ctx.clone()));
+    // Waits for the blocking pool's threads to finish what they run.
+    drop(runtime);
+    result?;
+
+    let mut outcome = RunOutcome {
+        inputs: ctx.inputs.load(Relaxed),
+        input_bytes: ctx.input_bytes.load(Relaxed),
+        outputs: ctx.outputs.load(Relaxed),
+        output_bytes: ctx.output_bytes.load(Relaxed),
+        details: Default::default(),
+    };
+    let d = &mut outcome.details;
+    d.insert("io".into(), cfg.io.name().into());
+    d.insert("bridge".into(), cfg.bridge.name().into());
+    d.insert(
+        "tokio_worker_threads".into(),
+        cfg.tokio_workers.max(1).into(),
+    );
+    d.insert("tokio_threads_max".into(), threads.max.load(Relaxed).into());
+    d.insert(
+        "tokio_blocking_threads_max".into(),
+        threads
+            .max
+            .load(Relaxed)
+            .saturating_sub(cfg.tokio_workers.max(1) as u64)
+            .into(),
+    );
+    d.insert("rayon_threads".into(), ctx.cpu.rayon_threads().into());
+    d.insert("cpu_in_flight".into(), cfg.cpu_in_flight.into());
+    d.insert("cpu_hand_overs".into(), ctx.cpu.hops().into());
+    d.insert("read_blocking_hops".into(), read_hops.into());
+    d.insert(
+        "write_blocking_hops".into(),
+        ctx.write_hops.load(Relaxed).into(),
+    );
+    Ok(outcome)
+}
+
+/// Keeps the error that explains a failed run: the first real one, else `Cancelled`.
+#[derive(Default)]
+struct FirstError(Option<RunError>);
+
+impl FirstError {
+    fn note(&mut self, stop: &Stop, e: RunError) {
+        stop.stop();
+        match (&self.0, &e) {
+            (None, _)
+            | (Some(RunError::Cancelled), RunError::Input { .. })
+            | (Some(RunError::Cancelled), RunError::Output { .. })
+            | (Some(RunError::Cancelled), RunError::Internal(_))
+            | (Some(RunError::Cancelled), RunError::Job(_)) => self.0 = Some(e),
+            _ => {}
+        }
+    }
+    fn joined(&mut self, stop: &Stop, r: Result<Result<(), RunError>, tokio::task::JoinError>) {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.note(stop, e),
+            Err(e) => self.note(stop, RunError::Internal(format!("a task failed: {e}"))),
+        }
+    }
+}
+
+async fn drive<W: Workload>(ctx: Arc<Ctx<W>>) -> (Result<(), RunError>, u64) {
+    let mut errors = FirstError::default();
+    for object in ctx.workload.metadata() {
+        if let Err(e) = write(&ctx, object).await {
+            return (Err(e), 0);
+        }
+    }
+    let w = ctx.workload.clone();
+    let (mut groups, read_hops) = Reader::new(ctx.job.clone())
+        .io_mode(ctx.cfg.io)
+        .io_limit(ctx.io.clone())
+        .budget(ctx.budget.clone(), move |g, i| w.cost(g, i).total())
+        .recorder(ctx.recorder.clone())
+        .stop(ctx.stop.clone())
+        .read_groups_counting();
+    // Groups whose reads are all issued, draining their tasks; with overlap_groups
+    // several at once (bounded by the byte budget their inputs hold), else one.
+    let mut draining = JoinSet::new();
+    while let Some(mut reads) = groups.next().await {
+        if ctx.stop.is_set() {
+            errors.note(&ctx.stop, RunError::Cancelled);
+            break;
+        }
+        let state = Arc::new(GroupState {
+            reducer: Mutex::new(Some(
+                ctx.workload.reduce_group(&ctx.job.groups[reads.position]),
+            )),
+            retained: Mutex::new(ctx.budget.empty()),
+            started: Instant::now(),
+        });
+        let mut tasks = JoinSet::new();
+        if let Err(e) = feed(&ctx, &mut reads, &state, &mut tasks).await {
+            errors.note(&ctx.stop, e);
+        }
+        draining.spawn(finish_group(ctx.clone(), state, tasks));
+        if ctx.job.overlap_groups {
+            while let Some(r) = draining.try_join_next() {
+                errors.joined(&ctx.stop, r);
+            }
+        } else if let Some(r) = draining.join_next().await {
+            errors.joined(&ctx.stop, r);
+        }
+        if errors.0.is_some() {
+            break;
+        }
+    }
+    while let Some(r) = draining.join_next().await {
+        errors.joined(&ctx.stop, r);
+    }
+    let hops = read_hops.load(Relaxed);
+    match errors.0 {
+        Some(e) => (Err(e), hops),
+        None => (Ok(()), hops),
+    }
+}
+
+/// Spawns a task per input of one group as its read completes, until the group's
+/// reads are all done or something failed.
+async fn feed<W: Workload>(
+    ctx: &Arc<Ctx<W>>,
+    reads: &mut GroupReads,
+    state: &Arc<GroupState<W::Reducer>>,
+    tasks: &mut JoinSet<Result<(), RunError>>,
+) -> Result<(), RunError> {
+    loop {
+        tokio::select! {
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                done.map_err(|e| RunError::Internal(format!("a task failed: {e}")))??;
+            }
+            next = reads.next() => match next {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(input)) => {
+                    tasks.spawn(process(ctx.clone(), state.clone(), input));
+                }
+            },
+        }
+    }
+}
+
+/// Waits for a group's tasks, then closes its reducer.
+async fn finish_group<W: Workload>(
+    ctx: Arc<Ctx<W>>,
+    state: Arc<GroupState<W::Reducer>>,
+    mut tasks: JoinSet<Result<(), RunError>>,
+) -> Result<(), RunError> {
+    let mut errors = FirstError::default();
+    while let Some(r) = tasks.join_next().await {
+        errors.joined(&ctx.stop, r);
+    }
+    if let Some(e) = errors.0 {
+        return Err(e);
+    }
+    ctx.stop.check()?;
+    let reducer = state
+        .reducer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(reducer) = reducer {
+        reducer.finish().map_err(|e| RunError::Job(e.0))?;
+    }
+    ctx.recorder.stage_done(Stage::Group, state.started, 0);
+    Ok(())
+}
+
+/// One input: decode and push on the CPU executor, then encode and write whatever
+/// the push completed.
+async fn process<W: Workload>(
+    ctx: Arc<Ctx<W>>,
+    state: Arc<GroupState<W::Reducer>>,
+    input: Input,
+) -> Result<(), RunError> {
+    let Input {
+        position,
+        index,
+        bytes,
+        reservation,
+        submitted,
+    } = input;
+    let group = &ctx.job.groups[position];
+    let cost = ctx.workload.cost(group, index);
+    ctx.inputs.fetch_add(1, Relaxed);
+    ctx.input_bytes.fetch_add(bytes.len() as u64, Relaxed);
+
+    let (c, s) = (ctx.clone(), state.clone());
+    let emission = ctx
+        .cpu
+        .run(&ctx.stop, "decode", move || {
+            let group = &c.job.groups[position];
+            let at_fault = || c.job.input_path(&group.inputs[index]);
+            let t = Instant::now();
+            let decoded = c
+                .workload
+                .decode(group, index, &bytes)
+                .map_err(|e| RunError::input(at_fault(), e))?;
+            c.recorder.stage_done(Stage::Decode, t, cost.transient);
+            drop(bytes);
+            let t = Instant::now();
+            let mut reducer = s.reducer.lock().unwrap_or_else(|e| e.into_inner());
+            let emission = reducer
+                .as_mut()
+                .ok_or_else(|| RunError::Internal("push after the group was finished".into()))?
+                .push(index, decoded)
+                .map_err(|e| RunError::input(at_fault(), e))?;
+            drop(reducer);
+            c.recorder.stage_done(Stage::Reduce, t, 0);
+            Ok::<_, RunError>(emission)
+        })
+        .await??;
+    ctx.recorder.stage_done(Stage::Input, submitted, 0);
+
+    let mut reservation = reservation.unwrap_or_else(|| ctx.budget.empty());
+    drop(reservation.split(cost.read + cost.transient));
+    let retired = {
+        let mut pool = state.retained.lock().unwrap_or_else(|e| e.into_inner());
+        pool.merge(reservation);
+        pool.split(emission.retired_bytes)
+    };
+    if emission.chunks.is_empty() {
+        return Ok(());
+    }
+    // Every chunk is encoded and written before the retired bytes go back; all are
+    // awaited even if one fails, so that none is left half written.
+    let results = futures::future::join_all(emission.chunks.into_iter().map(|chunk| {
+        let ctx = ctx.clone();
+        async move {
+            let c = ctx.clone();
+            let group_index = group.index;
+            let object = ctx
+                .cpu
+                .run(&ctx.stop, "encode", move || {
+                    let t = Instant::now();
+                    let object = c.workload.encode(chunk).map_err(|e| {
+                        RunError::output(
+                            &c.job.output_root,
+                            format!("encoding a chunk of group {group_index}: {e}"),
+                        )
+                    })?;
+                    c.recorder
+                        .stage_done(Stage::Encode, t, object.bytes.len() as u64);
+                    Ok::<_, RunError>(object)
+                })
+                .await??;
+            write(&ctx, object).await
+        }
+    }))
+    .await;
+    drop(retired);
+    results.into_iter().collect()
+}
+
+/// Writes one object atomically (temporary name, then rename).
+async fn write<W: Workload>(ctx: &Arc<Ctx<W>>, object: OutputObject) -> Result<(), RunError> {
+    ctx.stop.check()?;
+    let guard = ctx.io.begin(Io::Write, &ctx.stop).await?;
+    let started = Instant::now();
+    let path = ctx.job.output_path(&object.key);
+    let len = object.bytes.len() as u64;
+    let dir = path.parent().map(|d| d.to_path_buf());
+    let new_dir = dir.filter(|d| {
+        !ctx.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(d)
+    });
+    let result = match ctx.cfg.io {
+        IoMode::TokioFs => {
+            if let Some(dir) = &new_dir {
+                ctx.write_hops.fetch_add(1, Relaxed);
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| RunError::output(dir, io_detail(&e)))?;
+            }
+            ctx.write_hops.fetch_add(2, Relaxed);
+            let tmp = temp_path(&path);
+            let r = match tokio::fs::write(&tmp, object.bytes).await {
+                Ok(()) => tokio::fs::rename(&tmp, &path).await,
+                Err(e) => Err(e),
+            };
+            if r.is_err() {
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
+            r.map_err(|e| RunError::output(&path, io_detail(&e)))
+        }
+        IoMode::StdInBlocking => {
+            ctx.write_hops.fetch_add(1, Relaxed);
+            let p = path.clone();
+            let d = new_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(dir) = &d {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| RunError::output(dir, io_detail(&e)))?;
+                }
+                write_atomic(&p, &object.bytes)
+            })
+            .await
+            .map_err(|e| RunError::output(&path, format!("the write task failed: {e}")))?
+        }
+    };
+    drop(guard);
+    result?;
+    if let Some(dir) = new_dir {
+        ctx.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir);
+    }
+    ctx.recorder.stage_done(Stage::Write, started, len);
+    ctx.outputs.fetch_add(1, Relaxed);
+    ctx.output_bytes.fetch_add(len, Relaxed);
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! `read_groups`: a job's inputs as a Stream of per-group Streams, each yielding its
+//! inputs as their reads complete: the API sketched in light-speed-io issue #25
+//! ("Consider mixing Tokio & Rayon"), where a user loops over groups, decodes each
+//! group's items concurrently on Rayon, combines them, compresses and writes.
+//!
+//! A group's reads start when its stream is first polled and run ahead of the
+//! consumer by at most `io_in_flight` reads (and, with a [`Budget`], only as far as
+//! the budget allows), so memory stays bounded however large the group: a group of
+//! 146,000 inputs never holds more than that window of buffers that the consumer has
+//! not taken.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use backend_tokio::read_groups::read_groups;
+//! use futures::StreamExt;
+//! use rechunk_contract::nwp::{generate::generate, Codec, DatasetParams, Layout};
+//! use rechunk_contract::{Job, Limits};
+//!
+//! // A tiny dataset: 2 groups (init times) × 3 variables × 4 steps of 8×8 fields.
+//! let dir = tempfile::tempdir()?;
+//! let params = DatasetParams {
+//!     layout: Layout::Files, groups: 2, variables: 3, steps: 4, ny: 8, nx: 8,
+//!     codec: Codec::Zstd, zstd_level: 1, noise_bits: 4, seed: 7,
+//! };
+//! generate(&params, dir.path(), &|_, _| {})?;
+//! let job = Arc::new(Job {
+//!     groups: params.groups_at(dir.path())?,
+//!     input_root: dir.path().to_path_buf(),
+//!     output_root: dir.path().join("out"),
+//!     limits: Limits { cpu_threads: 2, io_in_flight: 8, bytes_in_flight: 1 << 20 },
+//!     overlap_groups: false,
+//! });
+//! let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+//!
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let mut groups = read_groups(job.clone());
+//!     while let Some(mut group) = groups.next().await {
+//!         // Decode every item of the group on Rayon as soon as its read completes.
+//!         let mut decoded = Vec::new();
+//!         while let Some(input) = group.next().await {
+//!             let input = input?;
+//!             let (tx, rx) = tokio::sync::oneshot::channel();
+//!             pool.spawn(move || {
+//!                 // Stand-in for decompression: the sum of the message's bytes.
+//!                 let sum: u64 = input.bytes.iter().map(|&b| b as u64).sum();
+//!                 let _ = tx.send(sum);
+//!             });
+//!             decoded.push(rx);
+//!         }
+//!         // Combine the group, "compress" and "write" it.
+//!         let mut combined = 0u64;
+//!         for rx in decoded {
+//!             combined = combined.wrapping_add(rx.await?);
+//!         }
+//!         assert_ne!(combined, 0);
+//!         println!("group {}: 12 inputs, checksum {combined}", group.group);
+//!     }
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{ErrorKind, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_stream::stream;
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use rechunk_contract::output::io_detail;
+use rechunk_contract::{Cancel, Group, InputRef, Io, Job, NullRecorder, Recorder, RunError, Stage};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::limits::{Budget, IoLimit, Reservation, Stop};
+
+/// How inputs are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// `tokio::fs`, what a Tokio user reaches for: every call (open, seek, read) is
+    /// one hop to the blocking pool. A byte range opens its file each time, since a
+    /// `tokio::fs::File` cannot serve concurrent positioned reads.
+    TokioFs,
+    /// `std::fs` inside one `spawn_blocking` per read: one hop per input, and a
+    /// container file opened once and shared by positioned reads (`pread`).
+    StdInBlocking,
+}
+
+impl IoMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::TokioFs => "tokio::fs",
+            IoMode::StdInBlocking => "std::fs in spawn_blocking",
+        }
+    }
+}
+
+/// The stream of groups (boxed and pinned, so that `.next()` works on it as it is).
+pub type Groups = Pin<Box<dyn Stream<Item = GroupReads> + Send>>;
+
+type CostFn = Arc<dyn Fn(&Group, usize) -> u64 + Send + Sync>;
+
+/// Reads a job's inputs; configure it, then call [`Reader::read_groups`].
+pub struct Reader {
+    job: Arc<Job>,
+    mode: IoMode,
+    io: Option<IoLimit>,
+    budget: Option<(Budget, CostFn)>,
+    recorder: Arc<dyn Recorder>,
+    stop: Stop,
+}
+
+/// One input whose read completed.
+pub struct Input {
+    /// The group's position in `job.groups`, and the input's index in that group.
+    pub position: usize,
+    pub index: usize,
+    pub bytes: Vec<u8>,
+    /// What the budget holds for this input (none without a budget); dropping it
+    /// gives the bytes back.
+    pub reservation: Option<Reservation>,
+    /// When the read was submitted (after its budget was reserved).
+    pub submitted: Instant,
+}
+
+/// One group's inputs, yielded as their reads complete (not in order). The first
+/// error ends the stream.
+pub struct GroupReads {
+    /// The group's position in `job.groups`, and its number.
+    pub position: usize,
+    pub group: u32,
+    inputs: Pin<Box<dyn Stream<Item = Result<Input, RunError>> + Send>>,
+}
+
+impl Stream for GroupReads {
+    type Item = Result<Input, RunError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inputs.as_mut().poll_next(cx)
+    }
+}
+
+/// Every group of `job`, each a stream of its inputs, read with `tokio::fs` and at
+/// most `job.limits.io_in_flight` reads at once. See the module documentation.
+pub fn read_groups(job: Arc<Job>) -> Groups {
+    Reader::new(job).read_groups()
+}
+
+struct Shared {
+    job: Arc<Job>,
+    mode: IoMode,
+    io: IoLimit,
+    budget: Option<(Budget, CostFn)>,
+    recorder: Arc<dyn Recorder>,
+    stop: Stop,
+    /// Container files opened once (std-in-blocking mode), by relative path.
+    containers: Mutex<HashMap<Box<str>, Arc<File>>>,
+    /// Hops to the blocking pool made for reads.
+    hops: Arc<AtomicU64>,
+}
+
+impl Reader {
+    pub fn new(job: Arc<Job>) -> Reader {
+        Reader {
+            job,
+            mode: IoMode::TokioFs,
+            io: None,
+            budget: None,
+            recorder: Arc::new(NullRecorder),
+            stop: Stop::new(&Cancel::new()),
+        }
+    }
+
+    pub fn io_mode(mut self, mode: IoMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Shares an IO limit with other operations (the writes); by default the reads
+    /// get `job.limits.io_in_flight` slots of their own.
+    pub fn io_limit(mut self, io: IoLimit) -> Self {
+        self.io = Some(io);
+        self
+    }
+
+    /// Reserves `cost(group, index)` bytes from `budget` before each read.
+    pub fn budget(
+        mut self,
+        budget: Budget,
+        cost: impl Fn(&Group, usize) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.budget = Some((budget, Arc::new(cost)));
+        self
+    }
+
+    pub fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
+        self.recorder = recorder;
+        self
+    }
+
+    /// Stops issuing reads, and ends the streams with `Cancelled`, once set.
+    pub fn stop(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// A counter of the hops to the blocking pool that reads make, for the results.
+    pub fn read_groups_counting(self) -> (Groups, Arc<AtomicU64>) {
+        let io = self
+            .io
+            .unwrap_or_else(|| IoLimit::new(self.job.limits.io_in_flight, self.recorder.clone()));
+        let shared = Arc::new(Shared {
+            mode: self.mode,
+            io,
+            budget: self.budget,
+            recorder: self.recorder,
+            stop: self.stop,
+            containers: Mutex::new(HashMap::new()),
+            hops: Arc::new(AtomicU64::new(0)),
+            job: self.job,
+        });
+        let hops = shared.hops.clone();
+        let groups = stream! {
+            for position in 0..shared.job.groups.len() {
+                yield group_reads(shared.clone(), position);
+            }
+        };
+        (Box::pin(groups), hops)
+    }
+
+    pub fn read_groups(self) -> Groups {
+        self.read_groups_counting().0
+    }
+}
+
+fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
+    let group = shared.job.groups[position].index;
+    let window = shared.job.limits.io_in_flight.max(1);
+    let inputs = stream! {
+        let n = shared.job.groups[position].inputs.len();
+        let mut next = 0;
+        // Reads under way, those still waiting for budget or an IO slot included:
+        // never more than `window`, whatever the consumer does with what it gets.
+        let mut reads = FuturesUnordered::new();
+        loop {
+            while reads.len() < window && next < n && !shared.stop.is_set() {
+                reads.push(read_one(shared.clone(), position, next));
+                next += 1;
+            }
+            match reads.next().await {
+                Some(result) => {
+                    let failed = result.is_err();
+                    yield result;
+                    if failed {
+                        break;
+                    }
+                }
+                None => {
+                    if next < n {
+                        yield Err(RunError::Cancelled);
+                    }
+                    break;
+                }
+            }
+        }
+    };
+    GroupReads {
+        position,
+        group,
+        inputs: Box::pin(inputs),
+    }
+}
+
+async fn read_one(shared: Arc<Shared>, position: usize, index: usize) -> Result<Input, RunError> {
+    let group = &shared.job.groups[position];
+    let reservation = match &shared.budget {
+        Some((budget, cost)) => Some(budget.reserve(cost(group, index), &shared.stop).await?),
+        None => None,
+    };
+    let guard = shared.io.begin(Io::Read, &shared.stop).await?;
+    let submitted = Instant::now();
+    let bytes = read_input(&shared, &group.inputs[index]).await;
+    drop(guard);
+    let bytes = bytes?;
+    shared
+        .recorder
+        .stage_done(Stage::Read, submitted, bytes.len() as u64);
+    Ok(Input {
+        position,
+        index,
+        bytes,
+        reservation,
+        submitted,
+    })
+}
+
+async fn read_input(shared: &Arc<Shared>, input: &InputRef) -> Result<Vec<u8>, RunError> {
+    let path = shared.job.input_path(input);
+    let fail = |what: &str, e: std::io::Error| match (e.kind(), input.range) {
+        (ErrorKind::UnexpectedEof, Some(r)) => RunError::input(
+            &path,
+            format!("truncated: the file ends before byte {}", r.offset + r.len),
+        ),
+        _ => RunError::input(&path, format!("{what}{}", io_detail(&e))),
+    };
+    match (shared.mode, input.range) {
+        (IoMode::TokioFs, None) => {
+            shared.hops.fetch_add(1, Relaxed);
+            tokio::fs::read(&path).await.map_err(|e| fail("", e))
+        }
+        (IoMode::TokioFs, Some(r)) => {
+            shared.hops.fetch_add(3, Relaxed);
+            let mut f = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| fail("cannot open: ", e))?;
+            f.seek(SeekFrom::Start(r.offset))
+                .await
+                .map_err(|e| fail("", e))?;
+            let mut buf = vec![0; r.len as usize];
+            f.read_exact(&mut buf).await.map_err(|e| fail("", e))?;
+            Ok(buf)
+        }
+        (IoMode::StdInBlocking, range) => {
+            shared.hops.fetch_add(1, Relaxed);
+            let s = shared.clone();
+            let rel = input.path.clone();
+            let p = path.clone();
+            let r = tokio::task::spawn_blocking(move || match range {
+                None => std::fs::read(&p).map_err(|e| ("", e)),
+                Some(r) => {
+                    let file = s.container(&rel, p).map_err(|e| ("cannot open: ", e))?;
+                    let mut buf = vec![0; r.len as usize];
+                    file.read_exact_at(&mut buf, r.offset)
+                        .map_err(|e| ("", e))?;
+                    Ok(buf)
+                }
+            })
+            .await
+            .map_err(|e| RunError::input(&path, format!("the read task failed: {e}")))?;
+            r.map_err(|(what, e)| fail(what, e))
+        }
+    }
+}
+
+impl Shared {
+    /// The container at `rel`, opened on first use (called on a blocking thread).
+    fn container(&self, rel: &str, path: PathBuf) -> std::io::Result<Arc<File>> {
+        if let Some(f) = self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rel)
+        {
+            return Ok(f.clone());
+        }
+        let file = Arc::new(File::open(path)?);
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rel.into(), file.clone());
+        Ok(file)
+    }
+}
