@@ -259,12 +259,23 @@ pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
         fs::remove_dir_all(&fx.output_root).unwrap();
         fs::create_dir_all(&fx.output_root).unwrap();
         let counters = Arc::new(Counters::new());
+        let recorder = Arc::new(GroupEnds {
+            inner: counters.clone(),
+            held: std::sync::Mutex::new(Vec::new()),
+        });
         let job = Arc::new(fx.job(limits));
         backend
-            .run(&job, &workload, &(counters.clone() as _), &Cancel::new())
+            .run(&job, &workload, &(recorder.clone() as _), &Cancel::new())
             .unwrap_or_else(|e| panic!("{} with {limits:?} failed: {e}", backend.name()));
         let c = counters.snapshot();
         let name = backend.name();
+        // Without overlapping groups, a finished group has given back every byte:
+        // a reservation kept past its group is a leak that a longer run would stall on.
+        let held = recorder.held.lock().unwrap().clone();
+        assert!(
+            held.iter().all(|&b| b == 0),
+            "{name} with {limits:?}: bytes still reserved when each group ended: {held:?}"
+        );
         assert!(
             c.max_io_in_flight <= limits.io_in_flight as u64,
             "{name}: {} IO operations in flight, limit {}",
@@ -394,6 +405,34 @@ pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
         }
     }
     skipped
+}
+
+/// A recorder that notes the bytes still reserved whenever a group ends.
+struct GroupEnds {
+    inner: Arc<Counters>,
+    held: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Recorder for GroupEnds {
+    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
+        self.inner.stage_done(stage, started, bytes);
+        if stage == Stage::Group {
+            let now = self.inner.snapshot().bytes_in_flight_now;
+            self.held.lock().unwrap().push(now);
+        }
+    }
+    fn io_begin(&self, io: Io) {
+        self.inner.io_begin(io)
+    }
+    fn io_end(&self, io: Io) {
+        self.inner.io_end(io)
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.inner.bytes_reserved(n)
+    }
+    fn bytes_released(&self, n: u64) {
+        self.inner.bytes_released(n)
+    }
 }
 
 /// A recorder that sets a cancel after a number of reads complete.

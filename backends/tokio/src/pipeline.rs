@@ -300,6 +300,18 @@ async fn process<W: Workload>(
     } = input;
     let group = &ctx.job.groups[position];
     let cost = ctx.workload.cost(group, index);
+    // The retained part joins the group's pool now, before the push: the push that
+    // completes a variable retires the retained bytes of all its steps, and each
+    // of them must already be in the pool then (their tasks may not have resumed
+    // yet after their own pushes; merging after the push leaked budget, and with a
+    // tight budget the run stalled).
+    let mut transient = reservation.unwrap_or_else(|| ctx.budget.empty());
+    let retained = transient.split(transient.bytes().saturating_sub(cost.read + cost.transient));
+    state
+        .retained
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .merge(retained);
     ctx.inputs.fetch_add(1, Relaxed);
     ctx.input_bytes.fetch_add(bytes.len() as u64, Relaxed);
 
@@ -330,13 +342,12 @@ async fn process<W: Workload>(
         .await??;
     ctx.recorder.stage_done(Stage::Input, submitted, 0);
 
-    let mut reservation = reservation.unwrap_or_else(|| ctx.budget.empty());
-    drop(reservation.split(cost.read + cost.transient));
-    let retired = {
-        let mut pool = state.retained.lock().unwrap_or_else(|e| e.into_inner());
-        pool.merge(reservation);
-        pool.split(emission.retired_bytes)
-    };
+    drop(transient);
+    let retired = state
+        .retained
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .split(emission.retired_bytes);
     if emission.chunks.is_empty() {
         return Ok(());
     }
