@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use backend_sequential::Sequential;
 use backend_tokio::{Bridge, IoMode, SpawnBlocking, TokioRayon};
+use backend_uring::Uring;
 use rechunk_contract::{
     Availability, Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
@@ -83,7 +84,7 @@ pub const ALL: &[BackendInfo] = &[
             OptionSpec {
                 key: "cpu_in_flight",
                 kind: OptionKind::Int { min: 1, max: 65536 },
-                help: "CPU jobs queued or running on the pool at once (default 2 × cpu_threads)",
+                help: "CPU jobs queued or running on the pool at once (default 32 × cpu_threads)",
             },
         ],
     },
@@ -96,7 +97,34 @@ pub const ALL: &[BackendInfo] = &[
             OptionSpec {
                 key: "cpu_in_flight",
                 kind: OptionKind::Int { min: 1, max: 65536 },
-                help: "CPU steps running at once in the blocking pool (default cpu_threads)",
+                help: "CPU steps running at once in the blocking pool (default cpu_threads, \
+                       which honours the limit; more lets the pool oversubscribe the cores)",
+            },
+        ],
+    },
+    BackendInfo {
+        name: "uring",
+        summary: "one IO thread keeps an io_uring topped up (open/read/close, open/write/close/rename); CPU on a Rayon pool",
+        options: &[
+            OptionSpec {
+                key: "queue_depth",
+                kind: OptionKind::Int { min: 1, max: 65536 },
+                help: "operations in flight in the ring (default and cap: io_in_flight)",
+            },
+            OptionSpec {
+                key: "sqpoll",
+                kind: OptionKind::Bool,
+                help: "a kernel thread polls the submission queue (idle after 100 ms)",
+            },
+            OptionSpec {
+                key: "iowq_max_workers",
+                kind: OptionKind::Int { min: 1, max: 4096 },
+                help: "cap on the kernel's io-wq workers for this ring (default: the kernel's)",
+            },
+            OptionSpec {
+                key: "cpu_in_flight",
+                kind: OptionKind::Int { min: 1, max: 65536 },
+                help: "CPU tasks queued or running on the pool at once (default 32 × cpu_threads)",
             },
         ],
     },
@@ -115,6 +143,7 @@ pub enum AnyBackend {
     Sequential(Sequential),
     TokioRayon(TokioRayon),
     SpawnBlocking(SpawnBlocking),
+    Uring(Uring),
 }
 
 impl AnyBackend {
@@ -146,6 +175,17 @@ impl AnyBackend {
                 b.cpu_in_flight = int_option(spec, "cpu_in_flight");
                 Ok(AnyBackend::SpawnBlocking(b))
             }
+            "uring" => Ok(AnyBackend::Uring(Uring {
+                queue_depth: int_option(spec, "queue_depth").map(|n| n as u32),
+                sqpoll_idle_ms: spec
+                    .options
+                    .get("sqpoll")
+                    .and_then(|v| v.as_bool())
+                    .filter(|&on| on)
+                    .map(|_| 100),
+                iowq_max_workers: int_option(spec, "iowq_max_workers").map(|n| n as u32),
+                cpu_in_flight: int_option(spec, "cpu_in_flight"),
+            })),
             other => anyhow::bail!("unknown backend `{other}`"),
         }
     }
@@ -156,6 +196,7 @@ impl AnyBackend {
             AnyBackend::Sequential(Sequential),
             AnyBackend::TokioRayon(TokioRayon::default()),
             AnyBackend::SpawnBlocking(SpawnBlocking::default()),
+            AnyBackend::Uring(Uring::default()),
         ]
     }
 
@@ -164,6 +205,7 @@ impl AnyBackend {
             AnyBackend::Sequential(b) => b.name(),
             AnyBackend::TokioRayon(b) => b.name(),
             AnyBackend::SpawnBlocking(b) => b.name(),
+            AnyBackend::Uring(b) => b.name(),
         }
     }
 
@@ -172,6 +214,7 @@ impl AnyBackend {
             AnyBackend::Sequential(b) => b.capabilities(),
             AnyBackend::TokioRayon(b) => b.capabilities(),
             AnyBackend::SpawnBlocking(b) => b.capabilities(),
+            AnyBackend::Uring(b) => b.capabilities(),
         }
     }
 
@@ -180,6 +223,7 @@ impl AnyBackend {
             AnyBackend::Sequential(b) => b.availability(),
             AnyBackend::TokioRayon(b) => b.availability(),
             AnyBackend::SpawnBlocking(b) => b.availability(),
+            AnyBackend::Uring(b) => b.availability(),
         }
     }
 
@@ -194,6 +238,7 @@ impl AnyBackend {
             AnyBackend::Sequential(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::TokioRayon(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::SpawnBlocking(b) => b.run(job, workload, recorder, cancel),
+            AnyBackend::Uring(b) => b.run(job, workload, recorder, cancel),
         }
     }
 }

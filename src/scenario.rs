@@ -624,6 +624,35 @@ name = "sequential"
     }
 
     #[test]
+    fn backend_options_are_checked_against_the_backends_own_table() {
+        let tokio = GOOD.replace("\"sequential\"", "\"tokio-rayon\"");
+        let e = parse_err(&format!("{tokio}bridge = \"telepathy\"\n"));
+        assert!(e.starts_with("s.toml:11:10:"), "{e}");
+        assert!(
+            e.contains("tokio-rayon: bridge must be one of \"oneshot\", \"tokio-rayon\""),
+            "{e}"
+        );
+        let e = parse_err(&format!("{tokio}tokio_workers = 0\n"));
+        assert!(
+            e.contains("tokio_workers must be an integer from 1 to 64"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}bridge = \"oneshot\"\n"));
+        assert!(e.contains("sequential: unknown key `bridge`"), "{e}");
+        let s = parse(
+            &format!("{tokio}bridge = \"tokio-rayon\"\nio = \"std-blocking\"\ncpu_in_flight = 7\n"),
+            "s",
+            "s",
+            Path::new("s"),
+        )
+        .unwrap();
+        let b = &s.backends[0];
+        assert_eq!(b.options["bridge"], "tokio-rayon");
+        assert_eq!(b.options["cpu_in_flight"], 7);
+        assert!(crate::backends::AnyBackend::build(b).is_ok());
+    }
+
+    #[test]
     fn duplicate_labels_are_refused() {
         let e = parse_err(&format!("{GOOD}\n[[backend]]\nname = \"sequential\"\n"));
         assert!(e.contains("label `sequential` is used twice"), "{e}");

@@ -2,7 +2,7 @@
 //! shared byte budget that reports its reservations through it.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -193,15 +193,15 @@ impl Recorder for Counters {
 /// A blocking counting semaphore over bytes: the shared implementation of the
 /// `bytes_in_flight` limit for thread-based backends. Every reservation and release
 /// is reported to the recorder, so limits are checked the same way for all.
-pub struct ByteBudget<'r> {
+pub struct ByteBudget {
     capacity: u64,
     used: Mutex<u64>,
     freed: Condvar,
-    recorder: &'r dyn Recorder,
+    recorder: Arc<dyn Recorder>,
 }
 
-impl<'r> ByteBudget<'r> {
-    pub fn new(capacity: u64, recorder: &'r dyn Recorder) -> Self {
+impl ByteBudget {
+    pub fn new(capacity: u64, recorder: Arc<dyn Recorder>) -> Self {
         ByteBudget {
             capacity,
             used: Mutex::new(0),

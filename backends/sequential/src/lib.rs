@@ -44,6 +44,7 @@ impl Backend for Sequential {
     ) -> Result<RunOutcome, RunError> {
         workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
         cancel.check()?;
+        let budget = ByteBudget::new(job.limits.bytes_in_flight, recorder.clone());
         let recorder = &**recorder;
         let mut run = Run {
             recorder,
@@ -53,7 +54,6 @@ impl Backend for Sequential {
         for object in workload.metadata() {
             run.write(object)?;
         }
-        let budget = ByteBudget::new(job.limits.bytes_in_flight, recorder);
         let mut reader = Reader::default();
         for group in &job.groups {
             let group_start = Instant::now();
