@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use harness::backends::{AnyBackend, ALL};
 use harness::runner::{self, Dirs};
-use harness::scenario::CacheMode;
+use harness::scenario::{CacheMode, WorkloadKind};
 use harness::{dataset, scenario, verify, DEFAULT_SCENARIO};
 use rechunk_contract::Availability;
 
@@ -48,6 +48,9 @@ enum Cmd {
         /// Override `[run] repetitions`.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         repetitions: Option<u32>,
+        /// Override `[workload] kind`: read-only reads and counts every input, nothing else.
+        #[arg(long, value_enum)]
+        workload: Option<WorkloadArg>,
     },
     /// Generate (or reuse) a scenario's dataset without running anything.
     Gen {
@@ -79,6 +82,12 @@ enum Cmd {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum WorkloadArg {
+    Rechunk,
+    ReadOnly,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum CacheArg {
     Warm,
     Cold,
@@ -105,6 +114,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             cache,
             repetitions,
+            workload,
         } => {
             let mut s = match &scenario {
                 Some(p) => scenario::load(p)?,
@@ -123,6 +133,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(r) = repetitions {
                 s.run.repetitions = r;
+            }
+            if let Some(w) = workload {
+                s.workload = match w {
+                    WorkloadArg::Rechunk => WorkloadKind::Rechunk,
+                    WorkloadArg::ReadOnly => WorkloadKind::ReadOnly,
+                };
             }
             run(s, &dirs)
         }

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::ArrayLayout;
+use rechunk_contract::readonly::ReadOnly;
 use rechunk_contract::{Cancel, Counters, Job, Recorder, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::backends::AnyBackend;
 use crate::cache::{self, CacheState};
 use crate::results::{Measurement, Repetition, Results, SCHEMA_VERSION};
-use crate::scenario::{CacheMode, Scenario};
+use crate::scenario::{CacheMode, Scenario, WorkloadKind};
 use crate::{dataset, machine, progress, verify};
 
 /// Where data and results live.
@@ -192,13 +193,20 @@ pub fn run(
             ),
         };
         let ok = error.is_none() && status.success();
-        let verification = ok.then(|| {
-            verify::verify(
+        let verification = ok.then(|| match (scenario.workload, &measurement) {
+            (WorkloadKind::Rechunk, _) => verify::verify(
                 &layout,
                 &output_root,
                 scenario.run.verify_max_chunks,
                 index as u64,
-            )
+            ),
+            (WorkloadKind::ReadOnly, m) => verify::verify_read_only(
+                &output_root,
+                m.as_ref().map_or(0, |m| m.outcome.inputs),
+                m.as_ref().map_or(0, |m| m.outcome.input_bytes),
+                results.dataset.messages,
+                results.dataset.bytes,
+            ),
         });
         let counts = verification.as_ref().is_some_and(|v| v.ok);
         match (&error, &verification, &measurement) {
@@ -207,7 +215,9 @@ pub fn run(
                 "  {:.0} fields/s, {:.2} s wall, verified {}",
                 m.fields_per_second,
                 m.wall_seconds,
-                if v.ok {
+                if v.ok && scenario.workload == WorkloadKind::ReadOnly {
+                    "ok (every input read once, nothing written)".to_string()
+                } else if v.ok {
                     format!(
                         "ok ({} of {} chunks checked)",
                         v.chunks_checked, v.chunks_expected
@@ -266,7 +276,11 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         limits: spec.limits,
         overlap_groups: scenario.run.overlap_groups,
     });
-    let workload = Arc::new(NwpWorkload::new(params.clone(), scenario.output.params));
+    let nwp = NwpWorkload::new(params.clone(), scenario.output.params);
+    let (rechunk, read_only) = match scenario.workload {
+        WorkloadKind::Rechunk => (Some(Arc::new(nwp)), None),
+        WorkloadKind::ReadOnly => (None, Some(Arc::new(ReadOnly(nwp)))),
+    };
     let backend_impl = AnyBackend::build(spec)?;
 
     let cancel = Cancel::new();
@@ -300,7 +314,11 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
             bar.finish_and_clear();
             max_threads
         });
-        let r = backend_impl.run(&job, &workload, &recorder, &cancel);
+        let r = match (&rechunk, &read_only) {
+            (Some(w), _) => backend_impl.run(&job, w, &recorder, &cancel),
+            (_, Some(w)) => backend_impl.run(&job, w, &recorder, &cancel),
+            (None, None) => unreachable!("one workload is built"),
+        };
         // Taken before joining the sampler, whose sleep must not count as the run's.
         let wall = start.elapsed().as_secs_f64();
         done.store(true, Ordering::Release);

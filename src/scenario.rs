@@ -34,6 +34,17 @@ pub enum CacheMode {
     Cold,
 }
 
+/// What every input goes through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// The whole job: read, decode, reduce, encode, write Zarr.
+    #[default]
+    Rechunk,
+    /// Only read every input and count its bytes: the IO ceiling of each backend.
+    ReadOnly,
+}
+
 /// A validated scenario. Serialized as-is into `scenario.json` and `results.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -44,6 +55,9 @@ pub struct Scenario {
     pub dataset: DatasetSpec,
     pub output: OutputSpec,
     pub run: RunSpec,
+    /// Absent in results written before the key existed: the rechunk.
+    #[serde(default)]
+    pub workload: WorkloadKind,
     pub backends: Vec<BackendSpec>,
 }
 
@@ -99,6 +113,8 @@ struct RawScenario {
     #[serde(default)]
     run: RawRun,
     #[serde(default)]
+    workload: RawWorkload,
+    #[serde(default)]
     backend: Vec<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
 }
 
@@ -125,6 +141,12 @@ struct RawOutput {
     cy: Option<Spanned<u32>>,
     cx: Option<Spanned<u32>>,
     zstd_level: Option<Spanned<i32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    kind: Option<WorkloadKind>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,6 +352,7 @@ pub fn parse(
             root: output_root,
         },
         run,
+        workload: raw.workload.kind.unwrap_or_default(),
         backends: backends_out,
     })
 }
@@ -650,6 +673,21 @@ name = "sequential"
         assert_eq!(b.options["bridge"], "tokio-rayon");
         assert_eq!(b.options["cpu_in_flight"], 7);
         assert!(crate::backends::AnyBackend::build(b).is_ok());
+    }
+
+    #[test]
+    fn workload_kind_is_read_with_its_choices() {
+        let s = parse(
+            &format!("[workload]\nkind = \"read-only\"\n{GOOD}"),
+            "s",
+            "s",
+            Path::new("s"),
+        )
+        .unwrap();
+        assert_eq!(s.workload, WorkloadKind::ReadOnly);
+        let e = parse_err(&format!("[workload]\nkind = \"write-only\"\n{GOOD}"));
+        assert!(e.starts_with("s.toml:2:8:"), "{e}");
+        assert!(e.contains("`rechunk`") && e.contains("`read-only`"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,43 @@ pub struct Verification {
     pub seconds: f64,
 }
 
+/// Verifies a read-only repetition: every input was read once with all its bytes,
+/// and nothing was written under `root`.
+pub fn verify_read_only(
+    root: &Path,
+    inputs: u64,
+    input_bytes: u64,
+    expected_inputs: u64,
+    expected_bytes: u64,
+) -> Verification {
+    let start = Instant::now();
+    let mut problems = Vec::new();
+    if inputs != expected_inputs {
+        problems.push(format!(
+            "{inputs} inputs read, the dataset has {expected_inputs}"
+        ));
+    }
+    if input_bytes != expected_bytes {
+        problems.push(format!(
+            "{input_bytes} bytes read, the dataset's inputs hold {expected_bytes}"
+        ));
+    }
+    let written = fs::read_dir(root).map(|d| d.count()).unwrap_or(0);
+    if written > 0 {
+        problems.push(format!(
+            "{written} entries written under {} by a read-only run",
+            root.display()
+        ));
+    }
+    Verification {
+        ok: problems.is_empty(),
+        unexpected: written as u64,
+        problems,
+        seconds: start.elapsed().as_secs_f64(),
+        ..Default::default()
+    }
+}
+
 /// Verifies the output at `root` for `layout`. `max_chunks` = 0 checks every chunk.
 pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> Verification {
     let start = Instant::now();

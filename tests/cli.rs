@@ -187,3 +187,47 @@ fn list_shows_sequential_and_io_uring_status() {
     );
     assert!(shown.contains("io_uring on this machine:"), "{shown}");
 }
+
+#[test]
+fn read_only_runs_every_backend_and_checks_what_was_read() {
+    let mut backends = vec!["sequential", "tokio-rayon", "spawn-blocking"];
+    match backend_uring::probe() {
+        rechunk_contract::Availability::Available => backends.push("uring"),
+        rechunk_contract::Availability::Unavailable(why) => {
+            eprintln!("uring left out: {why}")
+        }
+    }
+    for layout in ["files", "container"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text_ = TINY
+            .replace("LAYOUT", layout)
+            .replace("CACHE", "cold")
+            .replace("[run]", "[workload]\nkind = \"read-only\"\n[run]");
+        for b in &backends[1..] {
+            text_.push_str(&format!(
+                "[[backend]]\nname = \"{b}\"\nbytes_in_flight = \"8 MiB\"\n"
+            ));
+        }
+        let path = dir.path().join("ro.toml");
+        fs::write(&path, text_).unwrap();
+        let out = harness(dir.path(), &["run", path.to_str().unwrap()]);
+        let shown = text(&out);
+        assert!(out.status.success(), "{shown}");
+        assert!(shown.contains("inputs/s (median) | MB/s read"), "{shown}");
+        let r = only_results(dir.path());
+        let bytes = r["dataset"]["bytes"].as_u64().unwrap();
+        let reps = r["repetitions"].as_array().unwrap();
+        assert_eq!(reps.len(), 2 * backends.len());
+        for rep in reps {
+            assert_eq!(rep["counts"], true, "{rep}");
+            let m = &rep["measurement"];
+            assert_eq!(m["outcome"]["inputs"], 30, "{rep}");
+            assert_eq!(m["outcome"]["input_bytes"], bytes, "{rep}");
+            assert_eq!(m["outcome"]["outputs"], 0, "{rep}");
+        }
+        let written = fs::read_dir(dir.path().join("data/outputs/tiny"))
+            .unwrap()
+            .count();
+        assert_eq!(written, 0, "a read-only run wrote output");
+    }
+}

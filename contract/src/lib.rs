@@ -13,6 +13,8 @@
 //! - [`recorder`]: the one [`Recorder`] interface every backend reports through, and
 //!   the [`ByteBudget`] that implements `bytes_in_flight` for thread-based backends.
 //! - [`output`]: atomic local writes (temporary name, then rename).
+//! - [`readonly`]: the read-only workload (read and count every input, nothing
+//!   else), which every backend runs unchanged for its IO ceiling.
 //! - [`nwp`]: the nwp-fields dataset and its Zarr v3 output, the first workload.
 //!   Its formats are contracts with outside readers (DESIGN §3, §4).
 //! - [`conformance`]: public checks every backend's tests call; a backend is done when
@@ -25,6 +27,7 @@ pub mod conformance;
 pub mod job;
 pub mod nwp;
 pub mod output;
+pub mod readonly;
 pub mod recorder;
 pub mod workload;
 
