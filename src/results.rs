@@ -162,11 +162,11 @@ impl Results {
             })
             .map(|s| s.median_fields_per_second);
         let read_only = self.scenario.workload == crate::scenario::WorkloadKind::ReadOnly;
+        let rate = if read_only { "inputs/s" } else { "fields/s" };
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| backend | {} (median) | {} | min – max fields/s | × sequential | peak RSS | verified |",
-            if read_only { "inputs/s" } else { "fields/s" },
+            "| backend | {rate} (median) | {} | min – max {rate} | × sequential | peak RSS | verified |",
             if read_only { "MB/s read" } else { "MB/s decoded" },
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
