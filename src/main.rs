@@ -58,6 +58,9 @@ enum Cmd {
         /// Regenerate even if a dataset with the same parameters exists.
         #[arg(long)]
         force: bool,
+        /// Print only the dataset's directory on standard output (for scripts).
+        #[arg(long)]
+        print_root: bool,
     },
     /// Verify a Zarr output directory against the closed form of its values.
     Verify {
@@ -142,11 +145,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             run(s, &dirs)
         }
-        Cmd::Gen { scenario, force } => {
+        Cmd::Gen {
+            scenario,
+            force,
+            print_root,
+        } => {
             let s = scenario::load(&scenario)?;
             let root = dirs.data.join(&s.dataset.root);
             let info = dataset::ensure(&s.dataset.params, &root, force)?;
-            if info.generated {
+            if print_root {
+                println!("{}", root.display());
+            } else if info.generated {
                 println!(
                     "generated {} messages ({:.1} MB) at {} in {:.1} s: {:.0} messages/s",
                     info.messages,
