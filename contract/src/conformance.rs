@@ -259,19 +259,25 @@ pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
         fs::remove_dir_all(&fx.output_root).unwrap();
         fs::create_dir_all(&fx.output_root).unwrap();
         let counters = Arc::new(Counters::new());
-        let recorder = Arc::new(GroupEnds {
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = held.clone();
+        let recorder: Arc<dyn Recorder> = Arc::new(Tap {
             inner: counters.clone(),
-            held: std::sync::Mutex::new(Vec::new()),
+            on_stage: move |stage, c: &Counters| {
+                if stage == Stage::Group {
+                    h.lock().unwrap().push(c.snapshot().bytes_in_flight_now);
+                }
+            },
         });
         let job = Arc::new(fx.job(limits));
         backend
-            .run(&job, &workload, &(recorder.clone() as _), &Cancel::new())
+            .run(&job, &workload, &recorder, &Cancel::new())
             .unwrap_or_else(|e| panic!("{} with {limits:?} failed: {e}", backend.name()));
         let c = counters.snapshot();
         let name = backend.name();
         // Without overlapping groups, a finished group has given back every byte:
         // a reservation kept past its group is a leak that a longer run would stall on.
-        let held = recorder.held.lock().unwrap().clone();
+        let held = held.lock().unwrap().clone();
         assert!(
             held.iter().all(|&b| b == 0),
             "{name} with {limits:?}: bytes still reserved when each group ended: {held:?}"
@@ -407,47 +413,17 @@ pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
     skipped
 }
 
-/// A recorder that notes the bytes still reserved whenever a group ends.
-struct GroupEnds {
+/// Counts like [`Counters`] and calls `on_stage` after every finished stage, so a
+/// check can watch the run as it happens.
+struct Tap<F> {
     inner: Arc<Counters>,
-    held: std::sync::Mutex<Vec<u64>>,
+    on_stage: F,
 }
 
-impl Recorder for GroupEnds {
+impl<F: Fn(Stage, &Counters) + Send + Sync> Recorder for Tap<F> {
     fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
         self.inner.stage_done(stage, started, bytes);
-        if stage == Stage::Group {
-            let now = self.inner.snapshot().bytes_in_flight_now;
-            self.held.lock().unwrap().push(now);
-        }
-    }
-    fn io_begin(&self, io: Io) {
-        self.inner.io_begin(io)
-    }
-    fn io_end(&self, io: Io) {
-        self.inner.io_end(io)
-    }
-    fn bytes_reserved(&self, n: u64) {
-        self.inner.bytes_reserved(n)
-    }
-    fn bytes_released(&self, n: u64) {
-        self.inner.bytes_released(n)
-    }
-}
-
-/// A recorder that sets a cancel after a number of reads complete.
-struct CancelAfter {
-    inner: Arc<Counters>,
-    after: u64,
-    cancel: Cancel,
-}
-
-impl Recorder for CancelAfter {
-    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
-        self.inner.stage_done(stage, started, bytes);
-        if stage == Stage::Read && self.inner.items(Stage::Read) >= self.after {
-            self.cancel.cancel();
-        }
+        (self.on_stage)(stage, &self.inner);
     }
     fn io_begin(&self, io: Io) {
         self.inner.io_begin(io)
@@ -499,10 +475,14 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
 
     let counters = Arc::new(Counters::new());
     let cancel = Cancel::new();
-    let recorder: Arc<dyn Recorder> = Arc::new(CancelAfter {
+    let c = cancel.clone();
+    let recorder: Arc<dyn Recorder> = Arc::new(Tap {
         inner: counters.clone(),
-        after: 10,
-        cancel: cancel.clone(),
+        on_stage: move |stage, counters: &Counters| {
+            if stage == Stage::Read && counters.items(Stage::Read) >= 10 {
+                c.cancel();
+            }
+        },
     });
     let r = backend.run(&job, &workload, &recorder, &cancel);
     assert!(
