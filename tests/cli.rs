@@ -194,6 +194,11 @@ fn read_only_runs_every_backend_and_checks_what_was_read() {
     match backend_uring::probe() {
         rechunk_contract::Availability::Available => backends.push("uring"),
         rechunk_contract::Availability::Unavailable(why) => {
+            // CI sets HARNESS_REQUIRE_IO_URING where io_uring must work.
+            assert!(
+                std::env::var_os("HARNESS_REQUIRE_IO_URING").is_none(),
+                "io_uring is required here but unavailable: {why}"
+            );
             eprintln!("uring left out: {why}")
         }
     }
