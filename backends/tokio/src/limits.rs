@@ -9,14 +9,21 @@
 use std::sync::Arc;
 
 use rechunk_contract::{Cancel, Io, Recorder, RunError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The user's cancel plus an internal one, set by the first error so that every
 /// task stops at its next step.
+///
+/// Waiting is notification, not polling: every budget reservation, IO slot and CPU
+/// hand-over `select!`s on [`Stop::wait`], and a timer each (as a first version had)
+/// is three timer entries per input. The user's flag is a plain atomic that the
+/// harness sets from a signal handler, which cannot notify; [`Stop::watch`] turns
+/// it into a notification and must run while anything waits on a user cancel.
 #[derive(Clone, Default)]
 pub struct Stop {
     user: Cancel,
     internal: Cancel,
+    notify: Arc<Notify>,
 }
 
 impl Stop {
@@ -24,12 +31,14 @@ impl Stop {
         Stop {
             user: user.clone(),
             internal: Cancel::new(),
+            notify: Arc::new(Notify::new()),
         }
     }
 
-    /// Tells every task to stop (after an error elsewhere).
+    /// Tells every task to stop (after an error elsewhere) and wakes every waiter.
     pub fn stop(&self) {
         self.internal.cancel();
+        self.notify.notify_waiters();
     }
 
     pub fn is_set(&self) -> bool {
@@ -45,13 +54,27 @@ impl Stop {
         }
     }
 
-    /// Resolves once set, to `select!` on while waiting. The user's flag is a plain
-    /// atomic (the harness sets it from a signal handler), so this polls; every 5 ms
-    /// is far below the "promptly" of the contract and costs nothing measurable.
+    /// Resolves once set, to `select!` on while waiting.
     pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a `stop()` in between is not missed.
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Checks the user's flag every 5 ms and turns it into [`Stop::stop`]; returns
+    /// once set. One timer for the whole run instead of one per wait.
+    pub async fn watch(&self) {
         while !self.is_set() {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        self.stop();
     }
 }
 
@@ -221,6 +244,27 @@ mod tests {
         drop(pool);
         let c = counters.snapshot();
         assert_eq!((c.bytes_in_flight_now, c.max_bytes_in_flight), (0, 60));
+    }
+
+    #[tokio::test]
+    async fn a_user_cancel_reaches_waiters_through_watch() {
+        let cancel = Cancel::new();
+        let stop = Stop::new(&cancel);
+        tokio::spawn({
+            let stop = stop.clone();
+            async move { stop.watch().await }
+        });
+        let waiter = tokio::spawn({
+            let stop = stop.clone();
+            async move { stop.wait().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        cancel.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter woke")
+            .unwrap();
     }
 
     #[tokio::test]

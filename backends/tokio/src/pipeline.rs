@@ -114,7 +114,14 @@ pub fn run<W: Workload>(
         output_bytes: AtomicU64::new(0),
         write_hops: AtomicU64::new(0),
     });
-    let (result, read_hops) = runtime.block_on(drive(ctx.clone()));
+    let (result, read_hops) = runtime.block_on(async {
+        // Turns a user cancel into a notification of every waiting task.
+        let stop = ctx.stop.clone();
+        let watcher = tokio::spawn(async move { stop.watch().await });
+        let r = drive(ctx.clone()).await;
+        watcher.abort();
+        r
+    });
     // Waits for the blocking pool's threads to finish what they run.
     drop(runtime);
     result?;
@@ -160,15 +167,16 @@ struct FirstError(Option<RunError>);
 impl FirstError {
     fn note(&mut self, stop: &Stop, e: RunError) {
         stop.stop();
-        match (&self.0, &e) {
-            (None, _)
-            | (Some(RunError::Cancelled), RunError::Input { .. })
-            | (Some(RunError::Cancelled), RunError::Output { .. })
-            | (Some(RunError::Cancelled), RunError::Internal(_))
-            | (Some(RunError::Cancelled), RunError::Job(_)) => self.0 = Some(e),
-            _ => {}
+        let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
+        if self
+            .0
+            .as_ref()
+            .is_none_or(|first| cancelled(first) && !cancelled(&e))
+        {
+            self.0 = Some(e);
         }
     }
+
     fn joined(&mut self, stop: &Stop, r: Result<Result<(), RunError>, tokio::task::JoinError>) {
         match r {
             Ok(Ok(())) => {}

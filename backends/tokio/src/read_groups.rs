@@ -204,7 +204,9 @@ impl Reader {
         self
     }
 
-    /// Stops issuing reads, and ends the streams with `Cancelled`, once set.
+    /// Stops issuing reads, and ends the streams with `Cancelled`, once set. A
+    /// `Stop` built on a user's [`Cancel`] wakes waiting reads only while
+    /// [`Stop::watch`] runs (see [`Stop`]).
     pub fn stop(mut self, stop: Stop) -> Self {
         self.stop = stop;
         self

@@ -153,6 +153,7 @@ impl Backend for Uring {
             tx,
             rx,
             ops: Slab::default(),
+            completions: Vec::new(),
             in_flight: 0,
             ready: VecDeque::new(),
             cpu_running: 0,
@@ -331,6 +332,8 @@ struct IoThread<W: Workload> {
     tx: Sender<Done>,
     rx: Receiver<Done>,
     ops: Slab<Op>,
+    /// Reused for each batch of CQEs, so reaping allocates nothing.
+    completions: Vec<(u64, i32)>,
     /// Operations with an SQE in the ring (the eventfd read not counted).
     in_flight: usize,
     /// Reads completed, waiting for a CPU slot: (position, index, bytes, started, reserved).
@@ -355,14 +358,14 @@ fn cstring(p: &Path) -> Result<CString, RunError> {
 }
 
 impl<W: Workload> IoThread<W> {
+    /// Keeps the error that explains the run: the first real one, else `Cancelled`.
     fn fail(&mut self, e: RunError) {
-        let replace = match (&self.error, &e) {
-            (None, _) => true,
-            (Some(RunError::Cancelled), RunError::Cancelled) => false,
-            (Some(RunError::Cancelled), _) => true,
-            _ => false,
-        };
-        if replace {
+        let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
+        if self
+            .error
+            .as_ref()
+            .is_none_or(|first| cancelled(first) && !cancelled(&e))
+        {
             self.error = Some(e);
         }
     }
@@ -410,18 +413,18 @@ impl<W: Workload> IoThread<W> {
                     }
                 }
             }
-            let completions: Vec<(u64, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data(), c.result()))
-                .collect();
-            for (data, res) in completions {
+            // Taken out first: handling a completion pushes SQEs (a &mut of the ring).
+            let mut completions = std::mem::take(&mut self.completions);
+            completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+            for &(data, res) in &completions {
                 if data == WAKE {
                     self.arm_wake();
                 } else {
                     self.complete(data as usize, res);
                 }
             }
+            completions.clear();
+            self.completions = completions;
         }
         for g in self.groups.values() {
             if let Some(fd) = g.container {
@@ -565,7 +568,7 @@ impl<W: Workload> IoThread<W> {
         while self.in_flight < self.depth {
             if let Some((position, emission, object)) = self.writes.pop_front() {
                 if self.stopping() {
-                    self.drop_write(position, emission);
+                    self.write_finished(position, emission);
                     continue;
                 }
                 if let Err(e) = self.start_write(position, emission, object) {
@@ -584,13 +587,9 @@ impl<W: Workload> IoThread<W> {
         }
         if self.stopping() {
             while let Some((position, emission, _)) = self.writes.pop_front() {
-                self.drop_write(position, emission);
+                self.write_finished(position, emission);
             }
         }
-    }
-
-    fn drop_write(&mut self, position: usize, emission: Option<usize>) {
-        self.write_finished(position, emission);
     }
 
     /// Starts the next input's read if the budget allows; false if it does not.
