@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use backend_sequential::Sequential;
 use backend_tokio::{Bridge, IoMode, SpawnBlocking, TokioRayon};
-use backend_uring::Uring;
+use backend_uring::{Options as UringOptions, Uring, UringWorkers};
 use rechunk_contract::{
     Availability, Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
@@ -42,6 +42,8 @@ pub struct OptionSpec {
     pub key: &'static str,
     pub kind: OptionKind,
     pub help: &'static str,
+    /// A Bool option that must also be true when this one is.
+    pub requires: Option<&'static str>,
 }
 
 /// What the harness knows of a backend before building it.
@@ -56,11 +58,57 @@ const IO_OPTION: OptionSpec = OptionSpec {
     kind: OptionKind::Choice(&["tokio-fs", "std-blocking"]),
     help: "tokio-fs (default): tokio::fs, one blocking-pool hop per call; \
            std-blocking: std::fs inside one spawn_blocking per read or write",
+    requires: None,
 };
 const TOKIO_WORKERS_OPTION: OptionSpec = OptionSpec {
     key: "tokio_workers",
     kind: OptionKind::Int { min: 1, max: 64 },
     help: "Tokio worker threads, which only drive IO and hand-overs (default 1)",
+    requires: None,
+};
+
+const QUEUE_DEPTH_OPTION: OptionSpec = OptionSpec {
+    key: "queue_depth",
+    kind: OptionKind::Int { min: 1, max: 8192 },
+    help: "operations in flight in the ring (default and cap: io_in_flight)",
+    requires: None,
+};
+const SQPOLL_OPTION: OptionSpec = OptionSpec {
+    key: "sqpoll",
+    kind: OptionKind::Bool,
+    help: "a kernel thread polls the submission queue (idle after 100 ms)",
+    requires: None,
+};
+const IOWQ_OPTION: OptionSpec = OptionSpec {
+    key: "iowq_max_workers",
+    kind: OptionKind::Int { min: 1, max: 4096 },
+    help: "cap on the kernel's io-wq workers per ring (default: the kernel's)",
+    requires: None,
+};
+const FIXED_FILES_OPTION: OptionSpec = OptionSpec {
+    key: "fixed_files",
+    kind: OptionKind::Bool,
+    help: "open files straight into a registered file table and use them through it",
+    requires: None,
+};
+const FIXED_BUFFERS_OPTION: OptionSpec = OptionSpec {
+    key: "fixed_buffers",
+    kind: OptionKind::Bool,
+    help: "read into registered buffers (READ_FIXED) from a bounded pool",
+    requires: None,
+};
+const DIRECT_OPTION: OptionSpec = OptionSpec {
+    key: "direct",
+    kind: OptionKind::Bool,
+    help: "open inputs O_DIRECT and read whole 4 KiB blocks into aligned buffers \
+           (bypasses the page cache: warm and cold are the same)",
+    requires: None,
+};
+const LINKED_OPTION: OptionSpec = OptionSpec {
+    key: "linked",
+    kind: OptionKind::Bool,
+    help: "submit open→read→read→close (and open→write→close→rename) as one linked chain",
+    requires: Some("fixed_files"),
 };
 
 pub const ALL: &[BackendInfo] = &[
@@ -78,6 +126,7 @@ pub const ALL: &[BackendInfo] = &[
                 kind: OptionKind::Choice(&["oneshot", "tokio-rayon"]),
                 help: "how CPU work is handed to Rayon and awaited: rayon::spawn + \
                        tokio oneshot (default), or the tokio-rayon crate",
+                requires: None,
             },
             IO_OPTION,
             TOKIO_WORKERS_OPTION,
@@ -85,6 +134,7 @@ pub const ALL: &[BackendInfo] = &[
                 key: "cpu_in_flight",
                 kind: OptionKind::Int { min: 1, max: 65536 },
                 help: "CPU jobs queued or running on the pool at once (default 32 × cpu_threads)",
+                requires: None,
             },
         ],
     },
@@ -99,6 +149,7 @@ pub const ALL: &[BackendInfo] = &[
                 kind: OptionKind::Int { min: 1, max: 65536 },
                 help: "CPU steps running at once in the blocking pool (default cpu_threads, \
                        which honours the limit; more lets the pool oversubscribe the cores)",
+                requires: None,
             },
         ],
     },
@@ -106,26 +157,44 @@ pub const ALL: &[BackendInfo] = &[
         name: "uring",
         summary: "one IO thread keeps an io_uring topped up (open/read/close, open/write/close/rename); CPU on a Rayon pool",
         options: &[
-            OptionSpec {
-                key: "queue_depth",
-                kind: OptionKind::Int { min: 1, max: 65536 },
-                help: "operations in flight in the ring (default and cap: io_in_flight)",
-            },
-            OptionSpec {
-                key: "sqpoll",
-                kind: OptionKind::Bool,
-                help: "a kernel thread polls the submission queue (idle after 100 ms)",
-            },
-            OptionSpec {
-                key: "iowq_max_workers",
-                kind: OptionKind::Int { min: 1, max: 4096 },
-                help: "cap on the kernel's io-wq workers for this ring (default: the kernel's)",
-            },
+            QUEUE_DEPTH_OPTION,
+            SQPOLL_OPTION,
+            IOWQ_OPTION,
             OptionSpec {
                 key: "cpu_in_flight",
                 kind: OptionKind::Int { min: 1, max: 65536 },
                 help: "CPU tasks queued or running on the pool at once (default 32 × cpu_threads)",
+                requires: None,
             },
+            FIXED_FILES_OPTION,
+            FIXED_BUFFERS_OPTION,
+            DIRECT_OPTION,
+            LINKED_OPTION,
+        ],
+    },
+    BackendInfo {
+        name: "uring-workers",
+        summary: "light-speed-io's design: N threads, each owning an io_uring and doing CPU work between reaps; work stealing, no CPU pool",
+        options: &[
+            OptionSpec {
+                key: "workers",
+                kind: OptionKind::Int { min: 1, max: 1024 },
+                help: "worker threads, each with its own ring (default cpu_threads)",
+                requires: None,
+            },
+            OptionSpec {
+                key: "queue_depth",
+                kind: OptionKind::Int { min: 1, max: 8192 },
+                help: "operations in flight per ring (default io_in_flight / workers); \
+                       all rings together never exceed io_in_flight",
+                requires: None,
+            },
+            SQPOLL_OPTION,
+            IOWQ_OPTION,
+            FIXED_FILES_OPTION,
+            FIXED_BUFFERS_OPTION,
+            DIRECT_OPTION,
+            LINKED_OPTION,
         ],
     },
 ];
@@ -144,6 +213,7 @@ pub enum AnyBackend {
     TokioRayon(TokioRayon),
     SpawnBlocking(SpawnBlocking),
     Uring(Uring),
+    UringWorkers(UringWorkers),
 }
 
 impl AnyBackend {
@@ -177,14 +247,17 @@ impl AnyBackend {
             }
             "uring" => Ok(AnyBackend::Uring(Uring {
                 queue_depth: int_option(spec, "queue_depth").map(|n| n as u32),
-                sqpoll_idle_ms: spec
-                    .options
-                    .get("sqpoll")
-                    .and_then(|v| v.as_bool())
-                    .filter(|&on| on)
-                    .map(|_| 100),
+                sqpoll_idle_ms: sqpoll(spec),
                 iowq_max_workers: int_option(spec, "iowq_max_workers").map(|n| n as u32),
                 cpu_in_flight: int_option(spec, "cpu_in_flight"),
+                options: uring_options(spec),
+            })),
+            "uring-workers" => Ok(AnyBackend::UringWorkers(UringWorkers {
+                workers: int_option(spec, "workers"),
+                queue_depth: int_option(spec, "queue_depth").map(|n| n as u32),
+                sqpoll_idle_ms: sqpoll(spec),
+                iowq_max_workers: int_option(spec, "iowq_max_workers").map(|n| n as u32),
+                options: uring_options(spec),
             })),
             other => anyhow::bail!("unknown backend `{other}`"),
         }
@@ -197,6 +270,7 @@ impl AnyBackend {
             AnyBackend::TokioRayon(TokioRayon::default()),
             AnyBackend::SpawnBlocking(SpawnBlocking::default()),
             AnyBackend::Uring(Uring::default()),
+            AnyBackend::UringWorkers(UringWorkers::default()),
         ]
     }
 
@@ -206,6 +280,7 @@ impl AnyBackend {
             AnyBackend::TokioRayon(b) => b.name(),
             AnyBackend::SpawnBlocking(b) => b.name(),
             AnyBackend::Uring(b) => b.name(),
+            AnyBackend::UringWorkers(b) => b.name(),
         }
     }
 
@@ -215,6 +290,7 @@ impl AnyBackend {
             AnyBackend::TokioRayon(b) => b.capabilities(),
             AnyBackend::SpawnBlocking(b) => b.capabilities(),
             AnyBackend::Uring(b) => b.capabilities(),
+            AnyBackend::UringWorkers(b) => b.capabilities(),
         }
     }
 
@@ -224,6 +300,7 @@ impl AnyBackend {
             AnyBackend::TokioRayon(b) => b.availability(),
             AnyBackend::SpawnBlocking(b) => b.availability(),
             AnyBackend::Uring(b) => b.availability(),
+            AnyBackend::UringWorkers(b) => b.availability(),
         }
     }
 
@@ -239,6 +316,7 @@ impl AnyBackend {
             AnyBackend::TokioRayon(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::SpawnBlocking(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::Uring(b) => b.run(job, workload, recorder, cancel),
+            AnyBackend::UringWorkers(b) => b.run(job, workload, recorder, cancel),
         }
     }
 }
@@ -252,6 +330,26 @@ fn int_option(spec: &BackendSpec, key: &str) -> Option<usize> {
         .get(key)
         .and_then(|v| v.as_u64())
         .map(|n| n as usize)
+}
+
+fn bool_option(spec: &BackendSpec, key: &str) -> bool {
+    spec.options
+        .get(key)
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+fn sqpoll(spec: &BackendSpec) -> Option<u32> {
+    bool_option(spec, "sqpoll").then_some(100)
+}
+
+fn uring_options(spec: &BackendSpec) -> UringOptions {
+    UringOptions {
+        fixed_files: bool_option(spec, "fixed_files"),
+        fixed_buffers: bool_option(spec, "fixed_buffers"),
+        direct: bool_option(spec, "direct"),
+        linked: bool_option(spec, "linked"),
+    }
 }
 
 fn io_mode(spec: &BackendSpec) -> IoMode {

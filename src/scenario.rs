@@ -504,6 +504,21 @@ fn backend_spec(
         };
         options.insert(k.to_string(), parsed);
     }
+    for key in table.get_ref().keys() {
+        let k = key.get_ref().as_str();
+        let Some(opt) = info.options.iter().find(|o| o.key == k) else {
+            continue;
+        };
+        if let Some(needed) = opt.requires {
+            let on = |k: &str| options.get(k).and_then(|v| v.as_bool()) == Some(true);
+            if on(k) && !on(needed) {
+                return Err(ctx.err(
+                    key.span(),
+                    format!("[[backend]] {name}: {k} = true needs {needed} = true"),
+                ));
+            }
+        }
+    }
     Ok(BackendSpec {
         label,
         name,
@@ -673,6 +688,20 @@ name = "sequential"
         assert_eq!(b.options["bridge"], "tokio-rayon");
         assert_eq!(b.options["cpu_in_flight"], 7);
         assert!(crate::backends::AnyBackend::build(b).is_ok());
+    }
+
+    #[test]
+    fn an_option_that_needs_another_names_both_and_its_line() {
+        let uring = GOOD.replace("\"sequential\"", "\"uring-workers\"");
+        let e = parse_err(&format!("{uring}direct = true\nlinked = true\n"));
+        assert!(e.starts_with("s.toml:12:1:"), "{e}");
+        assert!(
+            e.contains("uring-workers: linked = true needs fixed_files = true"),
+            "{e}"
+        );
+        let ok = format!("{uring}linked = true\nfixed_files = true\nworkers = 3\n");
+        let s = parse(&ok, "s", "s", Path::new("s")).unwrap();
+        assert!(crate::backends::AnyBackend::build(&s.backends[0]).is_ok());
     }
 
     #[test]

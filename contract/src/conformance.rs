@@ -22,6 +22,7 @@ use crate::nwp::zarr::{ArrayLayout, OutputParams};
 use crate::nwp::{Codec, DatasetParams, Layout};
 use crate::output::is_temp_name;
 use crate::recorder::{Counters, Io, Recorder, Stage};
+use crate::Workload as _;
 
 /// A check that did not apply to this backend, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +345,9 @@ pub enum Damage {
     Truncated,
     /// The file removed.
     Missing,
+    /// The file grown past the largest valid input (whole-file layouts only: a
+    /// container's ranges do not change when it grows).
+    Oversized,
 }
 
 /// A damaged input (group 1, variable 1, step 2) fails the run with an error naming
@@ -373,6 +377,14 @@ pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -
             f.set_len((end - 3) as u64).unwrap();
         }
         Damage::Missing => fs::remove_file(&file).unwrap(),
+        Damage::Oversized => {
+            assert!(input.range.is_none(), "Oversized damages whole files only");
+            let index = fx.params.item_index(v, s);
+            let max = fx.workload().cost(&job.groups[g as usize], index).read;
+            // Past the largest valid size by more than an O_DIRECT block, not aligned.
+            let f = fs::OpenOptions::new().write(true).open(&file).unwrap();
+            f.set_len(max + 2 * 4096 + 123).unwrap();
+        }
     }
     let err = backend
         .run(&job, &Arc::new(fx.workload()), &counters(), &Cancel::new())
@@ -404,7 +416,15 @@ pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -
 pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
     let mut skipped = Vec::new();
     for layout in [Layout::Files, Layout::Container] {
-        for damage in [Damage::Corrupt, Damage::Truncated, Damage::Missing] {
+        for damage in [
+            Damage::Corrupt,
+            Damage::Truncated,
+            Damage::Missing,
+            Damage::Oversized,
+        ] {
+            if layout == Layout::Container && damage == Damage::Oversized {
+                continue;
+            }
             if let Err(skip) = check_bad_input(backend, layout, damage) {
                 skipped.push(skip);
             }

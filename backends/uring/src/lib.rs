@@ -1,29 +1,36 @@
-//! The `uring` backend: one IO thread owns an io_uring and keeps it topped up;
-//! decode, reduce and encode run on a Rayon pool of `cpu_threads`.
+//! The io_uring backends.
 //!
-//! The IO thread issues, per input file, `openat` → `read` (repeated until end of
-//! file, so short reads are completed) → `close`; per byte range, a `read` at its
-//! offset of the group's container, opened once; per output, `openat(O_CREAT)` →
-//! `write` (repeated until all is written) → `close` → `renameat` from the
-//! temporary name, so a reader never sees half a chunk. Each logical operation has
-//! one SQE in flight at a time, and at most `min(queue_depth, io_in_flight)`
-//! operations are in flight, so the submission and completion queues (sized above
-//! that) can never overflow.
+//! `uring` ([`Uring`]): one IO thread owns an io_uring and keeps it topped up;
+//! decode, reduce and encode run on a Rayon pool of `cpu_threads`. Completed reads
+//! go to the pool (at most `cpu_in_flight` tasks queued or running; the rest wait,
+//! already budgeted, in the IO thread's ready queue); a task decodes, pushes into
+//! its group's reducer, encodes whatever that completed, and sends the objects back
+//! over a channel, then wakes the IO thread through an eventfd that always has a
+//! read armed in the ring. That channel holds only objects whose bytes the budget
+//! already reserved, so the budget bounds it.
 //!
-//! Completed reads go to the Rayon pool (at most `cpu_in_flight` tasks queued or
-//! running; the rest wait, already budgeted, in the IO thread's ready queue); a task
-//! decodes, pushes into its group's reducer, encodes whatever that completed, and
-//! sends the objects back over a channel, then wakes the IO thread through an
-//! eventfd that always has a read armed in the ring. That channel holds only
-//! objects whose bytes the budget already reserved, so the budget bounds it.
+//! `uring-workers` ([`UringWorkers`]): light-speed-io's design — N threads, each
+//! owning a ring and doing the CPU work between reaps, work shared by stealing
+//! (see [`workers`]).
+//!
+//! Both issue IO through the same engine (`engine.rs`): per input file `openat` →
+//! `read` (repeated until end of file, so short reads are completed) → `close`; per
+//! byte range a `read` at its offset of the group's container, opened once; per
+//! output `openat(O_CREAT)` → `write` (until all is written) → `close` →
+//! `renameat` from the temporary name, so a reader never sees half a chunk. At most
+//! `min(queue_depth, io_in_flight)` operations are in flight per ring, and the
+//! rings are sized so that neither queue can overflow.
 //!
 //! Options, each recorded in the results: `queue_depth`, `sqpoll` (a kernel thread
 //! polls the submission queue), `iowq_max_workers` (a cap on the kernel's io-wq
-//! workers for blocking operations such as buffered opens). Registered files and
-//! buffers, O_DIRECT and linked SQEs are not built yet.
+//! workers), and [`Options`]: registered files, registered buffers, O_DIRECT with
+//! aligned buffers, linked SQEs.
 //!
-//! No silent fallback: where io_uring cannot be set up, [`Uring::availability`]
-//! says why and `run` refuses with that reason.
+//! No silent fallback: where io_uring cannot be set up, [`probe`] says why and
+//! `run` refuses with that reason.
+
+mod engine;
+pub mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::CString;
@@ -33,12 +40,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use io_uring::{opcode, squeue, types, IoUring};
+use engine::{Engine, Event, EventFd, Input, Range, Setup};
+use io_uring::IoUring;
 use rechunk_contract::output::{io_detail, temp_path};
 use rechunk_contract::{
     Availability, Backend, ByteBudget, Cancel, Capabilities, GroupReducer, Io, Job, OutputObject,
     Recorder, RunError, RunOutcome, Stage, Workload,
 };
+
+pub use engine::{Options, ALIGN};
+pub use workers::UringWorkers;
 
 /// See the crate documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -51,6 +62,8 @@ pub struct Uring {
     pub iowq_max_workers: Option<u32>,
     /// CPU tasks queued or running on the pool; `None`: 32 per CPU thread.
     pub cpu_in_flight: Option<usize>,
+    /// Registered files, registered buffers, O_DIRECT, linked SQEs.
+    pub options: Options,
 }
 
 /// Whether io_uring can be set up here, and if not, why (the kernel's own words).
@@ -71,6 +84,30 @@ pub fn probe() -> Availability {
             "io_uring_setup failed: {e} (seccomp, an old kernel, or a sandbox forbids it)"
         )),
     }
+}
+
+/// Records the ring's setup and options in a run's details.
+fn record_setup(outcome: &mut RunOutcome, setup: &Setup, entries: u32, submits: u64) {
+    let d = &mut outcome.details;
+    let o = setup.options;
+    d.insert("io".into(), "io_uring".into());
+    d.insert("queue_depth".into(), setup.depth.into());
+    d.insert("ring_entries".into(), entries.into());
+    d.insert("sqpoll".into(), setup.sqpoll_idle_ms.is_some().into());
+    d.insert(
+        "iowq_max_workers".into(),
+        setup
+            .iowq_max_workers
+            .map_or(serde_json::Value::Null, Into::into),
+    );
+    d.insert("fixed_files".into(), o.fixed_files.into());
+    d.insert("fixed_buffers".into(), o.fixed_buffers.into());
+    d.insert("direct".into(), o.direct.into());
+    d.insert("linked".into(), o.linked.into());
+    if o.fixed_buffers || o.direct {
+        d.insert("read_buffers".into(), setup.buffers.into());
+    }
+    d.insert("ring_submit_calls".into(), submits.into());
 }
 
 impl Backend for Uring {
@@ -111,29 +148,23 @@ impl Backend for Uring {
         let cpu_in_flight = self
             .cpu_in_flight
             .unwrap_or(32 * job.limits.cpu_threads.max(1));
-        let mut builder = IoUring::builder();
-        if let Some(idle) = self.sqpoll_idle_ms {
-            builder.setup_sqpoll(idle);
-        }
-        // One more entry than operations, for the eventfd read that is always armed.
-        let entries = (depth as u32 + 1).next_power_of_two().max(8);
-        let ring = builder
-            .build(entries)
-            .map_err(|e| RunError::Unavailable(format!("io_uring_setup({entries}): {e}")))?;
-        let mut iowq = None;
-        if let Some(max) = self.iowq_max_workers {
-            let mut m = [max, max];
-            ring.submitter()
-                .register_iowq_max_workers(&mut m)
-                .map_err(|e| RunError::Unavailable(format!("register_iowq_max_workers: {e}")))?;
-            iowq = Some(max);
-        }
+        let max_input = max_input(job, &**workload);
+        let setup = Setup {
+            depth,
+            sqpoll_idle_ms: self.sqpoll_idle_ms,
+            iowq_max_workers: self.iowq_max_workers,
+            options: self.options,
+            // Reads in flight, inputs handed to the pool, and as many waiting.
+            buffers: depth + 2 * cpu_in_flight,
+            max_input,
+        };
+        let engine = Engine::new(setup)?;
+        let entries = engine.entries();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(job.limits.cpu_threads.max(1))
             .thread_name(|i| format!("uring-cpu-{i}"))
             .build()
             .map_err(|e| RunError::Internal(format!("building the Rayon pool: {e}")))?;
-        let wake = EventFd::new()?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut io = IoThread {
             job: job.clone(),
@@ -144,154 +175,49 @@ impl Backend for Uring {
                 recorder.clone(),
             )),
             cancel: cancel.clone(),
-            ring,
-            depth,
+            engine,
+            max_input,
             cpu_in_flight,
             pool,
-            wake: Arc::new(wake),
-            wake_buf: Box::new([0; 8]),
+            wake: Arc::new(EventFd::new()?),
             tx,
             rx,
-            ops: Slab::default(),
-            completions: Vec::new(),
-            in_flight: 0,
+            events: Vec::new(),
             ready: VecDeque::new(),
             cpu_running: 0,
             writes: VecDeque::new(),
-            emissions: Slab::default(),
+            emissions: Slab::new(),
             groups: HashMap::new(),
             next_group: 0,
             next_input: 0,
             dirs: HashSet::new(),
             error: None,
             outcome: RunOutcome::default(),
-            submits: 0,
         };
         let result = io.run();
         let mut outcome = std::mem::take(&mut io.outcome);
         result?;
+        record_setup(&mut outcome, &setup, entries, io.engine.submits);
         let d = &mut outcome.details;
-        d.insert("io".into(), "io_uring".into());
-        d.insert("queue_depth".into(), depth.into());
-        d.insert("ring_entries".into(), entries.into());
-        d.insert("sqpoll".into(), self.sqpoll_idle_ms.is_some().into());
-        d.insert(
-            "iowq_max_workers".into(),
-            iowq.map_or(serde_json::Value::Null, Into::into),
-        );
         d.insert("rayon_threads".into(), io.pool.current_num_threads().into());
         d.insert("cpu_in_flight".into(), cpu_in_flight.into());
         d.insert("io_threads".into(), 1.into());
-        d.insert("ring_submit_calls".into(), io.submits.into());
         Ok(outcome)
     }
 }
 
-/// An eventfd the CPU tasks write to, so that a thread waiting on the ring wakes.
-struct EventFd(i32);
-
-impl EventFd {
-    fn new() -> Result<EventFd, RunError> {
-        // SAFETY: plain syscall; the fd is owned by the returned value.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(RunError::Internal(format!(
-                "eventfd: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        Ok(EventFd(fd))
-    }
-    fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
-        unsafe { libc::write(self.0, (&one as *const u64).cast(), 8) };
-    }
-}
-
-impl Drop for EventFd {
-    fn drop(&mut self) {
-        // SAFETY: closes the fd this value owns.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-/// A minimal slab: stable indices for in-flight operations (their user_data).
-struct Slab<T> {
-    items: Vec<Option<T>>,
-    free: Vec<usize>,
-}
-
-impl<T> Default for Slab<T> {
-    fn default() -> Self {
-        Slab {
-            items: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-}
-
-impl<T> Slab<T> {
-    fn insert(&mut self, t: T) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.items[i] = Some(t);
-                i
-            }
-            None => {
-                self.items.push(Some(t));
-                self.items.len() - 1
-            }
-        }
-    }
-    fn remove(&mut self, i: usize) -> T {
-        let t = self.items[i].take().expect("a live slab entry");
-        self.free.push(i);
-        t
-    }
-    fn get_mut(&mut self, i: usize) -> &mut T {
-        self.items[i].as_mut().expect("a live slab entry")
-    }
-}
-
-/// The user_data of the eventfd read, outside the slab's range.
-const WAKE: u64 = u64::MAX;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Open,
-    Data,
-    Close,
-    Rename,
-}
-
-/// One logical IO operation: an input read or an output write.
-struct Op {
-    phase: Phase,
-    fd: i32,
-    buf: Vec<u8>,
-    /// Bytes read or written so far.
-    done: usize,
-    started: Instant,
-    kind: OpKind,
-}
-
-enum OpKind {
+/// What the IO thread keeps with each operation it starts.
+enum Token {
     Read {
         position: usize,
         index: usize,
-        path: CString,
-        /// The container's fd for a byte range (shared, not closed here).
-        range: Option<(i32, u64)>,
         /// Budget bytes reserved for this input.
         reserved: u64,
     },
     Write {
-        key: String,
-        tmp: CString,
-        dest: CString,
+        /// The group, or `usize::MAX` for metadata.
+        position: usize,
         emission: Option<usize>,
-        group: usize,
     },
 }
 
@@ -316,28 +242,33 @@ enum Done {
     Failed(RunError),
 }
 
+/// An input read and waiting for a CPU slot.
+struct Ready {
+    position: usize,
+    index: usize,
+    bytes: Input,
+    started: Instant,
+    reserved: u64,
+}
+
 struct IoThread<W: Workload> {
     job: Arc<Job>,
     workload: Arc<W>,
     recorder: Arc<dyn Recorder>,
     budget: Arc<ByteBudget>,
     cancel: Cancel,
-    ring: IoUring,
-    depth: usize,
+    engine: Engine<Token>,
+    /// The largest input (see [`max_input`]).
+    max_input: usize,
     cpu_in_flight: usize,
     pool: rayon::ThreadPool,
     wake: Arc<EventFd>,
-    /// The armed eventfd read's buffer: lives as long as the ring.
-    wake_buf: Box<[u8; 8]>,
     tx: Sender<Done>,
     rx: Receiver<Done>,
-    ops: Slab<Op>,
-    /// Reused for each batch of CQEs, so reaping allocates nothing.
-    completions: Vec<(u64, i32)>,
-    /// Operations with an SQE in the ring (the eventfd read not counted).
-    in_flight: usize,
-    /// Reads completed, waiting for a CPU slot: (position, index, bytes, started, reserved).
-    ready: VecDeque<(usize, usize, Vec<u8>, Instant, u64)>,
+    /// Reused for each batch of events.
+    events: Vec<Event<Token>>,
+    /// Reads completed, waiting for a CPU slot.
+    ready: VecDeque<Ready>,
     cpu_running: usize,
     /// Encoded objects waiting for an IO slot: (group position, emission, object).
     writes: VecDeque<(usize, Option<usize>, OutputObject)>,
@@ -349,7 +280,6 @@ struct IoThread<W: Workload> {
     dirs: HashSet<PathBuf>,
     error: Option<RunError>,
     outcome: RunOutcome,
-    submits: u64,
 }
 
 fn cstring(p: &Path) -> Result<CString, RunError> {
@@ -357,17 +287,72 @@ fn cstring(p: &Path) -> Result<CString, RunError> {
         .map_err(|_| RunError::input(p, "the path contains a NUL byte"))
 }
 
-impl<W: Workload> IoThread<W> {
-    /// Keeps the error that explains the run: the first real one, else `Cancelled`.
-    fn fail(&mut self, e: RunError) {
-        let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
-        if self
-            .error
-            .as_ref()
-            .is_none_or(|first| cancelled(first) && !cancelled(&e))
-        {
-            self.error = Some(e);
+/// The largest buffer any input needs: a whole file's largest valid size, or a
+/// range's length.
+fn max_input<W: Workload>(job: &Job, workload: &W) -> usize {
+    let mut max = 0;
+    for group in &job.groups {
+        for (index, input) in group.inputs.iter().enumerate() {
+            let n = match input.range {
+                Some(r) => r.len as usize,
+                None => workload.cost(group, index).read as usize,
+            };
+            max = max.max(n);
         }
+    }
+    max
+}
+
+/// Keeps the error that explains the run: the first real one, else `Cancelled`.
+fn keep_first(slot: &mut Option<RunError>, e: RunError) {
+    let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
+    if slot
+        .as_ref()
+        .is_none_or(|first| cancelled(first) && !cancelled(&e))
+    {
+        *slot = Some(e);
+    }
+}
+
+/// A simple slab for emissions (stable indices while writes are outstanding).
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    fn insert(&mut self, t: T) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i] = Some(t);
+                i
+            }
+            None => {
+                self.items.push(Some(t));
+                self.items.len() - 1
+            }
+        }
+    }
+    fn remove(&mut self, i: usize) -> T {
+        let t = self.items[i].take().expect("a live slab entry");
+        self.free.push(i);
+        t
+    }
+    fn get_mut(&mut self, i: usize) -> &mut T {
+        self.items[i].as_mut().expect("a live slab entry")
+    }
+}
+
+impl<W: Workload> IoThread<W> {
+    fn fail(&mut self, e: RunError) {
+        keep_first(&mut self.error, e);
+        self.engine.stop();
     }
 
     fn stopping(&self) -> bool {
@@ -375,7 +360,7 @@ impl<W: Workload> IoThread<W> {
     }
 
     fn run(&mut self) -> Result<(), RunError> {
-        self.arm_wake();
+        self.engine.watch(self.wake.clone());
         for object in self.workload.metadata() {
             self.writes.push_back((usize::MAX, None, object));
         }
@@ -389,7 +374,7 @@ impl<W: Workload> IoThread<W> {
             self.start_cpu();
             let metadata_pending = self.outcome.outputs < metadata as u64;
             self.start_io(metadata_pending);
-            if self.in_flight == 0 && self.cpu_running == 0 && self.ready.is_empty() {
+            if self.engine.in_flight() == 0 && self.cpu_running == 0 && self.ready.is_empty() {
                 if self.stopping() || self.finished() {
                     break;
                 }
@@ -401,30 +386,18 @@ impl<W: Workload> IoThread<W> {
                 )));
                 continue;
             }
-            self.submits += 1;
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-                Err(e) => {
-                    self.fail(RunError::Internal(format!("io_uring_enter: {e}")));
-                    if self.in_flight == 0 && self.cpu_running == 0 {
-                        break;
-                    }
+            if let Err(e) = self.engine.wait() {
+                self.fail(e);
+                if self.engine.in_flight() == 0 && self.cpu_running == 0 {
+                    break;
                 }
             }
-            // Taken out first: handling a completion pushes SQEs (a &mut of the ring).
-            let mut completions = std::mem::take(&mut self.completions);
-            completions.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
-            for &(data, res) in &completions {
-                if data == WAKE {
-                    self.arm_wake();
-                } else {
-                    self.complete(data as usize, res);
-                }
+            let mut events = std::mem::take(&mut self.events);
+            self.engine.reap(&mut events);
+            for event in events.drain(..) {
+                self.handle(event);
             }
-            completions.clear();
-            self.completions = completions;
+            self.events = events;
         }
         for g in self.groups.values() {
             if let Some(fd) = g.container {
@@ -432,31 +405,67 @@ impl<W: Workload> IoThread<W> {
                 unsafe { libc::close(fd) };
             }
         }
-        self.disarm_wake();
+        self.engine.shutdown();
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    fn arm_wake(&mut self) {
-        let entry = opcode::Read::new(types::Fd(self.wake.0), self.wake_buf.as_mut_ptr(), 8)
-            .build()
-            .user_data(WAKE);
-        self.push(entry);
-    }
-
-    /// Completes the armed eventfd read (by signalling it) so that no read into
-    /// `wake_buf` is left in the kernel; later signals only bump the counter.
-    fn disarm_wake(&mut self) {
-        self.wake.signal();
-        loop {
-            if self.ring.submit_and_wait(1).is_err() {
-                return;
+    fn handle(&mut self, event: Event<Token>) {
+        match event {
+            Event::Read {
+                data:
+                    Token::Read {
+                        position,
+                        index,
+                        reserved,
+                    },
+                started,
+                result,
+            } => {
+                self.recorder.io_end(Io::Read);
+                match result {
+                    Ok(bytes) if !self.stopping() => {
+                        self.recorder
+                            .stage_done(Stage::Read, started, bytes.len() as u64);
+                        self.outcome.inputs += 1;
+                        self.outcome.input_bytes += bytes.len() as u64;
+                        self.ready.push_back(Ready {
+                            position,
+                            index,
+                            bytes,
+                            started,
+                            reserved,
+                        });
+                    }
+                    other => {
+                        if let Err(e) = other {
+                            self.fail(e);
+                        }
+                        self.budget.release(reserved);
+                        self.group_item_done(position);
+                    }
+                }
             }
-            if self.ring.completion().any(|c| c.user_data() == WAKE) {
-                return;
+            Event::Write {
+                data: Token::Write { position, emission },
+                started,
+                bytes,
+                result,
+            } => {
+                self.recorder.io_end(Io::Write);
+                match result {
+                    Ok(()) => {
+                        self.recorder.stage_done(Stage::Write, started, bytes);
+                        self.outcome.outputs += 1;
+                        self.outcome.output_bytes += bytes;
+                    }
+                    Err(e) => self.fail(e),
+                }
+                self.write_finished(position, emission);
             }
+            _ => unreachable!("events carry the token of their kind"),
         }
     }
 
@@ -471,19 +480,6 @@ impl<W: Workload> IoThread<W> {
         }
         // Without overlap, the next group starts only when the previous one is done.
         self.job.overlap_groups || self.groups.keys().all(|&p| p >= self.next_group)
-    }
-
-    fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: every buffer and path an SQE points to lives in `self.ops` (or
-            // is the eventfd buffer on `run`'s stack) until its completion is reaped.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return;
-            }
-            // Full (cannot happen with the sizes chosen, but never drop an SQE).
-            self.submits += 1;
-            let _ = self.ring.submit();
-        }
     }
 
     /// Takes what the CPU tasks finished.
@@ -518,7 +514,7 @@ impl<W: Workload> IoThread<W> {
     /// Hands completed reads to the pool, up to `cpu_in_flight`.
     fn start_cpu(&mut self) {
         while self.cpu_running < self.cpu_in_flight && !self.stopping() {
-            let Some((position, index, bytes, started, reserved)) = self.ready.pop_front() else {
+            let Some(r) = self.ready.pop_front() else {
                 break;
             };
             self.cpu_running += 1;
@@ -526,23 +522,16 @@ impl<W: Workload> IoThread<W> {
             let workload = self.workload.clone();
             let recorder = self.recorder.clone();
             let budget = self.budget.clone();
-            let reducer = self.groups[&position].reducer.clone();
+            let reducer = self.groups[&r.position].reducer.clone();
             let tx = self.tx.clone();
             let wake = self.wake.clone();
             self.pool.spawn(move || {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let position = r.position;
+                let result = catch_panic(|| {
                     cpu_task(
-                        &job, &*workload, &*recorder, &budget, &reducer, position, index, bytes,
-                        started, reserved,
+                        &job, &*workload, &*recorder, &budget, &reducer, r.position, r.index,
+                        r.bytes, r.started, r.reserved,
                     )
-                }))
-                .unwrap_or_else(|p| {
-                    let what = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    Err(RunError::Internal(format!("decode panicked: {what}")))
                 });
                 let _ = tx.send(match result {
                     Ok((objects, retired)) => Done::Ok {
@@ -556,16 +545,16 @@ impl<W: Workload> IoThread<W> {
             });
         }
         if self.stopping() {
-            while let Some((position, _, _, _, reserved)) = self.ready.pop_front() {
-                self.budget.release(reserved);
-                self.group_item_done(position);
+            while let Some(r) = self.ready.pop_front() {
+                self.budget.release(r.reserved);
+                self.group_item_done(r.position);
             }
         }
     }
 
     /// Starts writes, then reads, while there are IO slots.
     fn start_io(&mut self, metadata_pending: bool) {
-        while self.in_flight < self.depth {
+        while self.engine.can_write() {
             if let Some((position, emission, object)) = self.writes.pop_front() {
                 if self.stopping() {
                     self.write_finished(position, emission);
@@ -573,10 +562,11 @@ impl<W: Workload> IoThread<W> {
                 }
                 if let Err(e) = self.start_write(position, emission, object) {
                     self.fail(e);
+                    self.write_finished(position, emission);
                 }
                 continue;
             }
-            if metadata_pending || !self.can_read() {
+            if metadata_pending || !self.can_read() || !self.engine.can_read() {
                 break;
             }
             match self.start_read() {
@@ -625,59 +615,47 @@ impl<W: Workload> IoThread<W> {
             self.next_group += 1;
             self.next_input = 0;
         }
+        let c = match cstring(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.budget.release(cost.total());
+                self.group_item_done(position);
+                return Err(e);
+            }
+        };
         let range = match input.range {
             None => None,
             Some(r) => {
                 let fd = match state.container {
                     Some(fd) => fd,
-                    None => {
-                        // Once per group: opened here, synchronously, and kept.
-                        let c = cstring(&path)?;
-                        // SAFETY: opens a NUL-terminated path; the fd is closed in `run`.
-                        let fd =
-                            unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-                        if fd < 0 {
-                            let e = std::io::Error::last_os_error();
-                            self.budget.release(cost.total());
-                            return Err(RunError::input(
-                                &path,
-                                format!("cannot open: {}", io_detail(&e)),
-                            ));
+                    // Once per group: opened here, synchronously, and kept.
+                    None => match self.engine.open_container(&c) {
+                        Ok(fd) => {
+                            state.container = Some(fd);
+                            fd
                         }
-                        state.container = Some(fd);
-                        fd
-                    }
+                        Err(e) => {
+                            self.budget.release(cost.total());
+                            self.group_item_done(position);
+                            return Err(e);
+                        }
+                    },
                 };
-                Some((fd, r.offset))
+                Some(Range {
+                    fd,
+                    offset: r.offset,
+                    len: r.len as usize,
+                })
             }
         };
-        let len = match input.range {
-            Some(r) => r.len as usize,
-            // Room for the largest valid input plus one byte, to tell "too large".
-            None => cost.read as usize + 1,
-        };
         self.recorder.io_begin(Io::Read);
-        let op = Op {
-            phase: if range.is_some() {
-                Phase::Data
-            } else {
-                Phase::Open
-            },
-            fd: range.map_or(-1, |(fd, _)| fd),
-            buf: vec![0; len],
-            done: 0,
-            started: Instant::now(),
-            kind: OpKind::Read {
-                position,
-                index,
-                path: cstring(&path)?,
-                range,
-                reserved: cost.total(),
-            },
+        let token = Token::Read {
+            position,
+            index,
+            reserved: cost.total(),
         };
-        let slot = self.ops.insert(op);
-        self.in_flight += 1;
-        self.submit_phase(slot);
+        self.engine
+            .read(c, range, (cost.read as usize).min(self.max_input), token);
         Ok(true)
     }
 
@@ -695,257 +673,12 @@ impl<W: Workload> IoThread<W> {
                 self.dirs.insert(dir.to_path_buf());
             }
         }
+        let tmp = cstring(&temp_path(&path))?;
+        let dest = cstring(&path)?;
         self.recorder.io_begin(Io::Write);
-        let op = Op {
-            phase: Phase::Open,
-            fd: -1,
-            buf: object.bytes,
-            done: 0,
-            started: Instant::now(),
-            kind: OpKind::Write {
-                key: object.key,
-                tmp: cstring(&temp_path(&path))?,
-                dest: cstring(&path)?,
-                emission,
-                group: position,
-            },
-        };
-        let slot = self.ops.insert(op);
-        self.in_flight += 1;
-        self.submit_phase(slot);
+        self.engine
+            .write(tmp, dest, object.bytes, Token::Write { position, emission });
         Ok(())
-    }
-
-    /// Pushes the SQE for the operation's current phase.
-    fn submit_phase(&mut self, slot: usize) {
-        let op = self.ops.get_mut(slot);
-        let entry = match (&op.kind, &op.phase) {
-            (OpKind::Read { path, .. }, Phase::Open) => {
-                opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
-                    .flags(libc::O_RDONLY | libc::O_CLOEXEC)
-                    .build()
-            }
-            (OpKind::Read { range, .. }, Phase::Data) => {
-                let offset = range.map_or(0, |(_, o)| o) + op.done as u64;
-                opcode::Read::new(
-                    types::Fd(op.fd),
-                    op.buf[op.done..].as_mut_ptr(),
-                    (op.buf.len() - op.done) as u32,
-                )
-                .offset(offset)
-                .build()
-            }
-            (OpKind::Write { tmp, .. }, Phase::Open) => {
-                opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), tmp.as_ptr())
-                    .flags(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC)
-                    .mode(0o644)
-                    .build()
-            }
-            (OpKind::Write { .. }, Phase::Data) => opcode::Write::new(
-                types::Fd(op.fd),
-                op.buf[op.done..].as_ptr(),
-                (op.buf.len() - op.done) as u32,
-            )
-            .offset(op.done as u64)
-            .build(),
-            (_, Phase::Close) => opcode::Close::new(types::Fd(op.fd)).build(),
-            (OpKind::Write { tmp, dest, .. }, Phase::Rename) => opcode::RenameAt::new(
-                types::Fd(libc::AT_FDCWD),
-                tmp.as_ptr(),
-                types::Fd(libc::AT_FDCWD),
-                dest.as_ptr(),
-            )
-            .build(),
-            (OpKind::Read { .. }, Phase::Rename) => unreachable!("reads are never renamed"),
-        };
-        self.push(entry.user_data(slot as u64));
-    }
-
-    /// One CQE of operation `slot`.
-    fn complete(&mut self, slot: usize, res: i32) {
-        let stopping = self.stopping();
-        let op = self.ops.get_mut(slot);
-        let err = (res < 0).then(|| std::io::Error::from_raw_os_error(-res));
-        let (is_read, range) = match &op.kind {
-            OpKind::Read { range, .. } => (true, *range),
-            OpKind::Write { .. } => (false, None),
-        };
-        match (is_read, op.phase) {
-            (true, Phase::Open) => {
-                if let Some(e) = err {
-                    return self.read_failed(slot, "cannot open: ", e);
-                }
-                op.fd = res;
-                op.phase = if stopping { Phase::Close } else { Phase::Data };
-            }
-            (true, Phase::Data) => {
-                if let Some(e) = err {
-                    return self.read_failed(slot, "", e);
-                }
-                let n = res as usize;
-                op.done += n;
-                let full = op.done == op.buf.len();
-                match (range, n, full) {
-                    // A range is complete when full; a 0 before that is a truncation.
-                    (Some(_), _, true) => return self.read_done(slot),
-                    (Some((_, offset)), 0, false) => {
-                        let end = offset + op.buf.len() as u64;
-                        return self.read_failed_msg(
-                            slot,
-                            format!("truncated: the file ends before byte {end}"),
-                        );
-                    }
-                    (Some(_), _, false) if stopping => return self.read_done(slot),
-                    // A short read: read the rest.
-                    (Some(_), _, false) => {}
-                    // A whole file ends at end of file; filling the buffer (one byte
-                    // more than any valid input) means it is too large.
-                    (None, _, true) => {
-                        let max = op.buf.len() - 1;
-                        return self.read_failed_msg(
-                            slot,
-                            format!("larger than any valid input ({max} bytes at most)"),
-                        );
-                    }
-                    (None, 0, false) => op.phase = Phase::Close,
-                    (None, _, false) if stopping => op.phase = Phase::Close,
-                    (None, _, false) => {}
-                }
-            }
-            (true, Phase::Close) => return self.read_done(slot),
-            (false, Phase::Open) => {
-                if let Some(e) = err {
-                    return self.write_failed(slot, Some(e), false);
-                }
-                op.fd = res;
-                op.phase = if stopping { Phase::Close } else { Phase::Data };
-            }
-            (false, Phase::Data) => {
-                if let Some(e) = err {
-                    return self.write_failed(slot, Some(e), true);
-                }
-                op.done += res as usize;
-                if op.done == op.buf.len() || stopping {
-                    op.phase = Phase::Close;
-                } else if res == 0 {
-                    let e = std::io::Error::new(std::io::ErrorKind::WriteZero, "wrote 0 bytes");
-                    return self.write_failed(slot, Some(e), true);
-                }
-            }
-            (false, Phase::Close) => {
-                op.fd = -1;
-                if err.is_some() || stopping {
-                    return self.write_failed(slot, err, false);
-                }
-                op.phase = Phase::Rename;
-            }
-            (false, Phase::Rename) => {
-                if err.is_some() {
-                    return self.write_failed(slot, err, false);
-                }
-                return self.write_done(slot);
-            }
-            (true, Phase::Rename) => unreachable!("reads are never renamed"),
-        }
-        self.submit_phase(slot);
-    }
-
-    fn read_done(&mut self, slot: usize) {
-        self.in_flight -= 1;
-        self.recorder.io_end(Io::Read);
-        let mut op = self.ops.remove(slot);
-        let OpKind::Read {
-            position,
-            index,
-            reserved,
-            ..
-        } = op.kind
-        else {
-            unreachable!()
-        };
-        if self.stopping() {
-            self.budget.release(reserved);
-            self.group_item_done(position);
-            return;
-        }
-        op.buf.truncate(op.done);
-        self.recorder
-            .stage_done(Stage::Read, op.started, op.done as u64);
-        self.outcome.inputs += 1;
-        self.outcome.input_bytes += op.done as u64;
-        self.ready
-            .push_back((position, index, op.buf, op.started, reserved));
-    }
-
-    fn read_failed(&mut self, slot: usize, what: &str, e: std::io::Error) {
-        self.read_failed_msg(slot, format!("{what}{}", io_detail(&e)));
-    }
-
-    fn read_failed_msg(&mut self, slot: usize, msg: String) {
-        let op = self.ops.get_mut(slot);
-        let OpKind::Read { path, range, .. } = &op.kind else {
-            unreachable!()
-        };
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(path.as_bytes()));
-        let owns_fd = range.is_none() && op.fd >= 0 && op.phase != Phase::Open;
-        self.fail(RunError::input(&path, msg));
-        if owns_fd {
-            // Still open: close it through the ring before the operation ends.
-            self.ops.get_mut(slot).phase = Phase::Close;
-            self.submit_phase(slot);
-        } else {
-            self.read_done(slot);
-        }
-    }
-
-    fn write_done(&mut self, slot: usize) {
-        self.in_flight -= 1;
-        self.recorder.io_end(Io::Write);
-        let op = self.ops.remove(slot);
-        let OpKind::Write {
-            emission, group, ..
-        } = op.kind
-        else {
-            unreachable!()
-        };
-        self.recorder
-            .stage_done(Stage::Write, op.started, op.buf.len() as u64);
-        self.outcome.outputs += 1;
-        self.outcome.output_bytes += op.buf.len() as u64;
-        self.write_finished(group, emission);
-    }
-
-    /// A write failed (`Some`) or was stopped (`None`): close its file if open,
-    /// remove the temporary file, and end the operation.
-    fn write_failed(&mut self, slot: usize, e: Option<std::io::Error>, fd_open: bool) {
-        if let Some(e) = e {
-            let OpKind::Write { key, .. } = &self.ops.get_mut(slot).kind else {
-                unreachable!()
-            };
-            let path = self.job.output_path(key);
-            self.fail(RunError::output(path, io_detail(&e)));
-        }
-        let op = self.ops.get_mut(slot);
-        if fd_open && op.fd >= 0 {
-            // Closed through the ring first; the close's completion comes back here.
-            op.phase = Phase::Close;
-            self.submit_phase(slot);
-            return;
-        }
-        let OpKind::Write { tmp, .. } = &op.kind else {
-            unreachable!()
-        };
-        // SAFETY: unlinks a NUL-terminated path; a missing file is fine.
-        unsafe { libc::unlink(tmp.as_ptr()) };
-        self.in_flight -= 1;
-        self.recorder.io_end(Io::Write);
-        let op = self.ops.remove(slot);
-        if let OpKind::Write {
-            emission, group, ..
-        } = op.kind
-        {
-            self.write_finished(group, emission);
-        }
     }
 
     /// Bookkeeping when an object's write ends, written or not.
@@ -993,6 +726,18 @@ impl<W: Workload> IoThread<W> {
     }
 }
 
+/// Runs `f`, turning a panic into an error.
+fn catch_panic<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(RunError::Internal(format!("a CPU step panicked: {what}")))
+    })
+}
+
 /// Decode, push, and encode what the push completed; runs on the pool.
 #[allow(clippy::too_many_arguments)]
 fn cpu_task<W: Workload>(
@@ -1003,7 +748,7 @@ fn cpu_task<W: Workload>(
     reducer: &Mutex<Option<W::Reducer>>,
     position: usize,
     index: usize,
-    bytes: Vec<u8>,
+    bytes: Input,
     started: Instant,
     reserved: u64,
 ) -> Result<(Vec<OutputObject>, u64), RunError> {
@@ -1075,17 +820,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn uring_passes_conformance() {
-        if !available() {
-            return;
+    fn options(fixed_files: bool, fixed_buffers: bool, direct: bool, linked: bool) -> Options {
+        Options {
+            fixed_files,
+            fixed_buffers,
+            direct,
+            linked,
         }
-        let skipped = conformance::check_all(&Uring::default());
-        assert!(skipped.is_empty(), "skipped {skipped:?}");
+    }
+
+    /// Each option alone, then all of them, each with the full conformance suite.
+    fn option_sets() -> Vec<Options> {
+        vec![
+            Options::default(),
+            options(true, false, false, false),
+            options(false, true, false, false),
+            options(false, false, true, false),
+            options(true, false, false, true),
+            options(true, true, true, true),
+        ]
+    }
+
+    fn conforms(b: &impl Backend, what: &str) {
+        let skipped = conformance::check_all(b);
+        assert!(skipped.is_empty(), "{what}: skipped {skipped:?}");
     }
 
     #[test]
-    fn uring_with_every_option_on_passes_conformance() {
+    fn uring_passes_conformance_with_each_option() {
+        if !available() {
+            return;
+        }
+        for o in option_sets() {
+            let b = Uring {
+                options: o,
+                ..Uring::default()
+            };
+            conforms(&b, &format!("{o:?}"));
+        }
+    }
+
+    #[test]
+    fn uring_with_every_option_on_and_tight_limits_passes_conformance() {
         if !available() {
             return;
         }
@@ -1094,8 +870,58 @@ mod tests {
             sqpoll_idle_ms: Some(10),
             iowq_max_workers: Some(2),
             cpu_in_flight: Some(1),
+            options: options(true, true, true, true),
         };
-        let skipped = conformance::check_all(&b);
-        assert!(skipped.is_empty(), "skipped {skipped:?}");
+        conforms(&b, "all on");
+    }
+
+    #[test]
+    fn uring_workers_pass_conformance_with_each_option() {
+        if !available() {
+            return;
+        }
+        for o in option_sets() {
+            let b = UringWorkers {
+                options: o,
+                ..UringWorkers::default()
+            };
+            conforms(&b, &format!("{o:?}"));
+        }
+    }
+
+    #[test]
+    fn uring_workers_with_more_workers_than_cores_and_depth_one_pass_conformance() {
+        if !available() {
+            return;
+        }
+        let b = UringWorkers {
+            workers: Some(3),
+            queue_depth: Some(1),
+            sqpoll_idle_ms: None,
+            iowq_max_workers: Some(1),
+            options: options(true, true, false, true),
+        };
+        conforms(&b, "3 workers, depth 1");
+    }
+
+    #[test]
+    fn linked_without_fixed_files_is_refused_with_the_reason() {
+        if !available() {
+            return;
+        }
+        let b = Uring {
+            options: options(false, false, false, true),
+            ..Uring::default()
+        };
+        let fx = conformance::Fixture::tiny(
+            rechunk_contract::nwp::Layout::Files,
+            rechunk_contract::nwp::Codec::Zstd,
+        );
+        let job = Arc::new(fx.job(conformance::Fixture::roomy_limits()));
+        let counters: Arc<dyn Recorder> = Arc::new(rechunk_contract::Counters::default());
+        let err = b
+            .run(&job, &Arc::new(fx.workload()), &counters, &Cancel::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("fixed_files"), "{err}");
     }
 }
