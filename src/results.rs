@@ -32,6 +32,16 @@ pub struct Results {
     pub dataset: DatasetInfo,
     /// Every repetition in the order run, warm-ups included (marked).
     pub repetitions: Vec<Repetition>,
+    /// Backends not run because they cannot work on this machine, and why.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+}
+
+/// A backend of the scenario that was not run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub label: String,
+    pub reason: String,
 }
 
 /// One run of one backend, in its own child process.
@@ -196,6 +206,13 @@ impl Results {
                 } else {
                     format!("NO ({}/{} verified)", s.counted, s.runs)
                 },
+            );
+        }
+        for k in &self.skipped {
+            let _ = writeln!(
+                out,
+                "| {} | – | – | – | – | – | skipped: {} |",
+                k.label, k.reason
             );
         }
         out

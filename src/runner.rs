@@ -14,12 +14,12 @@ use anyhow::{bail, Context};
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::ArrayLayout;
 use rechunk_contract::readonly::ReadOnly;
-use rechunk_contract::{Cancel, Counters, Job, Recorder, Stage};
+use rechunk_contract::{Availability, Cancel, Counters, Job, Recorder, Stage};
 use serde::{Deserialize, Serialize};
 
 use crate::backends::AnyBackend;
 use crate::cache::{self, CacheState};
-use crate::results::{Measurement, Repetition, Results, SCHEMA_VERSION};
+use crate::results::{Measurement, Repetition, Results, Skipped, SCHEMA_VERSION};
 use crate::scenario::{CacheMode, Scenario, WorkloadKind};
 use crate::{dataset, machine, progress, verify};
 
@@ -87,7 +87,27 @@ pub fn run(
         machine: machine::probe(&dirs.data),
         dataset,
         repetitions: Vec::new(),
+        skipped: Vec::new(),
     };
+    // A backend that cannot work here (io_uring switched off, say) is skipped, loudly
+    // and in the results, never replaced by another; where it must work
+    // (HARNESS_REQUIRE_IO_URING, as in CI), the run fails instead.
+    let mut runnable = Vec::new();
+    for (b, spec) in scenario.backends.iter().enumerate() {
+        match AnyBackend::build(spec)?.availability() {
+            Availability::Available => runnable.push(b),
+            Availability::Unavailable(why) => {
+                if std::env::var_os("HARNESS_REQUIRE_IO_URING").is_some() {
+                    bail!("{} is unavailable here: {why}", spec.label);
+                }
+                eprintln!("{}: SKIPPED, unavailable here: {why}", spec.label);
+                results.skipped.push(Skipped {
+                    label: spec.label.clone(),
+                    reason: why,
+                });
+            }
+        }
+    }
     let results_path = run_dir.join("results.json");
     let save = |r: &Results| -> anyhow::Result<()> {
         let tmp = run_dir.join(".results.json.tmp");
@@ -106,12 +126,12 @@ pub fn run(
     // Warm-ups first, then the measured repetitions interleaved across backends.
     let mut schedule = Vec::new();
     for w in 0..scenario.run.warmup {
-        for b in 0..scenario.backends.len() {
+        for &b in &runnable {
             schedule.push((b, w, true));
         }
     }
     for rep in 0..scenario.run.repetitions {
-        for b in 0..scenario.backends.len() {
+        for &b in &runnable {
             schedule.push((b, rep, false));
         }
     }
