@@ -12,6 +12,7 @@ use rechunk_contract::{
     Availability, Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
 
+use crate::mock::Mock;
 use crate::scenario::BackendSpec;
 
 /// The type of a backend-specific option.
@@ -199,12 +200,44 @@ pub const ALL: &[BackendInfo] = &[
     },
 ];
 
+const fn us_option(key: &'static str, help: &'static str) -> OptionSpec {
+    OptionSpec {
+        key,
+        kind: OptionKind::Int {
+            min: 0,
+            max: 60_000_000,
+        },
+        help,
+        requires: None,
+    }
+}
+
+/// The test-only `mock` backend (see [`crate::mock`]): accepted in scenarios, not
+/// listed.
+pub const MOCK: BackendInfo = BackendInfo {
+    name: "mock",
+    summary:
+        "test only: sequential's work with scripted stage latencies and an optional per-input delay",
+    options: &[
+        us_option("read_us", "scripted read latency, µs"),
+        us_option("decode_us", "scripted decode latency, µs"),
+        us_option("reduce_us", "scripted reduce latency, µs"),
+        us_option("encode_us", "scripted encode latency, µs"),
+        us_option("write_us", "scripted write latency, µs"),
+        us_option("input_us", "scripted input end-to-end latency, µs"),
+        us_option(
+            "delay_us",
+            "busy-wait per input decoded, µs (a deliberately slowed backend)",
+        ),
+    ],
+};
+
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|b| b.name).collect()
 }
 
 pub fn find(name: &str) -> Option<&'static BackendInfo> {
-    ALL.iter().find(|b| b.name == name)
+    ALL.iter().chain([&MOCK]).find(|b| b.name == name)
 }
 
 /// A configured backend.
@@ -214,6 +247,7 @@ pub enum AnyBackend {
     SpawnBlocking(SpawnBlocking),
     Uring(Uring),
     UringWorkers(UringWorkers),
+    Mock(Mock),
 }
 
 impl AnyBackend {
@@ -259,6 +293,17 @@ impl AnyBackend {
                 iowq_max_workers: int_option(spec, "iowq_max_workers").map(|n| n as u32),
                 options: uring_options(spec),
             })),
+            "mock" => {
+                let us = |k: &str| int_option(spec, k).map(|n| n as u64);
+                let mut latency_us = [None; 7];
+                for (i, stage) in rechunk_contract::Stage::ALL.iter().enumerate() {
+                    latency_us[i] = us(&format!("{}_us", stage.name()));
+                }
+                Ok(AnyBackend::Mock(Mock {
+                    latency_us,
+                    delay_us: us("delay_us").unwrap_or(0),
+                }))
+            }
             other => anyhow::bail!("unknown backend `{other}`"),
         }
     }
@@ -281,6 +326,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.name(),
             AnyBackend::Uring(b) => b.name(),
             AnyBackend::UringWorkers(b) => b.name(),
+            AnyBackend::Mock(b) => b.name(),
         }
     }
 
@@ -291,6 +337,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.capabilities(),
             AnyBackend::Uring(b) => b.capabilities(),
             AnyBackend::UringWorkers(b) => b.capabilities(),
+            AnyBackend::Mock(b) => b.capabilities(),
         }
     }
 
@@ -301,6 +348,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.availability(),
             AnyBackend::Uring(b) => b.availability(),
             AnyBackend::UringWorkers(b) => b.availability(),
+            AnyBackend::Mock(b) => b.availability(),
         }
     }
 
@@ -317,6 +365,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::Uring(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::UringWorkers(b) => b.run(job, workload, recorder, cancel),
+            AnyBackend::Mock(b) => b.run(job, workload, recorder, cancel),
         }
     }
 }

@@ -8,7 +8,9 @@
 //! - [`backends`]: the registry of backends and their options.
 //! - [`runner`]: backend × repetition in fresh child processes, interleaved, with
 //!   the page cache prepared as asked ([`cache`]) and every output verified ([`verify`]).
+//! - [`record`]: the full recorder (per-thread HDR histograms per stage, timeline).
 //! - [`results`]: `results.json`, the one source of every figure and table.
+//! - [`report`] and [`stats`]: `report.md` and plots, drawn from a results file alone.
 //! - [`machine`]: what the run happened on.
 //!
 //! The workload, the backend trait and the formats live in `rechunk-contract`;
@@ -18,10 +20,14 @@ pub mod backends;
 pub mod cache;
 pub mod dataset;
 pub mod machine;
+pub mod mock;
 pub mod progress;
+pub mod record;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod stats;
 pub mod verify;
 
 /// The scenario `harness run` uses when given none: small, under a minute.

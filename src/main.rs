@@ -81,6 +81,16 @@ enum Cmd {
         backend: usize,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, default_value = "")]
+        progress_label: String,
+    },
+    /// Write report.md and its plots (SVG and PNG) from a results file or run folder.
+    Report {
+        /// results.json, or the run folder holding it.
+        results: PathBuf,
+        /// Where to write; default: the folder of results.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -238,18 +248,45 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("\nio_uring on this machine: {}", io.detail);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Report { results, out } => {
+            let path = if results.is_dir() {
+                results.join("results.json")
+            } else {
+                results
+            };
+            let r = harness::results::Results::load(&path)?;
+            let dir = out.unwrap_or_else(|| {
+                path.parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            });
+            let written = harness::report::write(&r, &dir)?;
+            print_report(&written);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Rep {
             run_dir,
             backend,
             out,
+            progress_label,
         } => {
-            let ok = runner::child(&run_dir, backend, &dirs.data, &out)?;
+            let ok = runner::child(&run_dir, backend, &dirs.data, &out, &progress_label)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
+    }
+}
+
+fn print_report(written: &harness::report::Written) {
+    println!(
+        "\nreport: {} ({} plots)",
+        written.markdown.display(),
+        written.plots.len()
+    );
+    if let Some(w) = &written.warning {
+        eprintln!("warning: {w}");
     }
 }
 
@@ -267,6 +304,12 @@ fn run(s: scenario::Scenario, dirs: &Dirs) -> anyhow::Result<ExitCode> {
         run_dir.join("results.json").display()
     );
     print!("{}", results.summary_table());
+    // The report is drawn from the results file alone; a failure to draw it does
+    // not lose the results.
+    match harness::report::write(&results, &run_dir) {
+        Ok(written) => print_report(&written),
+        Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
+    }
     let failed: Vec<String> = results
         .repetitions
         .iter()

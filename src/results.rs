@@ -1,7 +1,11 @@
 //! `results.json`: the one source of truth of a run. Every field is documented here;
 //! reports and summaries are derived from it alone.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
 
 use rechunk_contract::{CounterSnapshot, RunOutcome};
 use serde::{Deserialize, Serialize};
@@ -9,11 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheState;
 use crate::dataset::DatasetInfo;
 use crate::machine::Machine;
-use crate::scenario::Scenario;
+use crate::record::{StageLatency, Timeline};
+use crate::scenario::{Recording, Scenario};
 use crate::verify::Verification;
 
-/// Bumped whenever a field changes meaning or is removed.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped whenever a field changes meaning or is removed, or a version's readers
+/// would misread what it adds. 2: per-stage latency histograms, timeline,
+/// `recording`, sweep points and skipped backends.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -86,6 +93,20 @@ pub struct Measurement {
     pub input_mb_per_second: f64,
     pub counters: CounterSnapshot,
     pub outcome: RunOutcome,
+    /// What was recorded: `full` fills `stages` and `timeline`; `counters` only
+    /// `counters` (results older than schema 2 are `counters`).
+    #[serde(default = "counters_only")]
+    pub recording: Recording,
+    /// Latency per stage name (read, decode, reduce, encode, write, input, group).
+    #[serde(default)]
+    pub stages: BTreeMap<String, StageLatency>,
+    /// Items and bytes per stage per 100 ms, and gauges sampled every 100 ms.
+    #[serde(default)]
+    pub timeline: Option<Timeline>,
+}
+
+fn counters_only() -> Recording {
+    Recording::Counters
 }
 
 /// Per-backend figures over its counted repetitions.
@@ -118,6 +139,21 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 impl Results {
+    /// Reads a results file, refusing one written by a newer harness.
+    pub fn load(path: &Path) -> anyhow::Result<Results> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let r: Results = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a harness results file", path.display()))?;
+        if r.schema_version > SCHEMA_VERSION {
+            anyhow::bail!(
+                "{} has schema version {}, newer than this harness reads ({SCHEMA_VERSION})",
+                path.display(),
+                r.schema_version
+            );
+        }
+        Ok(r)
+    }
+
     pub fn summaries(&self) -> Vec<BackendSummary> {
         self.scenario
             .backends

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use rechunk_contract::nwp::workload::NwpWorkload;
@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::AnyBackend;
 use crate::cache::{self, CacheState};
+use crate::record::{self, FullRecorder, Sample};
 use crate::results::{Measurement, Repetition, Results, Skipped, SCHEMA_VERSION};
-use crate::scenario::{CacheMode, Scenario, WorkloadKind};
+use crate::scenario::{CacheMode, Recording, Scenario, WorkloadKind};
 use crate::{dataset, machine, progress, verify};
 
 /// Where data and results live.
@@ -198,6 +199,18 @@ pub fn run(
             .arg(&dirs.data)
             .arg("--out")
             .arg(&rep_file)
+            .arg("--progress-label")
+            .arg(format!(
+                "{}{} {}/{}",
+                spec.label,
+                if warmup { " warm-up" } else { " repetition" },
+                index + 1,
+                if warmup {
+                    scenario.run.warmup
+                } else {
+                    scenario.run.repetitions
+                }
+            ))
             .status()
             .context("starting the repetition's child process")?;
         let report: Option<ChildReport> = fs::read(&rep_file)
@@ -279,7 +292,13 @@ fn empty_trash(trash: &Path) {
 
 /// The child side of one repetition: build the job, run the backend, measure, and
 /// write the report. Returns whether the backend succeeded.
-pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> anyhow::Result<bool> {
+pub fn child(
+    run_dir: &Path,
+    backend: usize,
+    data_dir: &Path,
+    out: &Path,
+    progress_label: &str,
+) -> anyhow::Result<bool> {
     let scenario: Scenario = serde_json::from_slice(&fs::read(run_dir.join("scenario.json"))?)?;
     let spec = scenario
         .backends
@@ -310,7 +329,12 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         let _ = ctrlc::set_handler(move || cancel.cancel());
     }
     let counters = Arc::new(Counters::new());
-    let recorder: Arc<dyn Recorder> = counters.clone();
+    let full =
+        (spec.recording == Recording::Full).then(|| Arc::new(FullRecorder::new(counters.clone())));
+    let recorder: Arc<dyn Recorder> = match &full {
+        Some(f) => f.clone(),
+        None => counters.clone(),
+    };
     let total = job.input_count() as u64;
     let done = AtomicBool::new(false);
     // The harness's own threads (main, the Ctrl-C handler) before the run; the
@@ -318,21 +342,41 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
     let baseline_threads = thread_count();
     let usage_before = rusage();
     let start = Instant::now();
-    let (result, wall, threads) = std::thread::scope(|s| {
+    let timeline_start = full.as_ref().map_or(start, |f| f.start());
+    let (result, wall, (threads, samples)) = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
             let bar = progress::bar(
                 total,
-                &format!("{} {}", scenario.name, spec.label),
+                &format!("{} {}", scenario.name, progress_label),
                 "fields",
             );
+            let stage = match scenario.workload {
+                WorkloadKind::Rechunk => Stage::Reduce,
+                WorkloadKind::ReadOnly => Stage::Read,
+            };
             let mut max_threads = 0;
-            while !done.load(Ordering::Acquire) {
-                max_threads = max_threads.max(thread_count());
-                bar.set_position(counters.items(Stage::Reduce));
-                std::thread::sleep(Duration::from_millis(100));
+            let mut samples = Vec::new();
+            // One sample at the start and one after the end at least, so that even a
+            // run shorter than a bucket has its gauges.
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let threads = thread_count();
+                max_threads = max_threads.max(threads);
+                let c = counters.gauges();
+                samples.push(Sample {
+                    t: timeline_start.elapsed().as_secs_f64(),
+                    io_in_flight: c.0,
+                    bytes_in_flight: c.1,
+                    threads,
+                });
+                bar.set_position(counters.items(stage));
+                if finished {
+                    break;
+                }
+                std::thread::sleep(record::BUCKET);
             }
             bar.finish_and_clear();
-            max_threads
+            (max_threads, samples)
         });
         let r = match (&rechunk, &read_only) {
             (Some(w), _) => backend_impl.run(&job, w, &recorder, &cancel),
@@ -342,10 +386,18 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
         // Taken before joining the sampler, whose sleep must not count as the run's.
         let wall = start.elapsed().as_secs_f64();
         done.store(true, Ordering::Release);
-        let mut threads = sampler.join().unwrap_or(0);
+        let (mut threads, samples) = sampler.join().unwrap_or_default();
         threads = threads.max(thread_count());
-        (r, wall, threads.saturating_sub(baseline_threads))
+        (r, wall, (threads.saturating_sub(baseline_threads), samples))
     });
+    let (stages, timeline) = match &full {
+        Some(f) => {
+            let (stages, mut timeline) = f.finish();
+            timeline.samples = samples;
+            (stages, Some(timeline))
+        }
+        None => (Default::default(), None),
+    };
     let usage_after = rusage();
 
     let report = match result {
@@ -364,6 +416,9 @@ pub fn child(run_dir: &Path, backend: usize, data_dir: &Path, out: &Path) -> any
                     input_mb_per_second: outcome.input_bytes as f64 / wall / 1e6,
                     counters: counters.snapshot(),
                     outcome,
+                    recording: spec.recording,
+                    stages,
+                    timeline,
                 }),
             }
         }

@@ -34,6 +34,15 @@ pub enum CacheMode {
     Cold,
 }
 
+impl CacheMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::Warm => "warm",
+            CacheMode::Cold => "cold",
+        }
+    }
+}
+
 /// What every input goes through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -98,6 +107,47 @@ pub struct BackendSpec {
     pub limits: Limits,
     /// Backend-specific options, validated against the backend's own table.
     pub options: BTreeMap<String, serde_json::Value>,
+    /// What the recorder keeps (absent in results older than the key: counters).
+    #[serde(default = "Recording::counters")]
+    pub recording: Recording,
+    /// Set when this table is one point of a `[sweep]`.
+    #[serde(default)]
+    pub sweep: Option<SweepPoint>,
+}
+
+/// What a repetition records: everything (latency histograms per stage, timeline),
+/// or only the atomic counters — the baseline the recording overhead is measured
+/// against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recording {
+    #[default]
+    Full,
+    Counters,
+}
+
+impl Recording {
+    fn counters() -> Recording {
+        Recording::Counters
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Recording::Full => "full",
+            Recording::Counters => "counters",
+        }
+    }
+}
+
+/// One point of a parameter sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// The swept key: a shared key (`io_in_flight`, `cpu_threads`,
+    /// `bytes_in_flight`) or a backend option (`queue_depth`, …).
+    pub parameter: String,
+    /// Its value here, as a number (bytes for `bytes_in_flight`).
+    pub value: f64,
+    /// The label of the `[[backend]]` table the point was made from.
+    pub base_label: String,
 }
 
 // ---------------------------------------------------------------- raw form
@@ -115,7 +165,19 @@ struct RawScenario {
     #[serde(default)]
     workload: RawWorkload,
     #[serde(default)]
-    backend: Vec<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    backend: Vec<Spanned<RawTable>>,
+    sweep: Option<Spanned<RawSweep>>,
+}
+
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSweep {
+    parameter: Spanned<String>,
+    values: Spanned<Vec<Spanned<toml::Value>>>,
+    /// Labels of the `[[backend]]` tables to sweep; default: all of them.
+    backends: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -325,8 +387,13 @@ pub fn parse(
         ));
     }
     let mut backends_out: Vec<BackendSpec> = Vec::new();
-    for table in &raw.backend {
-        let spec = backend_spec(&ctx, table)?;
+    let tables = match &raw.sweep {
+        None => raw.backend.iter().map(|t| (t.clone(), None)).collect(),
+        Some(sweep) => expand_sweep(&ctx, &raw.backend, sweep)?,
+    };
+    for (table, point) in &tables {
+        let mut spec = backend_spec(&ctx, table)?;
+        spec.sweep = point.clone();
         if backends_out.iter().any(|b| b.label == spec.label) {
             return Err(ctx.err(
                 table.span(),
@@ -401,18 +468,121 @@ fn relative_root(
 }
 
 /// The shared keys every `[[backend]]` table may have.
-const SHARED_KEYS: [&str; 5] = [
+const SHARED_KEYS: [&str; 6] = [
     "name",
     "label",
     "cpu_threads",
     "io_in_flight",
     "bytes_in_flight",
+    "recording",
 ];
 
-fn backend_spec(
+fn table_label(table: &RawTable) -> Option<String> {
+    let get = |key: &str| {
+        table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .and_then(|(_, v)| v.get_ref().as_str().map(str::to_string))
+    };
+    get("label").or_else(|| get("name"))
+}
+
+/// One table per swept value for each selected `[[backend]]` table (in place of it),
+/// labelled `label-parameter-value`.
+#[allow(clippy::type_complexity)]
+fn expand_sweep(
     ctx: &Ctx,
-    table: &Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
-) -> Result<BackendSpec, ScenarioError> {
+    tables: &[Spanned<RawTable>],
+    sweep: &Spanned<RawSweep>,
+) -> Result<Vec<(Spanned<RawTable>, Option<SweepPoint>)>, ScenarioError> {
+    let sw = sweep.get_ref();
+    let parameter = sw.parameter.get_ref().clone();
+    if sw.values.get_ref().is_empty() {
+        return Err(ctx.err(
+            sw.values.span(),
+            "[sweep] values must list at least one value",
+        ));
+    }
+    if matches!(parameter.as_str(), "name" | "label" | "recording") {
+        return Err(ctx.err(
+            sw.parameter.span(),
+            format!("[sweep] parameter: `{parameter}` cannot be swept; sweep a number such as io_in_flight"),
+        ));
+    }
+    let labels: Vec<Option<String>> = tables.iter().map(|t| table_label(t.get_ref())).collect();
+    if let Some(selected) = &sw.backends {
+        for l in selected {
+            if !labels
+                .iter()
+                .any(|x| x.as_deref() == Some(l.get_ref().as_str()))
+            {
+                return Err(ctx.err(
+                    l.span(),
+                    format!(
+                        "[sweep] backends: no [[backend]] has the label `{}`",
+                        l.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (table, label) in tables.iter().zip(labels) {
+        let label = label.unwrap_or_default();
+        let chosen = sw
+            .backends
+            .as_ref()
+            .is_none_or(|b| b.iter().any(|l| l.get_ref() == &label));
+        if !chosen {
+            out.push((table.clone(), None));
+            continue;
+        }
+        for v in sw.values.get_ref() {
+            let value = match v.get_ref() {
+                toml::Value::Integer(i) => *i as f64,
+                toml::Value::Float(f) => *f,
+                toml::Value::String(_) => parse_bytes(v.get_ref())
+                    .map_err(|m| ctx.err(v.span(), format!("[sweep] values: {m}")))?
+                    as f64,
+                _ => {
+                    return Err(ctx.err(
+                        v.span(),
+                        "[sweep] values must be numbers (or byte sizes such as \"64 MiB\")",
+                    ))
+                }
+            };
+            let shown = match v.get_ref() {
+                toml::Value::String(s) => s.replace(' ', ""),
+                other => other.to_string().replace('.', "p"),
+            };
+            let mut t = table.get_ref().clone();
+            t.retain(|k, _| k.get_ref() != &parameter && k.get_ref() != "label");
+            // Errors about the value point at the value in `values`.
+            t.insert(
+                Spanned::new(sw.parameter.span(), parameter.clone()),
+                Spanned::new(v.span(), v.get_ref().clone()),
+            );
+            t.insert(
+                Spanned::new(table.span(), "label".to_string()),
+                Spanned::new(
+                    table.span(),
+                    toml::Value::String(format!("{label}-{parameter}-{shown}")),
+                ),
+            );
+            out.push((
+                Spanned::new(table.span(), t),
+                Some(SweepPoint {
+                    parameter: parameter.clone(),
+                    value,
+                    base_label: label.clone(),
+                }),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn backend_spec(ctx: &Ctx, table: &Spanned<RawTable>) -> Result<BackendSpec, ScenarioError> {
     let get = |key: &str| table.get_ref().iter().find(|(k, _)| k.get_ref() == key);
     let Some((_, name_value)) = get("name") else {
         return Err(ctx.err(
@@ -460,6 +630,19 @@ fn backend_spec(
     };
     let cpu_threads = int("cpu_threads", crate::machine::cores() as u64, 1)? as usize;
     let io_in_flight = int("io_in_flight", 64, 1)? as usize;
+    let recording = match get("recording") {
+        None => Recording::Full,
+        Some((_, v)) => match v.get_ref().as_str() {
+            Some("full") => Recording::Full,
+            Some("counters") => Recording::Counters,
+            _ => {
+                return Err(ctx.err(
+                    v.span(),
+                    "[[backend]] recording must be \"full\" or \"counters\"",
+                ))
+            }
+        },
+    };
     let bytes_in_flight = match get("bytes_in_flight") {
         None => 256 << 20,
         Some((_, v)) => parse_bytes(v.get_ref())
@@ -528,6 +711,8 @@ fn backend_spec(
             bytes_in_flight,
         },
         options,
+        recording,
+        sweep: None,
     })
 }
 

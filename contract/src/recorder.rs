@@ -143,6 +143,11 @@ impl Counters {
         Self::default()
     }
 
+    /// (IO operations, budget bytes) in flight now.
+    pub fn gauges(&self) -> (u64, u64) {
+        (self.io.now.load(Relaxed), self.budget.now.load(Relaxed))
+    }
+
     pub fn items(&self, stage: Stage) -> u64 {
         self.items[stage.index()].load(Relaxed)
     }

@@ -1160,9 +1160,7 @@ impl<T> Engine<T> {
                 return self.write_failed(i, Some(err(res)), events);
             }
         }
-        if self.stopping {
-            return self.write_failed(i, None, events);
-        }
+        // Renamed into place: written, even if the run is stopping meanwhile.
         self.write_done(i, events);
     }
 

@@ -1,0 +1,93 @@
+//! The `mock` backend, for testing the runner, the statistics and the reports:
+//! it does the real work with `sequential` (so its output verifies), but reports
+//! scripted latencies for each stage, so the histograms of a run are known
+//! exactly; and it can add a fixed busy-wait per input, a deliberately slowed
+//! backend for testing the regression gate. Not listed by `harness list`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backend_sequential::Sequential;
+use rechunk_contract::{
+    Availability, Backend, Cancel, Capabilities, Io, Job, Recorder, RunError, RunOutcome, Stage,
+    Workload,
+};
+
+/// See the module documentation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mock {
+    /// Scripted latency per stage, in microseconds, in [`Stage::ALL`] order; `None`:
+    /// the real one.
+    pub latency_us: [Option<u64>; 7],
+    /// Busy-waits this long per input decoded.
+    pub delay_us: u64,
+}
+
+/// Reports scripted latencies, otherwise forwards.
+struct Scripted {
+    inner: Arc<dyn Recorder>,
+    latency_us: [Option<u64>; 7],
+    delay: Duration,
+}
+
+impl Recorder for Scripted {
+    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
+        if stage == Stage::Decode && !self.delay.is_zero() {
+            let until = Instant::now() + self.delay;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        let i = Stage::ALL.iter().position(|&s| s == stage).unwrap_or(0);
+        let started = match self.latency_us[i] {
+            Some(us) => Instant::now() - Duration::from_micros(us),
+            None => started,
+        };
+        self.inner.stage_done(stage, started, bytes)
+    }
+    fn io_begin(&self, io: Io) {
+        self.inner.io_begin(io)
+    }
+    fn io_end(&self, io: Io) {
+        self.inner.io_end(io)
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.inner.bytes_reserved(n)
+    }
+    fn bytes_released(&self, n: u64) {
+        self.inner.bytes_released(n)
+    }
+}
+
+impl Backend for Mock {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Sequential.capabilities()
+    }
+
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
+
+    fn run<W: Workload>(
+        &self,
+        job: &Arc<Job>,
+        workload: &Arc<W>,
+        recorder: &Arc<dyn Recorder>,
+        cancel: &Cancel,
+    ) -> Result<RunOutcome, RunError> {
+        let scripted: Arc<dyn Recorder> = Arc::new(Scripted {
+            inner: recorder.clone(),
+            latency_us: self.latency_us,
+            delay: Duration::from_micros(self.delay_us),
+        });
+        let mut outcome = Sequential.run(job, workload, &scripted, cancel)?;
+        outcome
+            .details
+            .insert("mock_delay_us".into(), self.delay_us.into());
+        Ok(outcome)
+    }
+}
