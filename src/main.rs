@@ -51,6 +51,46 @@ enum Cmd {
         /// Override `[workload] kind`: read-only reads and counts every input, nothing else.
         #[arg(long, value_enum)]
         workload: Option<WorkloadArg>,
+        /// Then compare with this baseline results file (see `compare`); exit 1 if a
+        /// backend regressed.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// The regression threshold for `--compare`, as a fraction.
+        #[arg(long, default_value_t = harness::compare::DEFAULT_THRESHOLD)]
+        threshold: f64,
+        /// Also measure the IO and CPU ceilings (as `[run] limits = true`).
+        #[arg(long)]
+        limits: bool,
+    },
+    /// Compare two results files backend by backend; exit 1 if any backend's
+    /// throughput relative to sequential regressed beyond the threshold with 95 %
+    /// confidence.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Changes smaller than this fraction are never called.
+        #[arg(long, default_value_t = harness::compare::DEFAULT_THRESHOLD)]
+        threshold: f64,
+        /// Also gate on absolute throughput (moves with the machine; off by default).
+        #[arg(long)]
+        absolute: bool,
+    },
+    /// Write a results file in another tool's format to standard output or --out.
+    Export {
+        /// results.json, or the run folder holding it.
+        results: PathBuf,
+        #[arg(long, value_enum)]
+        format: harness::export::Format,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure the IO ceiling (read-only, best backend, 256 in flight) and the CPU
+    /// ceiling (decode + reduce + encode from memory on all cores) of a scenario.
+    Limits {
+        scenario: PathBuf,
+        /// Override `[run] cache`.
+        #[arg(long, value_enum)]
+        cache: Option<CacheArg>,
     },
     /// Generate (or reuse) a scenario's dataset without running anything.
     Gen {
@@ -123,11 +163,57 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         results: cli.results_dir,
     };
     match cli.command {
+        Cmd::Compare {
+            base,
+            new,
+            threshold,
+            absolute,
+        } => {
+            let (b, n) = (load_results(&base)?, load_results(&new)?);
+            let c = harness::compare::compare(&b, &n, threshold, absolute);
+            print!("{}", harness::compare::markdown(&c));
+            Ok(if c.regressed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Export {
+            results,
+            format,
+            out,
+        } => {
+            let r = load_results(&results)?;
+            let text = harness::export::export(&r, format)?;
+            match out {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Limits { scenario, cache } => {
+            let mut s = scenario::load(&scenario)?;
+            if let Some(c) = cache {
+                s.run.cache = match c {
+                    CacheArg::Warm => CacheMode::Warm,
+                    CacheArg::Cold => CacheMode::Cold,
+                };
+            }
+            let interrupted = Arc::new(AtomicBool::new(false));
+            let c = harness::limits::measure(&s, &dirs, &interrupted)?;
+            print!("{}", harness::results::ceilings_table(&c));
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Run {
             scenario,
             cache,
             repetitions,
             workload,
+            compare,
+            threshold,
+            limits,
         } => {
             let mut s = match &scenario {
                 Some(p) => scenario::load(p)?,
@@ -153,7 +239,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     WorkloadArg::ReadOnly => WorkloadKind::ReadOnly,
                 };
             }
-            run(s, &dirs)
+            if limits {
+                s.run.limits = true;
+            }
+            let gate = compare.map(|base| (base, threshold));
+            run(s, &dirs, gate)
         }
         Cmd::Gen {
             scenario,
@@ -279,6 +369,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn load_results(path: &Path) -> anyhow::Result<harness::results::Results> {
+    let path = if path.is_dir() {
+        path.join("results.json")
+    } else {
+        path.to_path_buf()
+    };
+    harness::results::Results::load(&path)
+}
+
 fn print_report(written: &harness::report::Written) {
     println!(
         "\nreport: {} ({} plots)",
@@ -290,14 +389,28 @@ fn print_report(written: &harness::report::Written) {
     }
 }
 
-fn run(s: scenario::Scenario, dirs: &Dirs) -> anyhow::Result<ExitCode> {
+fn run(
+    s: scenario::Scenario,
+    dirs: &Dirs,
+    gate: Option<(PathBuf, f64)>,
+) -> anyhow::Result<ExitCode> {
+    // The baseline is read first: a missing or unreadable one fails before the run.
+    let base = match &gate {
+        Some((path, _)) => Some(load_results(path)?),
+        None => None,
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
             .context("installing the Ctrl-C handler")?;
     }
-    let (results, run_dir) = runner::run(&s, dirs, &interrupted)?;
+    let (mut results, run_dir) = runner::run(&s, dirs, &interrupted)?;
+    if s.run.limits {
+        let c = harness::limits::measure(&s, dirs, &interrupted)?;
+        results.limits = Some(c);
+        results.save(&run_dir.join("results.json"))?;
+    }
     println!(
         "\n{} ({}):\n",
         s.name,
@@ -333,6 +446,14 @@ fn run(s: scenario::Scenario, dirs: &Dirs) -> anyhow::Result<ExitCode> {
             results.repetitions.len(),
             failed[0]
         );
+    }
+    if let (Some(base), Some((path, threshold))) = (base, gate) {
+        let c = harness::compare::compare(&base, &results, threshold, false);
+        println!("\ncompared with {}:\n", path.display());
+        print!("{}", harness::compare::markdown(&c));
+        if c.regressed() {
+            return Ok(ExitCode::FAILURE);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

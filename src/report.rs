@@ -416,16 +416,25 @@ pub fn markdown(results: &Results, figs: &[BackendFigures]) -> String {
         "Only verified repetitions count. CI: {:.0} % bootstrap interval of the median.\n",
         LEVEL * 100.0
     );
+    let limits = results.limits.as_ref();
     let _ = writeln!(
         md,
-        "| backend | {unit} (median) | 95 % CI | min – max | × sequential | CPU ms / 1000 (user + sys) | cores busy | IO in flight (max) | threads | peak RSS | verified |"
+        "| backend | {unit} (median) | 95 % CI | min – max | × sequential |{} CPU ms / 1000 (user + sys) | cores busy | IO in flight (max) | threads | peak RSS | verified |",
+        if limits.is_some() { " efficiency |" } else { "" }
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|{}---:|---:|---:|---:|---:|---|",
+        if limits.is_some() { "---:|" } else { "" }
+    );
     for f in figs {
         let ratio = seq.map_or("–".into(), |s| format!("{:.2}", f.median / s.median));
+        let efficiency = limits.map_or(String::new(), |c| {
+            format!(" {:.0} % |", f.median / c.bound() * 100.0)
+        });
         let _ = writeln!(
             md,
-            "| {} | {} | {} – {} | {} – {} | {ratio} | {:.0} + {:.0} | {:.0} % | {} | {} | {:.1} MiB | {}/{} |",
+            "| {} | {} | {} – {} | {} – {} | {ratio} |{efficiency} {:.0} + {:.0} | {:.0} % | {} | {} | {:.1} MiB | {}/{} |",
             f.label,
             fmt_rate(f.median),
             fmt_rate(f.ci.0),
@@ -440,6 +449,13 @@ pub fn markdown(results: &Results, figs: &[BackendFigures]) -> String {
             f.peak_rss as f64 / (1u64 << 20) as f64,
             f.rates.len(),
             f.runs,
+        );
+    }
+    if let Some(c) = limits {
+        let _ = writeln!(
+            md,
+            "\nEfficiency: throughput / the lower of the two ceilings measured in this run.\n\n{}",
+            crate::results::ceilings_table(c)
         );
     }
     for k in &results.skipped {
@@ -663,7 +679,9 @@ fn latency_svg(figs: &[BackendFigures]) -> anyhow::Result<String> {
 }
 
 fn short_num(v: f64) -> String {
-    if v >= 1e6 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 1e6 {
         format!("{}M", trim(v / 1e6))
     } else if v >= 1e3 {
         format!("{}k", trim(v / 1e3))

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheState;
 use crate::dataset::DatasetInfo;
+use crate::limits::Ceilings;
 use crate::machine::Machine;
 use crate::record::{StageLatency, Timeline};
 use crate::scenario::{Recording, Scenario};
@@ -42,6 +43,23 @@ pub struct Results {
     /// Backends not run because they cannot work on this machine, and why.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// The IO and CPU ceilings, when the run measured them (`[run] limits`).
+    #[serde(default)]
+    pub limits: Option<Ceilings>,
+}
+
+/// The ceilings as a small markdown table.
+pub fn ceilings_table(c: &Ceilings) -> String {
+    format!(
+        "| ceiling | fields/s | how |\n|---|---:|---|\n| IO | {:.0} | read-only, 256 in flight, best of the parallel backends: {} ({}) |\n| CPU | {:.0} | decode + reduce + encode from memory on {} threads |\n\nThe bound is {}: {:.0} fields/s.\n",
+        c.io_per_second,
+        c.io_backend,
+        c.io_results,
+        c.cpu_per_second,
+        c.cpu_threads,
+        c.bound_name(),
+        c.bound()
+    )
 }
 
 /// A backend of the scenario that was not run.
@@ -139,6 +157,14 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 impl Results {
+    /// Writes the results file atomically (temporary file + rename).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Reads a results file, refusing one written by a newer harness.
     pub fn load(path: &Path) -> anyhow::Result<Results> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -250,6 +276,22 @@ impl Results {
                 "| {} | – | – | – | – | – | skipped: {} |",
                 k.label, k.reason
             );
+        }
+        if let Some(c) = &self.limits {
+            let _ = writeln!(out, "\n{}", ceilings_table(c));
+            let _ = writeln!(
+                out,
+                "| backend | efficiency (throughput / {} ceiling) |\n|---|---:|",
+                c.bound_name()
+            );
+            for s in &summaries {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} % |",
+                    s.label,
+                    s.median_fields_per_second / c.bound() * 100.0
+                );
+            }
         }
         out
     }

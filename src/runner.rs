@@ -89,6 +89,7 @@ pub fn run(
         dataset,
         repetitions: Vec::new(),
         skipped: Vec::new(),
+        limits: None,
     };
     // A backend that cannot work here (io_uring switched off, say) is skipped, loudly
     // and in the results, never replaced by another; where it must work

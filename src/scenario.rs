@@ -96,6 +96,9 @@ pub struct RunSpec {
     /// Chunks whose values are checked per repetition; all of them when there are at
     /// most this many, a seeded random sample of this many otherwise. 0: all.
     pub verify_max_chunks: u64,
+    /// Also measure the IO and CPU ceilings and each backend's efficiency.
+    #[serde(default)]
+    pub limits: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -220,6 +223,7 @@ struct RawRun {
     drop_caches: Option<bool>,
     overlap_groups: Option<bool>,
     verify_max_chunks: Option<u64>,
+    limits: Option<bool>,
 }
 
 // ---------------------------------------------------------------- validation
@@ -375,6 +379,7 @@ pub fn parse(
         drop_caches: r.drop_caches.unwrap_or(false),
         overlap_groups: r.overlap_groups.unwrap_or(false),
         verify_max_chunks: r.verify_max_chunks.unwrap_or(2048),
+        limits: r.limits.unwrap_or(false),
     };
 
     if raw.backend.is_empty() {

@@ -1,0 +1,333 @@
+//! `harness compare BASE NEW`: a regression gate that a noisy machine cannot fool
+//! easily.
+//!
+//! The primary metric is each backend's throughput *relative to `sequential` in the
+//! same run*, so a slower or faster machine (or a busier hour) cancels out. Its
+//! change is NEW's ratio over BASE's ratio; the uncertainty is a seeded bootstrap
+//! over the repetitions of all four samples (backend and sequential, in both runs).
+//! A backend has
+//!
+//! - **regressed** when the whole 95 % interval of the change lies below
+//!   `1 − threshold` (slower by more than the threshold, with confidence);
+//! - **improved** when it lies above `1 + threshold`;
+//! - **no change** when it lies within `1 ± threshold`;
+//! - **inconclusive** otherwise (too noisy to say; more repetitions would).
+//!
+//! Absolute throughput, p99 input latency and peak RSS are shown; absolute
+//! throughput gates only when asked (`--absolute`), as it moves with the machine.
+
+use std::fmt::Write as _;
+
+use crate::report::LEVEL;
+use crate::results::{Measurement, Results};
+use crate::stats;
+
+/// The default threshold: changes smaller than 10 % are never called.
+pub const DEFAULT_THRESHOLD: f64 = 0.10;
+const SEED: u64 = 0xc0ffee;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Regressed,
+    Improved,
+    NoChange,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "REGRESSED",
+            Verdict::Improved => "improved",
+            Verdict::NoChange => "no change",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// One backend's comparison.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub label: String,
+    /// Median throughput / median sequential throughput, in each run (None for the
+    /// baseline itself or where a run has no sequential).
+    pub base_ratio: Option<f64>,
+    pub new_ratio: Option<f64>,
+    /// The gated change (new / base of the gated metric) and its interval.
+    pub change: f64,
+    pub ci: (f64, f64),
+    pub verdict: Verdict,
+    /// What was gated: "× sequential" or "fields/s".
+    pub metric: &'static str,
+    pub base_rate: f64,
+    pub new_rate: f64,
+    pub base_p99_us: Option<f64>,
+    pub new_p99_us: Option<f64>,
+    pub base_rss: u64,
+    pub new_rss: u64,
+}
+
+/// The whole comparison.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub rows: Vec<Row>,
+    /// Labels only in one of the two runs.
+    pub only_base: Vec<String>,
+    pub only_new: Vec<String>,
+    pub threshold: f64,
+}
+
+impl Comparison {
+    pub fn regressed(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
+    }
+}
+
+fn counted<'a>(r: &'a Results, label: &str) -> Vec<&'a Measurement> {
+    r.repetitions
+        .iter()
+        .filter(|x| x.label == label && !x.warmup && x.counts)
+        .filter_map(|x| x.measurement.as_ref())
+        .collect()
+}
+
+fn rates(ms: &[&Measurement]) -> Vec<f64> {
+    ms.iter().map(|m| m.fields_per_second).collect()
+}
+
+fn baseline_label(r: &Results) -> Option<String> {
+    r.scenario
+        .backends
+        .iter()
+        .find(|b| b.name == "sequential")
+        .map(|b| b.label.clone())
+}
+
+fn verdict(ci: (f64, f64), threshold: f64) -> Verdict {
+    let (lo, hi) = ci;
+    if !(lo.is_finite() && hi.is_finite()) {
+        Verdict::Inconclusive
+    } else if hi < 1.0 - threshold {
+        Verdict::Regressed
+    } else if lo > 1.0 + threshold {
+        Verdict::Improved
+    } else if lo >= 1.0 - threshold && hi <= 1.0 + threshold {
+        Verdict::NoChange
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// Bootstrap interval of (med(a1)/med(b1)) / (med(a0)/med(b0)).
+fn ratio_of_ratios_ci(a0: &[f64], b0: &[f64], a1: &[f64], b1: &[f64]) -> (f64, f64) {
+    let mut rng = stats::Rng::new(SEED);
+    let mut buf = Vec::new();
+    let mut med = |xs: &[f64], rng: &mut stats::Rng| {
+        buf.clear();
+        buf.extend((0..xs.len()).map(|_| xs[rng.below(xs.len())]));
+        stats::median(&buf)
+    };
+    let mut est: Vec<f64> = (0..stats::BOOTSTRAP_ITERATIONS)
+        .map(|_| {
+            let r0 = med(a0, &mut rng) / med(b0, &mut rng);
+            let r1 = med(a1, &mut rng) / med(b1, &mut rng);
+            r1 / r0
+        })
+        .filter(|x| x.is_finite())
+        .collect();
+    if est.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    est.sort_by(|a, b| a.total_cmp(b));
+    let tail = (1.0 - LEVEL) / 2.0;
+    let at = |q: f64| est[((q * (est.len() - 1) as f64).round() as usize).min(est.len() - 1)];
+    (at(tail), at(1.0 - tail))
+}
+
+fn p99_input(ms: &[&Measurement]) -> Option<f64> {
+    let xs: Vec<f64> = ms
+        .iter()
+        .filter_map(|m| m.stages.get("input").map(|s| s.p99_us))
+        .collect();
+    (!xs.is_empty()).then(|| stats::median(&xs))
+}
+
+/// Compares every backend label present in both runs.
+pub fn compare(base: &Results, new: &Results, threshold: f64, absolute: bool) -> Comparison {
+    let base_seq = baseline_label(base);
+    let new_seq = baseline_label(new);
+    let labels = |r: &Results| -> Vec<String> {
+        r.scenario
+            .backends
+            .iter()
+            .map(|b| b.label.clone())
+            .collect()
+    };
+    let (bl, nl) = (labels(base), labels(new));
+    let mut rows = Vec::new();
+    for label in bl.iter().filter(|l| nl.contains(l)) {
+        let (b, n) = (counted(base, label), counted(new, label));
+        if b.is_empty() || n.is_empty() {
+            continue;
+        }
+        let (br, nr) = (rates(&b), rates(&n));
+        let is_seq = base_seq.as_deref() == Some(label.as_str());
+        let seqs = match (&base_seq, &new_seq) {
+            (Some(bs), Some(ns)) if !is_seq => {
+                let (bs, ns) = (rates(&counted(base, bs)), rates(&counted(new, ns)));
+                (!bs.is_empty() && !ns.is_empty()).then_some((bs, ns))
+            }
+            _ => None,
+        };
+        let (base_ratio, new_ratio) = match &seqs {
+            Some((bs, ns)) => (
+                Some(stats::median(&br) / stats::median(bs)),
+                Some(stats::median(&nr) / stats::median(ns)),
+            ),
+            None => (None, None),
+        };
+        let abs_change = stats::median(&nr) / stats::median(&br);
+        let abs_ci = stats::ratio_ci(&nr, &br, LEVEL, SEED);
+        let (change, ci, metric, gate) = match (&seqs, base_ratio, new_ratio) {
+            (Some((bs, ns)), Some(b0), Some(n0)) => (
+                n0 / b0,
+                ratio_of_ratios_ci(&br, bs, &nr, ns),
+                "× sequential",
+                true,
+            ),
+            // The baseline itself (or no baseline): absolute, gated only if asked.
+            _ => (abs_change, abs_ci, "fields/s", absolute),
+        };
+        let mut v = verdict(ci, threshold);
+        if !gate && v == Verdict::Regressed {
+            // Shown, never gating: absolute figures move with the machine.
+            v = Verdict::Inconclusive;
+        }
+        if absolute && gate && verdict(abs_ci, threshold) == Verdict::Regressed {
+            v = Verdict::Regressed;
+        }
+        rows.push(Row {
+            label: label.clone(),
+            base_ratio,
+            new_ratio,
+            change,
+            ci,
+            verdict: v,
+            metric,
+            base_rate: stats::median(&br),
+            new_rate: stats::median(&nr),
+            base_p99_us: p99_input(&b),
+            new_p99_us: p99_input(&n),
+            base_rss: b.iter().map(|m| m.peak_rss_bytes).max().unwrap_or(0),
+            new_rss: n.iter().map(|m| m.peak_rss_bytes).max().unwrap_or(0),
+        });
+    }
+    Comparison {
+        rows,
+        only_base: bl.iter().filter(|l| !nl.contains(l)).cloned().collect(),
+        only_new: nl.iter().filter(|l| !bl.contains(l)).cloned().collect(),
+        threshold,
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:+.1} %", (x - 1.0) * 100.0)
+    } else {
+        "–".into()
+    }
+}
+
+/// The comparison as a markdown table with a one-line verdict.
+pub fn markdown(c: &Comparison) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| backend | base × seq | new × seq | change | {:.0} % CI | verdict | base fields/s | new fields/s | p99 input latency base → new | peak RSS base → new |",
+        LEVEL * 100.0
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    let f2 = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
+    let us = |x: Option<f64>| x.map_or("–".into(), |x| format!("{:.0} µs", x));
+    for r in &c.rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} ({}) | {} … {} | {} | {:.0} | {:.0} | {} → {} | {:.1} → {:.1} MiB |",
+            r.label,
+            f2(r.base_ratio),
+            f2(r.new_ratio),
+            pct(r.change),
+            r.metric,
+            pct(r.ci.0),
+            pct(r.ci.1),
+            r.verdict.name(),
+            r.base_rate,
+            r.new_rate,
+            us(r.base_p99_us),
+            us(r.new_p99_us),
+            r.base_rss as f64 / (1u64 << 20) as f64,
+            r.new_rss as f64 / (1u64 << 20) as f64,
+        );
+    }
+    for l in &c.only_base {
+        let _ = writeln!(md, "\n`{l}` is only in the base run (not compared).");
+    }
+    for l in &c.only_new {
+        let _ = writeln!(md, "\n`{l}` is only in the new run (not compared).");
+    }
+    let regressed: Vec<&str> = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Regressed)
+        .map(|r| r.label.as_str())
+        .collect();
+    let _ = writeln!(
+        md,
+        "\n{}",
+        if regressed.is_empty() {
+            format!(
+                "No regression beyond {:.0} % with {:.0} % confidence.",
+                c.threshold * 100.0,
+                LEVEL * 100.0
+            )
+        } else {
+            format!(
+                "REGRESSED beyond {:.0} % with {:.0} % confidence: {}.",
+                c.threshold * 100.0,
+                LEVEL * 100.0,
+                regressed.join(", ")
+            )
+        }
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_interval_and_threshold() {
+        assert_eq!(verdict((0.70, 0.85), 0.1), Verdict::Regressed);
+        assert_eq!(verdict((0.85, 0.95), 0.1), Verdict::Inconclusive);
+        assert_eq!(verdict((0.95, 1.05), 0.1), Verdict::NoChange);
+        assert_eq!(verdict((1.15, 1.30), 0.1), Verdict::Improved);
+        assert_eq!(verdict((f64::NAN, 1.0), 0.1), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn ratio_of_ratios_cancels_a_uniformly_slower_machine() {
+        // The new machine is 30 % slower for both backends: no change in the ratio.
+        let a0 = [200.0, 202.0, 198.0, 201.0, 199.0];
+        let b0 = [100.0, 101.0, 99.0, 100.5, 99.5];
+        let a1: Vec<f64> = a0.iter().map(|x| x * 0.7).collect();
+        let b1: Vec<f64> = b0.iter().map(|x| x * 0.7).collect();
+        let (lo, hi) = ratio_of_ratios_ci(&a0, &b0, &a1, &b1);
+        assert!(lo > 0.97 && hi < 1.03, "({lo}, {hi})");
+        assert_eq!(verdict((lo, hi), 0.1), Verdict::NoChange);
+        // Only the backend got slower: regressed.
+        let a2: Vec<f64> = a0.iter().map(|x| x * 0.6).collect();
+        let (lo, hi) = ratio_of_ratios_ci(&a0, &b0, &a2, &b0);
+        assert!(hi < 0.9, "({lo}, {hi})");
+    }
+}

@@ -1,0 +1,231 @@
+//! `harness limits`: how fast could this machine go at all? Two ceilings, measured
+//! in one run on the scenario's own dataset.
+//!
+//! - **IO ceiling**: read-only mode (every input read and counted, nothing else)
+//!   with the parallel backends at 256 operations in flight — `uring-workers` and
+//!   `uring` where io_uring works, and `tokio-rayon` — in the scenario's cache
+//!   state; the best median wins. Run through the ordinary runner, so it is verified
+//!   (every input read exactly once) like any run.
+//! - **CPU ceiling**: decode + reduce + encode of the scenario's data from memory
+//!   on all cores (Rayon's pool), nothing read or written in the timed region.
+//!   Inputs are loaded in batches of [`BATCH`] (untimed), so memory stays bounded
+//!   by a batch plus the reducers' own state.
+//!
+//! A backend's efficiency is its throughput / min(IO ceiling, CPU ceiling).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rayon::prelude::*;
+use rechunk_contract::nwp::workload::NwpWorkload;
+use rechunk_contract::{GroupReducer, InputRef, Job, Workload};
+use serde::{Deserialize, Serialize};
+
+use crate::runner::{self, Dirs};
+use crate::scenario::{BackendSpec, Recording, Scenario, WorkloadKind};
+use crate::stats;
+
+/// Inputs loaded into memory at once for the CPU ceiling.
+pub const BATCH: usize = 4096;
+
+/// Both ceilings, in fields (inputs) per second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// Median inputs/s of the best read-only backend.
+    pub io_per_second: f64,
+    /// Which backend gave it.
+    pub io_backend: String,
+    /// The read-only run's results file.
+    pub io_results: String,
+    /// Median fields/s of decode + reduce + encode from memory, all cores.
+    pub cpu_per_second: f64,
+    /// The CPU threads used.
+    pub cpu_threads: usize,
+    /// Each CPU repetition's fields/s.
+    pub cpu_repetitions: Vec<f64>,
+}
+
+impl Ceilings {
+    /// The lower of the two: what no backend can beat.
+    pub fn bound(&self) -> f64 {
+        self.io_per_second.min(self.cpu_per_second)
+    }
+    pub fn bound_name(&self) -> &'static str {
+        if self.io_per_second <= self.cpu_per_second {
+            "IO"
+        } else {
+            "CPU"
+        }
+    }
+}
+
+fn read_input(job: &Job, input: &InputRef) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let path = job.input_path(input);
+    match input.range {
+        None => std::fs::read(&path).with_context(|| format!("reading {}", path.display())),
+        Some(r) => {
+            let f = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let mut buf = vec![0; r.len as usize];
+            f.read_exact_at(&mut buf, r.offset)
+                .with_context(|| format!("reading {} at {}", path.display(), r.offset))?;
+            Ok(buf)
+        }
+    }
+}
+
+/// One pass of decode + reduce + encode over the whole job; returns the timed
+/// seconds (loading excluded).
+fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
+    let mut timed = Duration::ZERO;
+    for group in &job.groups {
+        let reducer = Mutex::new(workload.reduce_group(group));
+        let indices: Vec<usize> = (0..group.inputs.len()).collect();
+        for batch in indices.chunks(BATCH) {
+            let loaded = batch
+                .iter()
+                .map(|&i| read_input(job, &group.inputs[i]).map(|b| (i, b)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let t = Instant::now();
+            let chunks = loaded
+                .into_par_iter()
+                .map(|(i, bytes)| {
+                    let d = workload
+                        .decode(group, i, &bytes)
+                        .map_err(|e| anyhow::anyhow!("decoding input {i}: {e}"))?;
+                    let e = reducer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(i, d)
+                        .map_err(|e| anyhow::anyhow!("reducing input {i}: {}", e.0))?;
+                    Ok(e.chunks)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            chunks
+                .into_par_iter()
+                .flatten()
+                .map(|c| {
+                    workload
+                        .encode(c)
+                        .map(|o| o.bytes.len())
+                        .map_err(|e| anyhow::anyhow!("encoding: {}", e.0))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            timed += t.elapsed();
+        }
+        reducer
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish()
+            .map_err(|e| anyhow::anyhow!("finishing group {}: {}", group.index, e.0))?;
+    }
+    Ok(timed)
+}
+
+/// The CPU ceiling: `repetitions` passes, fields/s of each.
+pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>, usize)> {
+    let params = &scenario.dataset.params;
+    let input_root = dirs.data.join(&scenario.dataset.root);
+    crate::dataset::ensure(params, &input_root, false)?;
+    let job = Job {
+        groups: params
+            .groups_at(&input_root)
+            .map_err(|e| anyhow::anyhow!(e))?,
+        input_root,
+        output_root: dirs.data.join(&scenario.output.root),
+        limits: rechunk_contract::Limits {
+            cpu_threads: rayon::current_num_threads(),
+            io_in_flight: 1,
+            bytes_in_flight: u64::MAX,
+        },
+        overlap_groups: false,
+    };
+    let workload = NwpWorkload::new(params.clone(), scenario.output.params);
+    let fields = job.input_count() as f64;
+    let mut rates = Vec::new();
+    for _ in 0..scenario.run.repetitions {
+        let secs = cpu_pass(&job, &workload)?.as_secs_f64();
+        rates.push(fields / secs.max(1e-9));
+    }
+    Ok((rates, rayon::current_num_threads()))
+}
+
+/// The read-only scenario that measures the IO ceiling.
+pub fn io_scenario(scenario: &Scenario) -> anyhow::Result<Scenario> {
+    let mut s = scenario.clone();
+    s.name = format!("{}-io-ceiling", scenario.name);
+    s.workload = WorkloadKind::ReadOnly;
+    s.run.limits = false;
+    s.output.root = scenario.output.root.with_file_name(format!(
+        "{}-io-ceiling",
+        scenario
+            .output
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let uring = matches!(
+        backend_uring::probe(),
+        rechunk_contract::Availability::Available
+    );
+    let mut names = vec!["tokio-rayon"];
+    if uring {
+        names.extend(["uring", "uring-workers"]);
+    }
+    s.backends = names
+        .into_iter()
+        .map(|name| BackendSpec {
+            label: name.to_string(),
+            name: name.to_string(),
+            limits: rechunk_contract::Limits {
+                cpu_threads: crate::machine::cores(),
+                io_in_flight: 256,
+                bytes_in_flight: 1 << 30,
+            },
+            options: Default::default(),
+            recording: Recording::Counters,
+            sweep: None,
+        })
+        .collect();
+    Ok(s)
+}
+
+/// Both ceilings for a scenario.
+pub fn measure(
+    scenario: &Scenario,
+    dirs: &Dirs,
+    interrupted: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Ceilings> {
+    let io = io_scenario(scenario)?;
+    eprintln!(
+        "IO ceiling: read-only, 256 in flight, {}",
+        io.backends
+            .iter()
+            .map(|b| b.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (results, run_dir) = runner::run(&io, dirs, interrupted)?;
+    let best = results
+        .summaries()
+        .into_iter()
+        .filter(|s| s.verified && s.median_fields_per_second.is_finite())
+        .max_by(|a, b| {
+            a.median_fields_per_second
+                .total_cmp(&b.median_fields_per_second)
+        })
+        .context("no read-only backend finished verified: no IO ceiling")?;
+    eprintln!("CPU ceiling: decode + reduce + encode from memory on all cores");
+    let (cpu, threads) = cpu_ceiling(scenario, dirs)?;
+    Ok(Ceilings {
+        io_per_second: best.median_fields_per_second,
+        io_backend: best.label,
+        io_results: run_dir.join("results.json").display().to_string(),
+        cpu_per_second: stats::median(&cpu),
+        cpu_threads: threads,
+        cpu_repetitions: cpu,
+    })
+}

@@ -1,0 +1,165 @@
+//! The regression gate and the exports, end to end: a deliberately slowed backend
+//! (the mock's per-input busy-wait) is caught; a run compared with itself is not.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SCENARIO: &str = r#"
+name = "gate"
+[dataset]
+groups = 2
+variables = 3
+steps = 5
+ny = 12
+nx = 10
+codec = "lz4"
+[run]
+repetitions = 3
+[[backend]]
+name = "sequential"
+[[backend]]
+name = "mock"
+delay_us = DELAY
+"#;
+
+fn harness(dir: &Path, results: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--results-dir")
+        .arg(dir.join(results))
+        .current_dir(dir)
+        .output()
+        .expect("the harness binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs the scenario with a per-input delay; returns its results.json.
+fn run(dir: &Path, name: &str, delay_us: u64) -> PathBuf {
+    let s = dir.join(format!("{name}.toml"));
+    fs::write(&s, SCENARIO.replace("DELAY", &delay_us.to_string())).unwrap();
+    let out = harness(dir, name, &["run", s.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = fs::read_dir(dir.join(name))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    run.path().join("results.json")
+}
+
+#[test]
+fn the_gate_catches_a_slowed_backend_and_passes_an_unchanged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = run(dir.path(), "base", 0);
+    let slow = run(dir.path(), "slow", 3000);
+    let b = base.to_str().unwrap();
+
+    let out = harness(dir.path(), "x", &["compare", b, slow.to_str().unwrap()]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("| mock |") && shown.contains("REGRESSED"),
+        "{shown}"
+    );
+
+    let out = harness(dir.path(), "x", &["compare", b, b]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("no change") && !shown.contains("REGRESSED"),
+        "{shown}"
+    );
+
+    // `run --compare` gates in one step, and says so with its exit code.
+    let s = dir.path().join("again.toml");
+    fs::write(&s, SCENARIO.replace("DELAY", "3000")).unwrap();
+    let out = harness(
+        dir.path(),
+        "again",
+        &["run", s.to_str().unwrap(), "--compare", b],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // A baseline that is not there fails before anything runs.
+    let out = harness(
+        dir.path(),
+        "none",
+        &["run", s.to_str().unwrap(), "--compare", "nope.json"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nope.json"), "{}", text(&out));
+    assert!(!dir.path().join("none").exists());
+}
+
+#[test]
+fn exports_are_what_the_other_tools_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(dir.path(), "r", 0);
+    let r = r.to_str().unwrap();
+    let export = |format: &str| {
+        let out = harness(dir.path(), "x", &["export", r, "--format", format]);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let gab: serde_json::Value = serde_json::from_str(&export("github-action-benchmark")).unwrap();
+    let entries = gab.as_array().unwrap();
+    assert!(entries.iter().any(|e| e["name"] == "gate/sequential"
+        && e["unit"] == "fields/s"
+        && e["value"].as_f64().unwrap() > 0.0));
+    assert!(entries
+        .iter()
+        .any(|e| e["name"] == "gate/mock × sequential"));
+    let bmf: serde_json::Value = serde_json::from_str(&export("bencher")).unwrap();
+    let t = &bmf["gate/mock"]["throughput"];
+    assert!(t["lower_value"].as_f64().unwrap() <= t["value"].as_f64().unwrap());
+    assert!(t["value"].as_f64().unwrap() <= t["upper_value"].as_f64().unwrap());
+    assert!(bmf["gate/mock"]["ratio-to-sequential"]["value"]
+        .as_f64()
+        .is_some());
+    let csv = export("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("scenario,label,backend,repetition"));
+    assert_eq!(lines.len(), 1 + 2 * 3, "{csv}");
+}
+
+#[test]
+fn limits_measure_both_ceilings_and_a_run_with_limits_shows_efficiency() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("l.toml");
+    fs::write(&s, SCENARIO.replace("DELAY", "0")).unwrap();
+    let out = harness(dir.path(), "l", &["limits", s.to_str().unwrap()]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("| IO |") && shown.contains("| CPU |"),
+        "{shown}"
+    );
+    assert!(shown.contains("The bound is"), "{shown}");
+
+    let out = harness(dir.path(), "rl", &["run", s.to_str().unwrap(), "--limits"]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("efficiency"), "{shown}");
+    let run = fs::read_dir(dir.path().join("rl"))
+        .unwrap()
+        .flatten()
+        .find(|e| !e.file_name().to_string_lossy().contains("io-ceiling"))
+        .unwrap()
+        .path();
+    let r: serde_json::Value =
+        serde_json::from_slice(&fs::read(run.join("results.json")).unwrap()).unwrap();
+    assert!(r["limits"]["cpu_per_second"].as_f64().unwrap() > 0.0);
+    assert!(r["limits"]["io_per_second"].as_f64().unwrap() > 0.0);
+    let md = fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("efficiency"), "{md}");
+}
