@@ -553,7 +553,7 @@ fn throughput_svg(results: &Results, figs: &[BackendFigures]) -> anyhow::Result<
             .margin(12)
             .x_label_area_size(60)
             .y_label_area_size(80)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top.max(1.0))
+            .build_cartesian_2d((0..n.max(1) - 1).into_segmented(), 0.0..top.max(1.0))
             .map_err(draw_err)?;
         chart
             .configure_mesh()
@@ -721,10 +721,28 @@ fn timeline_svg(results: &Results, figs: &[BackendFigures]) -> anyhow::Result<St
             ))
         })
         .collect();
+    // IO operations in flight, as sampled every bucket.
+    let io: Vec<(usize, Vec<(f64, f64)>)> = figs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let t = f.timeline.as_ref()?;
+            Some((
+                i,
+                t.samples
+                    .iter()
+                    .map(|s| (s.t, s.io_in_flight as f64))
+                    .collect(),
+            ))
+        })
+        .collect();
     with_svg(|root| {
+        let (root, lower) = root.split_vertically(H * 2 / 3);
+        let root = &root;
         let tmax = series
             .iter()
             .flat_map(|(_, p)| p.iter().map(|x| x.0))
+            .chain(io.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)))
             .fold(0.0, f64::max)
             .max(0.1);
         let ymax = series
@@ -775,6 +793,31 @@ fn timeline_svg(results: &Results, figs: &[BackendFigures]) -> anyhow::Result<St
             .position(SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(draw_err)?;
+        let io_max = io
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|x| x.1))
+            .fold(0.0, f64::max)
+            .max(1.0)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&lower)
+            .caption("IO operations in flight (sampled)", ("sans-serif", 14))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..tmax, 0.0..io_max)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .y_desc("operations")
+            .y_labels(4)
+            .y_label_formatter(&|v| short_num(*v))
+            .draw()
+            .map_err(draw_err)?;
+        for (i, points) in io {
+            chart
+                .draw_series(LineSeries::new(points, color(i).stroke_width(2)))
+                .map_err(draw_err)?;
+        }
         Ok(())
     })
 }
@@ -802,12 +845,13 @@ fn breakdown_svg(figs: &[BackendFigures]) -> anyhow::Result<String> {
             .margin(10)
             .x_label_area_size(70)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+            .build_cartesian_2d((0..n.max(1) - 1).into_segmented(), 0.0..top)
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .y_desc("ms")
+            .y_label_formatter(&|v| short_num(*v))
             .x_labels(n)
             .x_label_formatter(&label)
             .x_label_style(("sans-serif", 11))
@@ -853,12 +897,13 @@ fn breakdown_svg(figs: &[BackendFigures]) -> anyhow::Result<String> {
             .margin(10)
             .x_label_area_size(70)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+            .build_cartesian_2d((0..n.max(1) - 1).into_segmented(), 0.0..top)
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .y_desc("µs")
+            .y_label_formatter(&|v| short_num(*v))
             .x_labels(n)
             .x_label_formatter(&label)
             .x_label_style(("sans-serif", 11))

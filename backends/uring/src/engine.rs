@@ -274,20 +274,21 @@ fn user_data(slot: usize, step: u8) -> u64 {
     ((step as u64) << 32) | slot as u64
 }
 
-/// A minimal slab: stable indices for in-flight operations (their user_data).
-struct Slab<T> {
+/// A minimal slab: stable indices for in-flight operations (their user_data) and
+/// for the backends' emissions.
+pub(crate) struct Slab<T> {
     items: Vec<Option<T>>,
     free: Vec<usize>,
 }
 
 impl<T> Slab<T> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Slab {
             items: Vec::new(),
             free: Vec::new(),
         }
     }
-    fn insert(&mut self, t: T) -> usize {
+    pub(crate) fn insert(&mut self, t: T) -> usize {
         match self.free.pop() {
             Some(i) => {
                 self.items[i] = Some(t);
@@ -299,12 +300,12 @@ impl<T> Slab<T> {
             }
         }
     }
-    fn remove(&mut self, i: usize) -> T {
+    pub(crate) fn remove(&mut self, i: usize) -> T {
         let t = self.items[i].take().expect("a live slab entry");
         self.free.push(i);
         t
     }
-    fn get_mut(&mut self, i: usize) -> &mut T {
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
         self.items[i].as_mut().expect("a live slab entry")
     }
 }

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use engine::{Engine, Event, EventFd, Input, Range, Setup};
+use engine::{Engine, Event, EventFd, Input, Range, Setup, Slab};
 use io_uring::IoUring;
 use rechunk_contract::output::{io_detail, temp_path};
 use rechunk_contract::{
@@ -311,41 +311,6 @@ fn keep_first(slot: &mut Option<RunError>, e: RunError) {
         .is_none_or(|first| cancelled(first) && !cancelled(&e))
     {
         *slot = Some(e);
-    }
-}
-
-/// A simple slab for emissions (stable indices while writes are outstanding).
-struct Slab<T> {
-    items: Vec<Option<T>>,
-    free: Vec<usize>,
-}
-
-impl<T> Slab<T> {
-    fn new() -> Self {
-        Slab {
-            items: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-    fn insert(&mut self, t: T) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.items[i] = Some(t);
-                i
-            }
-            None => {
-                self.items.push(Some(t));
-                self.items.len() - 1
-            }
-        }
-    }
-    fn remove(&mut self, i: usize) -> T {
-        let t = self.items[i].take().expect("a live slab entry");
-        self.free.push(i);
-        t
-    }
-    fn get_mut(&mut self, i: usize) -> &mut T {
-        self.items[i].as_mut().expect("a live slab entry")
     }
 }
 

@@ -150,7 +150,7 @@ impl Backend for UringWorkers {
                                 deque,
                                 me: i,
                                 writes: VecDeque::new(),
-                                emissions: crate::Slab::new(),
+                                emissions: crate::engine::Slab::new(),
                                 events: Vec::new(),
                             };
                             if let Err(e) = catch_panic(|| {
@@ -289,26 +289,25 @@ impl<W: Workload> Shared<W> {
         {
             return;
         }
+        // Finished before it leaves the cursor: without overlap, the next group's
+        // first claim waits for that removal, so this group's end is never mixed
+        // with the next one's reservations.
+        if !self.stopping() {
+            let reducer = group
+                .reducer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            match reducer.map(|r| r.finish()) {
+                Some(Err(e)) => self.fail(RunError::Job(e.0)),
+                _ => self.recorder.stage_done(Stage::Group, group.started, 0),
+            }
+        }
         self.cursor
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .groups
             .remove(&group.position);
-        if self.stopping() {
-            return;
-        }
-        let reducer = group
-            .reducer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(r) = reducer {
-            if let Err(e) = r.finish() {
-                self.fail(RunError::Job(e.0));
-                return;
-            }
-        }
-        self.recorder.stage_done(Stage::Group, group.started, 0);
     }
 
     /// Whether every input has been claimed (or nothing more will be).
@@ -357,7 +356,7 @@ struct WorkerThread<'a, W: Workload> {
     /// Chunks this worker encoded, waiting for a slot in its ring.
     writes: VecDeque<PendingWrite<W::Reducer>>,
     /// Emissions with writes outstanding: (writes left, bytes to retire after).
-    emissions: crate::Slab<(usize, u64)>,
+    emissions: crate::engine::Slab<(usize, u64)>,
     events: Vec<Event<Token<W::Reducer>>>,
 }
 
