@@ -3,8 +3,12 @@
 //!
 //! The primary metric is each backend's throughput *relative to `sequential` in the
 //! same run*, so a slower or faster machine (or a busier hour) cancels out. Its
-//! change is NEW's ratio over BASE's ratio; the uncertainty is a seeded bootstrap
-//! over the repetitions of all four samples (backend and sequential, in both runs).
+//! change is NEW's ratio over BASE's ratio. Repetitions run interleaved in rounds
+//! (sequential, then each backend, then the next round), so each round gives a
+//! *paired* ratio backend_k / sequential_k, in which whatever slowed that round
+//! for everyone cancels too; the change's uncertainty is a seeded bootstrap of the
+//! ratio of the median paired ratios of the two runs. (Runs without pairs fall
+//! back to resampling the four samples independently.)
 //! A backend has
 //!
 //! - **regressed** when the whole 95 % interval of the change lies below
@@ -88,6 +92,21 @@ fn counted<'a>(r: &'a Results, label: &str) -> Vec<&'a Measurement> {
         .iter()
         .filter(|x| x.label == label && !x.warmup && x.counts)
         .filter_map(|x| x.measurement.as_ref())
+        .collect()
+}
+
+/// backend / sequential per round (same repetition index), both counted.
+fn paired_ratios(r: &Results, label: &str, seq: &str) -> Vec<f64> {
+    let rate = |l: &str, i: u32| {
+        r.repetitions
+            .iter()
+            .find(|x| x.label == l && x.index == i && !x.warmup && x.counts)
+            .and_then(|x| x.measurement.as_ref())
+            .map(|m| m.fields_per_second)
+    };
+    (0..r.scenario.run.repetitions)
+        .filter_map(|i| Some(rate(label, i)? / rate(seq, i)?))
+        .filter(|x| x.is_finite())
         .collect()
 }
 
@@ -179,19 +198,33 @@ pub fn compare(base: &Results, new: &Results, threshold: f64, absolute: bool) ->
             }
             _ => None,
         };
-        let (base_ratio, new_ratio) = match &seqs {
-            Some((bs, ns)) => (
+        let pairs = match (&seqs, &base_seq, &new_seq) {
+            (Some(_), Some(bs), Some(ns)) => {
+                let (pb, pn) = (
+                    paired_ratios(base, label, bs),
+                    paired_ratios(new, label, ns),
+                );
+                (pb.len() >= 2 && pn.len() >= 2).then_some((pb, pn))
+            }
+            _ => None,
+        };
+        let (base_ratio, new_ratio) = match (&pairs, &seqs) {
+            (Some((pb, pn)), _) => (Some(stats::median(pb)), Some(stats::median(pn))),
+            (None, Some((bs, ns))) => (
                 Some(stats::median(&br) / stats::median(bs)),
                 Some(stats::median(&nr) / stats::median(ns)),
             ),
-            None => (None, None),
+            (None, None) => (None, None),
         };
         let abs_change = stats::median(&nr) / stats::median(&br);
         let abs_ci = stats::ratio_ci(&nr, &br, LEVEL, SEED);
         let (change, ci, metric, gate) = match (&seqs, base_ratio, new_ratio) {
             (Some((bs, ns)), Some(b0), Some(n0)) => (
                 n0 / b0,
-                ratio_of_ratios_ci(&br, bs, &nr, ns),
+                match &pairs {
+                    Some((pb, pn)) => stats::ratio_ci(pn, pb, LEVEL, SEED),
+                    None => ratio_of_ratios_ci(&br, bs, &nr, ns),
+                },
                 "× sequential",
                 true,
             ),
