@@ -88,11 +88,7 @@ impl Comparison {
 }
 
 fn counted<'a>(r: &'a Results, label: &str) -> Vec<&'a Measurement> {
-    r.repetitions
-        .iter()
-        .filter(|x| x.label == label && !x.warmup && x.counts)
-        .filter_map(|x| x.measurement.as_ref())
-        .collect()
+    r.counted(label).into_iter().map(|(_, m)| m).collect()
 }
 
 /// backend / sequential per round (same repetition index), both counted.
@@ -141,26 +137,15 @@ fn verdict(ci: (f64, f64), threshold: f64) -> Verdict {
 fn ratio_of_ratios_ci(a0: &[f64], b0: &[f64], a1: &[f64], b1: &[f64]) -> (f64, f64) {
     let mut rng = stats::Rng::new(SEED);
     let mut buf = Vec::new();
-    let mut med = |xs: &[f64], rng: &mut stats::Rng| {
-        buf.clear();
-        buf.extend((0..xs.len()).map(|_| xs[rng.below(xs.len())]));
-        stats::median(&buf)
-    };
-    let mut est: Vec<f64> = (0..stats::BOOTSTRAP_ITERATIONS)
+    let mut med = |xs: &[f64], rng: &mut stats::Rng| stats::resample_median(xs, rng, &mut buf);
+    let est = (0..stats::BOOTSTRAP_ITERATIONS)
         .map(|_| {
             let r0 = med(a0, &mut rng) / med(b0, &mut rng);
             let r1 = med(a1, &mut rng) / med(b1, &mut rng);
             r1 / r0
         })
-        .filter(|x| x.is_finite())
         .collect();
-    if est.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    est.sort_by(|a, b| a.total_cmp(b));
-    let tail = (1.0 - LEVEL) / 2.0;
-    let at = |q: f64| est[((q * (est.len() - 1) as f64).round() as usize).min(est.len() - 1)];
-    (at(tail), at(1.0 - tail))
+    stats::interval(est, LEVEL)
 }
 
 fn p99_input(ms: &[&Measurement]) -> Option<f64> {

@@ -20,45 +20,14 @@ use anyhow::Context;
 use rayon::prelude::*;
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::{GroupReducer, InputRef, Job, Workload};
-use serde::{Deserialize, Serialize};
 
+pub use crate::results::Ceilings;
 use crate::runner::{self, Dirs};
 use crate::scenario::{BackendSpec, Recording, Scenario, WorkloadKind};
 use crate::stats;
 
 /// Inputs loaded into memory at once for the CPU ceiling.
 pub const BATCH: usize = 4096;
-
-/// Both ceilings, in fields (inputs) per second.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ceilings {
-    /// Median inputs/s of the best read-only backend.
-    pub io_per_second: f64,
-    /// Which backend gave it.
-    pub io_backend: String,
-    /// The read-only run's results file.
-    pub io_results: String,
-    /// Median fields/s of decode + reduce + encode from memory, all cores.
-    pub cpu_per_second: f64,
-    /// The CPU threads used.
-    pub cpu_threads: usize,
-    /// Each CPU repetition's fields/s.
-    pub cpu_repetitions: Vec<f64>,
-}
-
-impl Ceilings {
-    /// The lower of the two: what no backend can beat.
-    pub fn bound(&self) -> f64 {
-        self.io_per_second.min(self.cpu_per_second)
-    }
-    pub fn bound_name(&self) -> &'static str {
-        if self.io_per_second <= self.cpu_per_second {
-            "IO"
-        } else {
-            "CPU"
-        }
-    }
-}
 
 fn read_input(job: &Job, input: &InputRef) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;

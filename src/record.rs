@@ -19,89 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use rechunk_contract::{Counters, Io, Recorder, Stage};
-use serde::{Deserialize, Serialize};
+
+pub use crate::results::{Sample, StageLatency, Timeline};
 
 /// Width of a timeline bucket.
 pub const BUCKET: Duration = Duration::from_millis(100);
-
-/// Latency figures of one stage, in microseconds, with the histogram itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StageLatency {
-    /// Items recorded.
-    pub count: u64,
-    pub min_us: f64,
-    pub p50_us: f64,
-    pub p90_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
-    pub mean_us: f64,
-    /// Sum of all latencies (mean × count), in seconds: time spent in the stage,
-    /// summed over items that overlap in time.
-    pub total_seconds: f64,
-    /// The histogram (nanoseconds), HdrHistogram V2 + DEFLATE, base64: percentiles
-    /// can be recomputed from it ([`StageLatency::histogram`]).
-    pub hdr: String,
-}
-
-impl StageLatency {
-    pub fn from_histogram(h: &Histogram<u64>) -> StageLatency {
-        let us = |ns: u64| ns as f64 / 1e3;
-        let mut bytes = Vec::new();
-        // Serialising into a Vec cannot fail for a valid histogram.
-        let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
-        StageLatency {
-            count: h.len(),
-            min_us: us(h.min()),
-            p50_us: us(h.value_at_quantile(0.5)),
-            p90_us: us(h.value_at_quantile(0.9)),
-            p99_us: us(h.value_at_quantile(0.99)),
-            p999_us: us(h.value_at_quantile(0.999)),
-            max_us: us(h.max()),
-            mean_us: h.mean() / 1e3,
-            total_seconds: h.mean() * h.len() as f64 / 1e9,
-            hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
-        }
-    }
-
-    /// The histogram back from its serialised form.
-    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.hdr)?;
-        let mut h: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| anyhow::anyhow!("a stored histogram does not decode: {e:?}"))?;
-        // Grows when histograms of other runs are added to it.
-        h.auto(true);
-        Ok(h)
-    }
-}
-
-/// Items and bytes completed per stage per [`BUCKET`], and gauges sampled over time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timeline {
-    pub bucket_seconds: f64,
-    /// Per stage name: items completed in each bucket since the run started.
-    pub items: BTreeMap<String, Vec<u64>>,
-    /// Per stage name: bytes completed in each bucket.
-    pub bytes: BTreeMap<String, Vec<u64>>,
-    /// Gauges sampled about every [`BUCKET`] by the harness's sampler thread.
-    pub samples: Vec<Sample>,
-}
-
-/// One sample of the gauges.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Seconds since the run started.
-    pub t: f64,
-    pub io_in_flight: u64,
-    pub bytes_in_flight: u64,
-    /// OS threads of the process.
-    pub threads: u64,
-}
 
 /// One thread's recording.
 struct Local {

@@ -6,16 +6,18 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
 
 use rechunk_contract::{CounterSnapshot, RunOutcome};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheState;
 use crate::dataset::DatasetInfo;
-use crate::limits::Ceilings;
 use crate::machine::Machine;
-use crate::record::{StageLatency, Timeline};
 use crate::scenario::{Recording, Scenario};
+use crate::stats;
 use crate::verify::Verification;
 
 /// Bumped whenever a field changes meaning or is removed, or a version's readers
@@ -143,19 +145,6 @@ pub struct BackendSummary {
     pub verified: bool,
 }
 
-pub fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    xs.sort_by(|a, b| a.total_cmp(b));
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
 impl Results {
     /// Writes the results file atomically (temporary file + rename).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
@@ -180,6 +169,16 @@ impl Results {
         Ok(r)
     }
 
+    /// The counted (verified, not warm-up) repetitions of a backend label, with
+    /// their measurements.
+    pub fn counted(&self, label: &str) -> Vec<(&Repetition, &Measurement)> {
+        self.repetitions
+            .iter()
+            .filter(|r| r.label == label && !r.warmup && r.counts)
+            .filter_map(|r| r.measurement.as_ref().map(|m| (r, m)))
+            .collect()
+    }
+
     pub fn summaries(&self) -> Vec<BackendSummary> {
         self.scenario
             .backends
@@ -200,14 +199,20 @@ impl Results {
                     label: b.label.clone(),
                     runs: runs.len(),
                     counted: counted.len(),
-                    median_fields_per_second: median(fps.clone()),
+                    median_fields_per_second: stats::median(&fps),
                     min_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::min),
                     max_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::max),
-                    median_decoded_mb_per_second: median(
-                        counted.iter().map(|m| m.decoded_mb_per_second).collect(),
+                    median_decoded_mb_per_second: stats::median(
+                        &counted
+                            .iter()
+                            .map(|m| m.decoded_mb_per_second)
+                            .collect::<Vec<_>>(),
                     ),
-                    median_input_mb_per_second: median(
-                        counted.iter().map(|m| m.input_mb_per_second).collect(),
+                    median_input_mb_per_second: stats::median(
+                        &counted
+                            .iter()
+                            .map(|m| m.input_mb_per_second)
+                            .collect::<Vec<_>>(),
                     ),
                     peak_rss_bytes: runs
                         .iter()
@@ -304,5 +309,111 @@ fn fmt_num(x: f64) -> String {
         format!("{x:.0}")
     } else {
         format!("{x:.1}")
+    }
+}
+
+/// Latency figures of one stage, in microseconds, with the histogram itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageLatency {
+    /// Items recorded.
+    pub count: u64,
+    pub min_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+    /// Sum of all latencies (mean × count), in seconds: time spent in the stage,
+    /// summed over items that overlap in time.
+    pub total_seconds: f64,
+    /// The histogram (nanoseconds), HdrHistogram V2 + DEFLATE, base64: percentiles
+    /// can be recomputed from it ([`StageLatency::histogram`]).
+    pub hdr: String,
+}
+
+impl StageLatency {
+    pub fn from_histogram(h: &Histogram<u64>) -> StageLatency {
+        let us = |ns: u64| ns as f64 / 1e3;
+        let mut bytes = Vec::new();
+        // Serialising into a Vec cannot fail for a valid histogram.
+        let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+        StageLatency {
+            count: h.len(),
+            min_us: us(h.min()),
+            p50_us: us(h.value_at_quantile(0.5)),
+            p90_us: us(h.value_at_quantile(0.9)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+            mean_us: h.mean() / 1e3,
+            total_seconds: h.mean() * h.len() as f64 / 1e9,
+            hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    /// The histogram back from its serialised form.
+    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.hdr)?;
+        let mut h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| anyhow::anyhow!("a stored histogram does not decode: {e:?}"))?;
+        // Grows when histograms of other runs are added to it.
+        h.auto(true);
+        Ok(h)
+    }
+}
+
+/// Items and bytes completed per stage per [`crate::record::BUCKET`], and gauges sampled over time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub bucket_seconds: f64,
+    /// Per stage name: items completed in each bucket since the run started.
+    pub items: BTreeMap<String, Vec<u64>>,
+    /// Per stage name: bytes completed in each bucket.
+    pub bytes: BTreeMap<String, Vec<u64>>,
+    /// Gauges sampled about every [`crate::record::BUCKET`] by the harness's sampler thread.
+    pub samples: Vec<Sample>,
+}
+
+/// One sample of the gauges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t: f64,
+    pub io_in_flight: u64,
+    pub bytes_in_flight: u64,
+    /// OS threads of the process.
+    pub threads: u64,
+}
+
+/// Both ceilings, in fields (inputs) per second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// Median inputs/s of the best read-only backend.
+    pub io_per_second: f64,
+    /// Which backend gave it.
+    pub io_backend: String,
+    /// The read-only run's results file.
+    pub io_results: String,
+    /// Median fields/s of decode + reduce + encode from memory, all cores.
+    pub cpu_per_second: f64,
+    /// The CPU threads used.
+    pub cpu_threads: usize,
+    /// Each CPU repetition's fields/s.
+    pub cpu_repetitions: Vec<f64>,
+}
+
+impl Ceilings {
+    /// The lower of the two: what no backend can beat.
+    pub fn bound(&self) -> f64 {
+        self.io_per_second.min(self.cpu_per_second)
+    }
+    pub fn bound_name(&self) -> &'static str {
+        if self.io_per_second <= self.cpu_per_second {
+            "IO"
+        } else {
+            "CPU"
+        }
     }
 }

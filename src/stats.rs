@@ -40,14 +40,16 @@ impl Rng {
 /// Resamples per bootstrap estimate.
 pub const BOOTSTRAP_ITERATIONS: usize = 10_000;
 
-fn resample_median(xs: &[f64], rng: &mut Rng, buf: &mut Vec<f64>) -> f64 {
+/// The median of one resample (with replacement) of `xs`, built in `buf`.
+pub fn resample_median(xs: &[f64], rng: &mut Rng, buf: &mut Vec<f64>) -> f64 {
     buf.clear();
     buf.extend((0..xs.len()).map(|_| xs[rng.below(xs.len())]));
     median(buf)
 }
 
-/// The `level` (e.g. 0.95) percentile interval of the interval's quantiles.
-fn interval(mut estimates: Vec<f64>, level: f64) -> (f64, f64) {
+/// The central `level` (e.g. 0.95) percentile interval of bootstrap estimates
+/// (non-finite ones dropped).
+pub fn interval(mut estimates: Vec<f64>, level: f64) -> (f64, f64) {
     estimates.retain(|x| x.is_finite());
     if estimates.is_empty() {
         return (f64::NAN, f64::NAN);

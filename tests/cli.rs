@@ -2,7 +2,10 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::text;
 
 const TINY: &str = r#"
 name = "tiny"
@@ -26,23 +29,7 @@ bytes_in_flight = "8 MiB"
 "#;
 
 fn harness(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--results-dir")
-        .arg(dir.join("results"))
-        .current_dir(dir)
-        .output()
-        .expect("the harness binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::harness_with(dir, "results", args)
 }
 
 fn scenario(dir: &Path, layout: &str, cache: &str) -> String {

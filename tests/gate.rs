@@ -3,7 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::text;
 
 const SCENARIO: &str = r#"
 name = "gate"
@@ -24,23 +27,7 @@ delay_us = DELAY
 "#;
 
 fn harness(dir: &Path, results: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--results-dir")
-        .arg(dir.join(results))
-        .current_dir(dir)
-        .output()
-        .expect("the harness binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::harness_with(dir, results, args)
 }
 
 /// Runs the scenario with a per-input delay; returns its results.json.

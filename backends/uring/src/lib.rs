@@ -86,6 +86,24 @@ pub fn probe() -> Availability {
     }
 }
 
+/// What both io_uring backends can do.
+const CAPABILITIES: Capabilities = Capabilities {
+    byte_ranges: true,
+    needs_io_uring: true,
+    s3: false,
+    parallel: true,
+};
+
+/// What both io_uring backends check before anything else: io_uring works here
+/// (else the kernel's reason), the job suits the workload, and no cancel yet.
+fn preflight<W: Workload>(job: &Job, workload: &W, cancel: &Cancel) -> Result<(), RunError> {
+    if let Availability::Unavailable(why) = probe() {
+        return Err(RunError::Unavailable(why));
+    }
+    workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
+    cancel.check()
+}
+
 /// Records the ring's setup and options in a run's details.
 fn record_setup(outcome: &mut RunOutcome, setup: &Setup, entries: u32, submits: u64) {
     let d = &mut outcome.details;
@@ -116,12 +134,7 @@ impl Backend for Uring {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            byte_ranges: true,
-            needs_io_uring: true,
-            s3: false,
-            parallel: true,
-        }
+        crate::CAPABILITIES
     }
 
     fn availability(&self) -> Availability {
@@ -135,11 +148,7 @@ impl Backend for Uring {
         recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
-        if let Availability::Unavailable(why) = probe() {
-            return Err(RunError::Unavailable(why));
-        }
-        workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
-        cancel.check()?;
+        crate::preflight(job, &**workload, cancel)?;
         let depth = self
             .queue_depth
             .map_or(job.limits.io_in_flight, |q| q as usize)

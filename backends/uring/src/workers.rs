@@ -52,12 +52,7 @@ impl Backend for UringWorkers {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            byte_ranges: true,
-            needs_io_uring: true,
-            s3: false,
-            parallel: true,
-        }
+        crate::CAPABILITIES
     }
 
     fn availability(&self) -> Availability {
@@ -71,11 +66,7 @@ impl Backend for UringWorkers {
         recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
-        if let Availability::Unavailable(why) = probe() {
-            return Err(RunError::Unavailable(why));
-        }
-        workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
-        cancel.check()?;
+        crate::preflight(job, &**workload, cancel)?;
         let n = self.workers.unwrap_or(job.limits.cpu_threads).max(1);
         let depth = self
             .queue_depth
@@ -123,7 +114,6 @@ impl Backend for UringWorkers {
             stealers: deques.iter().map(Deque::stealer).collect(),
             stopping: AtomicBool::new(false),
             error: Mutex::new(None),
-            dirs: Mutex::new(HashSet::new()),
             inputs: AtomicU64::new(0),
             input_bytes: AtomicU64::new(0),
             outputs: AtomicU64::new(0),
@@ -152,6 +142,7 @@ impl Backend for UringWorkers {
                                 writes: VecDeque::new(),
                                 emissions: crate::engine::Slab::new(),
                                 events: Vec::new(),
+                                dirs: HashSet::new(),
                             };
                             if let Err(e) = catch_panic(|| {
                                 w.run();
@@ -245,8 +236,6 @@ struct Shared<W: Workload> {
     stealers: Vec<Stealer<Task<W::Reducer>>>,
     stopping: AtomicBool,
     error: Mutex<Option<RunError>>,
-    /// Output directories known to exist.
-    dirs: Mutex<HashSet<PathBuf>>,
     inputs: AtomicU64,
     input_bytes: AtomicU64,
     outputs: AtomicU64,
@@ -358,6 +347,9 @@ struct WorkerThread<'a, W: Workload> {
     /// Emissions with writes outstanding: (writes left, bytes to retire after).
     emissions: crate::engine::Slab<(usize, u64)>,
     events: Vec<Event<Token<W::Reducer>>>,
+    /// Output directories this worker knows exist (its own, so a write takes no
+    /// shared lock; each worker makes a new directory at most once).
+    dirs: HashSet<PathBuf>,
 }
 
 impl<W: Workload> WorkerThread<'_, W> {
@@ -564,10 +556,10 @@ impl<W: Workload> WorkerThread<'_, W> {
     }
 
     /// The temporary and final paths of an output, its directory made if new.
-    fn paths(&self, key: &str) -> Result<(CString, CString), RunError> {
+    fn paths(&mut self, key: &str) -> Result<(CString, CString), RunError> {
         let path = self.shared.job.output_path(key);
         if let Some(dir) = path.parent() {
-            let mut dirs = self.shared.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            let dirs = &mut self.dirs;
             if !dirs.contains(dir) {
                 std::fs::create_dir_all(dir).map_err(|e| RunError::output(dir, io_detail(&e)))?;
                 dirs.insert(dir.to_path_buf());
