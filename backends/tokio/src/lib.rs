@@ -36,7 +36,7 @@ use rechunk_contract::{
 
 pub use cpu::Bridge;
 pub use pipeline::Config;
-pub use read_groups::IoMode;
+pub use read_groups::{IoMode, ObjectIo};
 
 const CAPABILITIES: Capabilities = Capabilities {
     byte_ranges: true,
@@ -46,7 +46,7 @@ const CAPABILITIES: Capabilities = Capabilities {
 };
 
 /// IO on Tokio, CPU on Rayon. See the crate documentation.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TokioRayon {
     pub bridge: Bridge,
     pub io: IoMode,
@@ -88,7 +88,7 @@ impl Backend for TokioRayon {
     ) -> Result<RunOutcome, RunError> {
         let cfg = Config {
             bridge: self.bridge,
-            io: self.io,
+            io: self.io.clone(),
             tokio_workers: self.tokio_workers,
             cpu_in_flight: self
                 .cpu_in_flight
@@ -99,7 +99,7 @@ impl Backend for TokioRayon {
 }
 
 /// IO on Tokio, CPU in Tokio's blocking pool. See the crate documentation.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SpawnBlocking {
     pub io: IoMode,
     pub tokio_workers: usize,
@@ -136,7 +136,7 @@ impl Backend for SpawnBlocking {
     ) -> Result<RunOutcome, RunError> {
         let cfg = Config {
             bridge: Bridge::SpawnBlocking,
-            io: self.io,
+            io: self.io.clone(),
             tokio_workers: self.tokio_workers,
             cpu_in_flight: self.cpu_in_flight.unwrap_or(job.limits.cpu_threads.max(1)),
         };

@@ -28,7 +28,7 @@ use crate::limits::{Budget, IoLimit, Reservation, Stop};
 use crate::read_groups::{GroupReads, Input, IoMode, Reader};
 
 /// How a Tokio backend is set up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub bridge: Bridge,
     pub io: IoMode,
@@ -85,7 +85,12 @@ pub fn run<W: Workload>(
     cancel.check()?;
     let threads = Arc::new(ThreadCount::default());
     let (t1, t2) = (threads.clone(), threads.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cfg.io, IoMode::Object(_)) {
+        // Network stores need the IO driver; the file modes run without it as before.
+        builder.enable_io();
+    }
+    let runtime = builder
         .worker_threads(cfg.tokio_workers.max(1))
         .thread_name("tokio")
         .enable_time()
@@ -102,7 +107,7 @@ pub fn run<W: Workload>(
         job: job.clone(),
         workload: workload.clone(),
         recorder: recorder.clone(),
-        cfg,
+        cfg: cfg.clone(),
         stop: Stop::new(cancel),
         io: IoLimit::new(job.limits.io_in_flight, recorder.clone()),
         budget: Budget::new(job.limits.bytes_in_flight, recorder.clone()),
@@ -152,11 +157,16 @@ pub fn run<W: Workload>(
     d.insert("rayon_threads".into(), ctx.cpu.rayon_threads().into());
     d.insert("cpu_in_flight".into(), cfg.cpu_in_flight.into());
     d.insert("cpu_hand_overs".into(), ctx.cpu.hops().into());
-    d.insert("read_blocking_hops".into(), read_hops.into());
-    d.insert(
-        "write_blocking_hops".into(),
-        ctx.write_hops.load(Relaxed).into(),
-    );
+    match &cfg.io {
+        IoMode::Object(o) => d.extend(o.details()),
+        _ => {
+            d.insert("read_blocking_hops".into(), read_hops.into());
+            d.insert(
+                "write_blocking_hops".into(),
+                ctx.write_hops.load(Relaxed).into(),
+            );
+        }
+    }
     Ok(outcome)
 }
 
@@ -195,7 +205,7 @@ async fn drive<W: Workload>(ctx: Arc<Ctx<W>>) -> (Result<(), RunError>, u64) {
     }
     let w = ctx.workload.clone();
     let (mut groups, read_hops) = Reader::new(ctx.job.clone())
-        .io_mode(ctx.cfg.io)
+        .io_mode(ctx.cfg.io.clone())
         .io_limit(ctx.io.clone())
         .budget(ctx.budget.clone(), move |g, i| w.cost(g, i).total())
         .recorder(ctx.recorder.clone())
@@ -328,7 +338,7 @@ async fn process<W: Workload>(
         .cpu
         .run(&ctx.stop, "decode", move || {
             let group = &c.job.groups[position];
-            let at_fault = || c.job.input_path(&group.inputs[index]);
+            let at_fault = || c.cfg.io.input_name(&c.job, &group.inputs[index]);
             let t = Instant::now();
             let decoded = c
                 .workload
@@ -403,7 +413,8 @@ async fn write<W: Workload>(ctx: &Arc<Ctx<W>>, object: OutputObject) -> Result<(
             .unwrap_or_else(|e| e.into_inner())
             .contains(d)
     });
-    let result = match ctx.cfg.io {
+    let result = match &ctx.cfg.io {
+        IoMode::Object(o) => o.write(&object.key, object.bytes).await,
         IoMode::TokioFs => {
             if let Some(dir) = &new_dir {
                 ctx.write_hops.fetch_add(1, Relaxed);

@@ -74,15 +74,18 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_stream::stream;
+use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use rechunk_contract::output::io_detail;
-use rechunk_contract::{Cancel, Group, InputRef, Io, Job, NullRecorder, Recorder, RunError, Stage};
+use rechunk_contract::{
+    ByteRange, Cancel, Group, InputRef, Io, Job, NullRecorder, Recorder, RunError, Stage,
+};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::limits::{Budget, IoLimit, Reservation, Stop};
 
-/// How inputs are read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How inputs are read and outputs written.
+#[derive(Clone, Debug)]
 pub enum IoMode {
     /// `tokio::fs`, what a Tokio user reaches for: every call (open, seek, read) is
     /// one hop to the blocking pool. A byte range opens its file each time, since a
@@ -91,14 +94,64 @@ pub enum IoMode {
     /// `std::fs` inside one `spawn_blocking` per read: one hop per input, and a
     /// container file opened once and shared by positioned reads (`pread`).
     StdInBlocking,
+    /// Another store (an object store): every read and write is its request.
+    Object(Arc<dyn ObjectIo>),
 }
 
 impl IoMode {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            IoMode::TokioFs => "tokio::fs",
-            IoMode::StdInBlocking => "std::fs in spawn_blocking",
+            IoMode::TokioFs => "tokio::fs".into(),
+            IoMode::StdInBlocking => "std::fs in spawn_blocking".into(),
+            IoMode::Object(o) => o.name(),
         }
+    }
+
+    /// Where an input lives, as errors name it.
+    pub fn input_name(&self, job: &Job, input: &InputRef) -> PathBuf {
+        match self {
+            IoMode::Object(o) => o.input_name(input),
+            _ => job.input_path(input),
+        }
+    }
+
+    /// Where an output goes, as errors name it.
+    pub fn output_name(&self, job: &Job, key: &str) -> PathBuf {
+        match self {
+            IoMode::Object(o) => o.output_name(key),
+            _ => job.output_path(key),
+        }
+    }
+}
+
+/// Reads and writes through something other than the local filesystem: the seam an
+/// object store plugs into, so that its backend runs this crate's pipeline unchanged
+/// and differs from `tokio-rayon` in nothing but the IO calls.
+pub trait ObjectIo: Send + Sync + std::fmt::Debug + 'static {
+    /// What the results call this IO.
+    fn name(&self) -> String;
+    /// Where an input lives (store and key), for errors.
+    fn input_name(&self, input: &InputRef) -> PathBuf;
+    /// Where an output goes (store and key), for errors.
+    fn output_name(&self, key: &str) -> PathBuf;
+    /// One input: a whole object, or one range of it.
+    fn read(&self, input: &InputRef) -> BoxFuture<'static, Result<Vec<u8>, RunError>>;
+    /// Several ranges of the object at `path` in one request.
+    fn read_ranges(
+        &self,
+        path: &str,
+        ranges: Vec<ByteRange>,
+    ) -> BoxFuture<'static, Result<Vec<Vec<u8>>, RunError>>;
+    /// One object, written so that it is never seen half written.
+    fn write(&self, key: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RunError>>;
+    /// Consecutive ranges of one container fetched per request; 1: one request per
+    /// input.
+    fn ranges_per_request(&self) -> usize {
+        1
+    }
+    /// Facts for the results (requests made, hops to a blocking pool, …).
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        Default::default()
     }
 }
 
@@ -244,24 +297,42 @@ impl Reader {
 fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
     let group = shared.job.groups[position].index;
     let window = shared.job.limits.io_in_flight.max(1);
+    let per_request = match &shared.mode {
+        IoMode::Object(o) => o.ranges_per_request().max(1),
+        _ => 1,
+    };
     let inputs = stream! {
-        let n = shared.job.groups[position].inputs.len();
+        let inputs = &shared.job.groups[position].inputs;
+        let n = inputs.len();
         let mut next = 0;
-        // Reads under way, those still waiting for budget or an IO slot included:
+        // Requests under way, those still waiting for budget or an IO slot included:
         // never more than `window`, whatever the consumer does with what it gets.
         let mut reads = FuturesUnordered::new();
         loop {
             while reads.len() < window && next < n && !shared.stop.is_set() {
-                reads.push(read_one(shared.clone(), position, next));
-                next += 1;
+                // A request covers up to `per_request` consecutive ranges of one
+                // container; whole files are always one per request.
+                let mut count = 1;
+                while count < per_request
+                    && next + count < n
+                    && inputs[next].range.is_some()
+                    && inputs[next + count].range.is_some()
+                    && inputs[next + count].path == inputs[next].path
+                {
+                    count += 1;
+                }
+                reads.push(read_batch(shared.clone(), position, next, count));
+                next += count;
             }
             match reads.next().await {
-                Some(result) => {
-                    let failed = result.is_err();
-                    yield result;
-                    if failed {
-                        break;
+                Some(Ok(batch)) => {
+                    for input in batch {
+                        yield Ok(input);
                     }
+                }
+                Some(Err(e)) => {
+                    yield Err(e);
+                    break;
                 }
                 None => {
                     if next < n {
@@ -279,27 +350,63 @@ fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
     }
 }
 
-async fn read_one(shared: Arc<Shared>, position: usize, index: usize) -> Result<Input, RunError> {
+/// Reads inputs `start..start + count` of a group in one request (one IO slot, the
+/// budget of all of them reserved first).
+async fn read_batch(
+    shared: Arc<Shared>,
+    position: usize,
+    start: usize,
+    count: usize,
+) -> Result<Vec<Input>, RunError> {
     let group = &shared.job.groups[position];
-    let reservation = match &shared.budget {
-        Some((budget, cost)) => Some(budget.reserve(cost(group, index), &shared.stop).await?),
-        None => None,
-    };
+    let mut reservations = Vec::with_capacity(count);
+    if let Some((budget, cost)) = &shared.budget {
+        let costs: Vec<u64> = (start..start + count).map(|i| cost(group, i)).collect();
+        let mut all = budget.reserve(costs.iter().sum(), &shared.stop).await?;
+        for c in costs {
+            reservations.push(Some(all.split(c)));
+        }
+    } else {
+        reservations.resize_with(count, || None);
+    }
     let guard = shared.io.begin(Io::Read, &shared.stop).await?;
     let submitted = Instant::now();
-    let bytes = read_input(&shared, &group.inputs[index]).await;
+    let read = if count == 1 {
+        read_input(&shared, &group.inputs[start])
+            .await
+            .map(|b| vec![b])
+    } else {
+        let inputs = &group.inputs[start..start + count];
+        match &shared.mode {
+            IoMode::Object(o) => {
+                o.read_ranges(
+                    &inputs[0].path,
+                    inputs.iter().filter_map(|i| i.range).collect(),
+                )
+                .await
+            }
+            _ => unreachable!("only object IO batches ranges"),
+        }
+    };
     drop(guard);
-    let bytes = bytes?;
-    shared
-        .recorder
-        .stage_done(Stage::Read, submitted, bytes.len() as u64);
-    Ok(Input {
-        position,
-        index,
-        bytes,
-        reservation,
-        submitted,
-    })
+    let read = read?;
+    Ok(read
+        .into_iter()
+        .zip(reservations)
+        .enumerate()
+        .map(|(k, (bytes, reservation))| {
+            shared
+                .recorder
+                .stage_done(Stage::Read, submitted, bytes.len() as u64);
+            Input {
+                position,
+                index: start + k,
+                bytes,
+                reservation,
+                submitted,
+            }
+        })
+        .collect())
 }
 
 async fn read_input(shared: &Arc<Shared>, input: &InputRef) -> Result<Vec<u8>, RunError> {
@@ -311,7 +418,7 @@ async fn read_input(shared: &Arc<Shared>, input: &InputRef) -> Result<Vec<u8>, R
         ),
         _ => RunError::input(&path, format!("{what}{}", io_detail(&e))),
     };
-    match (shared.mode, input.range) {
+    match (&shared.mode, input.range) {
         (IoMode::TokioFs, None) => {
             shared.hops.fetch_add(1, Relaxed);
             tokio::fs::read(&path).await.map_err(|e| fail("", e))
@@ -328,6 +435,7 @@ async fn read_input(shared: &Arc<Shared>, input: &InputRef) -> Result<Vec<u8>, R
             f.read_exact(&mut buf).await.map_err(|e| fail("", e))?;
             Ok(buf)
         }
+        (IoMode::Object(o), _) => o.read(input).await,
         (IoMode::StdInBlocking, range) => {
             shared.hops.fetch_add(1, Relaxed);
             let s = shared.clone();

@@ -1,0 +1,394 @@
+//! The `object-store` backend: the `tokio-rayon` pipeline (IO on Tokio, CPU on Rayon,
+//! bounded by the same budget, IO semaphore and CPU queue) with every read and write
+//! a request to the [object_store] crate, as light-speed-io benchmarked itself
+//! against. Reads are `get` (a whole file), `get_range` (one message of a
+//! container) or `get_ranges` (`ranges_per_request` consecutive messages of a
+//! container in one call); writes are one `put` per object, atomic on every store.
+//!
+//! Input and output stores are chosen separately by URL ([`store::StoreUrl`]):
+//! `file://` (the job's local directories through `LocalFileSystem`), `memory://`
+//! (`InMemory`: the input is loaded from the job's local input by [`ObjectStoreBackend::prepare`],
+//! before the timed region, and a memory output is copied to the job's local output
+//! directory by [`ObjectStoreBackend::finish`], after it, so it can be verified), or
+//! `s3://bucket/prefix`.
+//!
+//! `LocalFileSystem` does each call as blocking work on Tokio's blocking pool; the
+//! results count those hops per kind of call, as object_store 0.14's `local.rs`
+//! makes them: `get` two (`get_opts` opens and stats, `GetResult::bytes` reads),
+//! `get_range` two (the same two with a range), `get_ranges` one, `put` one (write a
+//! staged file, rename it).
+
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use backend_tokio::pipeline::{self, Config};
+use backend_tokio::{Bridge, IoMode, ObjectIo};
+use futures::future::BoxFuture;
+use object_store::memory::InMemory;
+use object_store::{ObjectStoreExt, PutPayload};
+use rechunk_contract::{
+    Availability, Backend, ByteRange, Cancel, Capabilities, InputRef, Job, Recorder, RunError,
+    RunOutcome, Workload,
+};
+use serde_json::{Map, Value};
+
+use store::{describe, S3Config, Store, StoreUrl};
+
+const CAPABILITIES: Capabilities = Capabilities {
+    byte_ranges: true,
+    needs_io_uring: false,
+    s3: true,
+    parallel: true,
+};
+
+/// Requests at once when the backend loads or copies a store outside the timed
+/// region (memory stores, staged S3 data).
+const STAGING_CONCURRENCY: usize = 64;
+
+/// The object-store backend. See the crate documentation.
+#[derive(Debug)]
+pub struct ObjectStoreBackend {
+    pub input: StoreUrl,
+    pub output: StoreUrl,
+    pub s3: S3Config,
+    /// Consecutive messages of one container fetched by one `get_ranges`; 1: one
+    /// `get_range` per message.
+    pub ranges_per_request: usize,
+    pub bridge: Bridge,
+    pub tokio_workers: usize,
+    /// CPU jobs queued or running at once; `None`: 32 per CPU thread, as `tokio-rayon`.
+    pub cpu_in_flight: Option<usize>,
+    /// Also copy the job's local input into an S3 input store in `prepare` and the
+    /// S3 output back into the job's local output directory in `finish` (what the
+    /// conformance suite needs; memory stores always do both).
+    pub stage: bool,
+    memory: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    input: Option<Arc<InMemory>>,
+    output: Option<Arc<InMemory>>,
+}
+
+impl ObjectStoreBackend {
+    pub fn new(input: StoreUrl, output: StoreUrl) -> Self {
+        ObjectStoreBackend {
+            input,
+            output,
+            s3: S3Config::default(),
+            ranges_per_request: 1,
+            bridge: Bridge::Oneshot,
+            tokio_workers: 1,
+            cpu_in_flight: None,
+            stage: false,
+            memory: Mutex::new(Memory::default()),
+        }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(&self, job: &Job) -> Result<(Store, Store), RunError> {
+        let m = self.memory();
+        let input = Store::open(&self.input, &job.input_root, m.input.as_ref(), &self.s3)
+            .map_err(|e| RunError::input(self.input.to_string(), e))?;
+        let output = Store::open(&self.output, &job.output_root, m.output.as_ref(), &self.s3)
+            .map_err(|e| RunError::output(self.output.to_string(), e))?;
+        Ok((input, output))
+    }
+
+    /// Untimed setup before a run: loads a memory input from the job's local input,
+    /// empties the output store (an S3 prefix) and, with `stage`, uploads the job's
+    /// local input to an S3 input store. Returns what it did, for the results.
+    pub fn prepare(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+        let mut details = Map::new();
+        let started = Instant::now();
+        {
+            let mut m = self.memory();
+            m.input = (self.input == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
+            m.output = (self.output == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
+        }
+        let (input, output) = self.open(job)?;
+        let in_name = |e: String| RunError::input(&input.url, e);
+        if self.input == StoreUrl::Memory || (self.stage && self.input.is_s3()) {
+            if self.input.is_s3() {
+                store::block_on(input.delete_all(STAGING_CONCURRENCY))
+                    .map_err(in_name)?
+                    .map_err(in_name)?;
+            }
+            let (files, bytes) = store::block_on(input.upload_dir(
+                &job.input_root,
+                None,
+                STAGING_CONCURRENCY,
+                &|_, _| {},
+            ))
+            .map_err(in_name)?
+            .map_err(in_name)?;
+            details.insert(
+                "input_loaded_before_timing".into(),
+                format!(
+                    "{files} objects, {bytes} bytes copied from {} into {} in {:.2} s, before the timed region",
+                    job.input_root.display(),
+                    input.url,
+                    started.elapsed().as_secs_f64()
+                )
+                .into(),
+            );
+        }
+        if self.output.is_s3() {
+            let out_name = |e: String| RunError::output(&output.url, e);
+            let n = store::block_on(output.delete_all(STAGING_CONCURRENCY))
+                .map_err(out_name)?
+                .map_err(out_name)?;
+            if n > 0 {
+                details.insert(
+                    "output_emptied_before_timing".into(),
+                    format!("{n} objects deleted under {}", output.url).into(),
+                );
+            }
+        }
+        Ok(details)
+    }
+
+    /// Untimed work after a run: copies a memory output (or, with `stage`, an S3
+    /// output) into the job's local output directory, where it is verified.
+    pub fn finish(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+        let mut details = Map::new();
+        if self.output == StoreUrl::Memory || (self.stage && self.output.is_s3()) {
+            let started = Instant::now();
+            let (_, output) = self.open(job)?;
+            let out_name = |e: String| RunError::output(&output.url, e);
+            let n = store::block_on(output.download_to(&job.output_root))
+                .map_err(out_name)?
+                .map_err(out_name)?;
+            details.insert(
+                "output_copied_after_timing".into(),
+                format!(
+                    "{n} objects copied from {} to {} in {:.2} s, after the timed region, for verification",
+                    output.url,
+                    job.output_root.display(),
+                    started.elapsed().as_secs_f64()
+                )
+                .into(),
+            );
+        }
+        if self.output == StoreUrl::Memory {
+            self.memory().output = None;
+        }
+        Ok(details)
+    }
+}
+
+impl Backend for ObjectStoreBackend {
+    fn name(&self) -> &'static str {
+        "object-store"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    fn availability(&self) -> Availability {
+        let s3 = self.input.is_s3() || self.output.is_s3();
+        let credentials =
+            self.s3.access_key_id.is_some() || std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+        if s3 && !self.s3.configured() && !credentials {
+            return Availability::Unavailable(
+                "an s3:// store is named but no S3 endpoint or credentials are configured \
+                 (start one with `scripts/s3-server start` and `eval \"$(scripts/s3-server env)\"`)"
+                    .into(),
+            );
+        }
+        Availability::Available
+    }
+
+    fn run<W: Workload>(
+        &self,
+        job: &Arc<Job>,
+        workload: &Arc<W>,
+        recorder: &Arc<dyn Recorder>,
+        cancel: &Cancel,
+    ) -> Result<RunOutcome, RunError> {
+        cancel.check()?;
+        let (input, output) = self.open(job)?;
+        let io = Arc::new(StoreIo {
+            local_input: self.input == StoreUrl::File,
+            local_output: self.output == StoreUrl::File,
+            input,
+            output,
+            ranges_per_request: self.ranges_per_request.max(1),
+            counts: Default::default(),
+        });
+        let cfg = Config {
+            bridge: self.bridge,
+            io: IoMode::Object(io),
+            tokio_workers: self.tokio_workers,
+            cpu_in_flight: self
+                .cpu_in_flight
+                .unwrap_or(32 * job.limits.cpu_threads.max(1)),
+        };
+        let mut outcome = pipeline::run(cfg, job, workload, recorder, cancel)?;
+        let d = &mut outcome.details;
+        d.insert("input_store".into(), self.input.to_string().into());
+        d.insert("output_store".into(), self.output.to_string().into());
+        d.insert("ranges_per_request".into(), self.ranges_per_request.into());
+        if self.input.is_s3() || self.output.is_s3() {
+            d.insert(
+                "s3_endpoint".into(),
+                self.s3.endpoint().unwrap_or_else(|| "AWS".into()).into(),
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// Requests of each kind, and the blocking-pool hops `LocalFileSystem` made for them.
+#[derive(Debug, Default)]
+struct Counts {
+    get: AtomicU64,
+    get_range: AtomicU64,
+    get_ranges: AtomicU64,
+    put: AtomicU64,
+    read_hops: AtomicU64,
+    write_hops: AtomicU64,
+}
+
+/// The pipeline's IO through two object stores.
+#[derive(Debug)]
+struct StoreIo {
+    input: Store,
+    output: Store,
+    local_input: bool,
+    local_output: bool,
+    ranges_per_request: usize,
+    counts: Arc<Counts>,
+}
+
+/// Checks that a range came back whole: a short answer is a truncated object.
+fn whole_range(bytes: bytes::Bytes, r: ByteRange, name: &PathBuf) -> Result<Vec<u8>, RunError> {
+    if bytes.len() as u64 != r.len {
+        return Err(RunError::input(
+            name,
+            format!(
+                "truncated: the object ends before byte {} ({} of {} bytes of the range came back)",
+                r.offset + r.len,
+                bytes.len(),
+                r.len
+            ),
+        ));
+    }
+    Ok(Vec::from(bytes))
+}
+
+impl ObjectIo for StoreIo {
+    fn name(&self) -> String {
+        format!("object_store: {} → {}", self.input.url, self.output.url)
+    }
+
+    fn input_name(&self, input: &InputRef) -> PathBuf {
+        self.input.name(&input.path)
+    }
+
+    fn output_name(&self, key: &str) -> PathBuf {
+        self.output.name(key)
+    }
+
+    fn read(&self, input: &InputRef) -> BoxFuture<'static, Result<Vec<u8>, RunError>> {
+        let store = self.input.inner.clone();
+        let path = self.input.path(&input.path);
+        let name = self.input.name(&input.path);
+        let counts = self.counts.clone();
+        let hops = if self.local_input { 2 } else { 0 };
+        let range = input.range;
+        Box::pin(async move {
+            counts.read_hops.fetch_add(hops, Relaxed);
+            let fail = |e: object_store::Error| RunError::input(&name, describe(&e));
+            match range {
+                None => {
+                    counts.get.fetch_add(1, Relaxed);
+                    let got = store.get(&path).await.map_err(fail)?;
+                    Ok(Vec::from(got.bytes().await.map_err(fail)?))
+                }
+                Some(r) => {
+                    counts.get_range.fetch_add(1, Relaxed);
+                    let bytes = store
+                        .get_range(&path, r.offset..r.offset + r.len)
+                        .await
+                        .map_err(fail)?;
+                    whole_range(bytes, r, &name)
+                }
+            }
+        })
+    }
+
+    fn read_ranges(
+        &self,
+        path: &str,
+        ranges: Vec<ByteRange>,
+    ) -> BoxFuture<'static, Result<Vec<Vec<u8>>, RunError>> {
+        let store = self.input.inner.clone();
+        let name = self.input.name(path);
+        let path = self.input.path(path);
+        let counts = self.counts.clone();
+        let hops = if self.local_input { 1 } else { 0 };
+        Box::pin(async move {
+            counts.get_ranges.fetch_add(1, Relaxed);
+            counts.read_hops.fetch_add(hops, Relaxed);
+            let wanted: Vec<_> = ranges.iter().map(|r| r.offset..r.offset + r.len).collect();
+            let got = store
+                .get_ranges(&path, &wanted)
+                .await
+                .map_err(|e| RunError::input(&name, describe(&e)))?;
+            got.into_iter()
+                .zip(ranges)
+                .map(|(b, r)| whole_range(b, r, &name))
+                .collect()
+        })
+    }
+
+    fn write(&self, key: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RunError>> {
+        let store = self.output.inner.clone();
+        let path = self.output.path(key);
+        let name = self.output.name(key);
+        let counts = self.counts.clone();
+        let hops = if self.local_output { 1 } else { 0 };
+        Box::pin(async move {
+            counts.put.fetch_add(1, Relaxed);
+            counts.write_hops.fetch_add(hops, Relaxed);
+            store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| RunError::output(&name, describe(&e)))
+        })
+    }
+
+    fn ranges_per_request(&self) -> usize {
+        self.ranges_per_request
+    }
+
+    fn details(&self) -> Map<String, Value> {
+        let c = &self.counts;
+        let mut d = Map::new();
+        for (k, v) in [
+            ("requests_get", &c.get),
+            ("requests_get_range", &c.get_range),
+            ("requests_get_ranges", &c.get_ranges),
+            ("requests_put", &c.put),
+            ("read_blocking_hops", &c.read_hops),
+            ("write_blocking_hops", &c.write_hops),
+        ] {
+            d.insert(k.into(), v.load(Relaxed).into());
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,482 @@
+//! Stores by URL, and the blocking helpers the harness uses on them (upload a
+//! dataset, list, fetch and delete objects) so that datasets and outputs can live on
+//! any store the backend reads or writes.
+//!
+//! | URL | store | root |
+//! |---|---|---|
+//! | `file://` | `LocalFileSystem` | the job's local input or output directory |
+//! | `memory://` | `InMemory` | a store of this process, loaded before the timed region |
+//! | `s3://bucket/prefix` | `AmazonS3` | `prefix` in `bucket`, at the [`S3Config`] endpoint |
+//!
+//! Credentials come from the scenario's `[s3]` table or the standard `AWS_*`
+//! environment variables; they are never printed: [`S3Config`]'s `Debug` redacts them
+//! and its serialized form leaves them out.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use serde::{Deserialize, Serialize};
+
+/// Where a store is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreUrl {
+    /// The job's local directory through `LocalFileSystem`.
+    File,
+    /// An `InMemory` store of the running process.
+    Memory,
+    /// A bucket and a key prefix (no leading or trailing `/`; may be empty).
+    S3 { bucket: String, prefix: String },
+}
+
+impl StoreUrl {
+    /// Parses `file://`, `memory://` or `s3://bucket[/prefix]`.
+    pub fn parse(s: &str) -> Result<StoreUrl, String> {
+        match s {
+            "file://" | "file" => return Ok(StoreUrl::File),
+            "memory://" | "memory" => return Ok(StoreUrl::Memory),
+            _ => {}
+        }
+        let Some(rest) = s.strip_prefix("s3://") else {
+            return Err(format!(
+                "`{s}` is not a store URL: expected file://, memory:// or s3://bucket/prefix"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!(
+                "`{s}` names no bucket: expected s3://bucket/prefix"
+            ));
+        }
+        Ok(StoreUrl::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    pub fn is_s3(&self) -> bool {
+        matches!(self, StoreUrl::S3 { .. })
+    }
+
+    /// The same bucket with `more` appended to the prefix (S3 only).
+    pub fn join(&self, more: &str) -> StoreUrl {
+        match self {
+            StoreUrl::S3 { bucket, prefix } => StoreUrl::S3 {
+                bucket: bucket.clone(),
+                prefix: [prefix.as_str(), more.trim_matches('/')]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::File => write!(f, "file://"),
+            StoreUrl::Memory => write!(f, "memory://"),
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// How to reach S3: each field overrides the `AWS_*` environment variable of the
+/// same meaning (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Secret: never serialized (the harness hands it to its child processes in the
+    /// environment instead).
+    #[serde(skip)]
+    pub access_key_id: Option<String>,
+    #[serde(skip)]
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &redacted(&self.access_key_id))
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// The endpoint in effect (the scenario's, else `AWS_ENDPOINT` /
+    /// `AWS_ENDPOINT_URL`), for messages; `None`: AWS itself.
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint.clone().or_else(|| {
+            std::env::var("AWS_ENDPOINT")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok()
+        })
+    }
+
+    /// Whether an S3 endpoint is configured at all (scenario or environment).
+    pub fn configured(&self) -> bool {
+        self.endpoint().is_some()
+    }
+}
+
+/// Retries and timeouts for S3: a stopped server must end a run with an error within
+/// seconds, not after object_store's default three minutes of retrying.
+pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const S3_MAX_RETRIES: usize = 2;
+pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open store with its root: the prefix every key is under.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub inner: Arc<dyn ObjectStore>,
+    /// The root, as `file://`, `memory://` or `s3://bucket/prefix`, for messages.
+    pub url: String,
+    prefix: Vec<String>,
+}
+
+impl Store {
+    /// Opens `url`. `local_root` is the directory `file://` stands for; `memory` the
+    /// in-memory store `memory://` stands for (the caller owns and loads it).
+    pub fn open(
+        url: &StoreUrl,
+        local_root: &Path,
+        memory: Option<&Arc<InMemory>>,
+        s3: &S3Config,
+    ) -> Result<Store, String> {
+        match url {
+            StoreUrl::File => {
+                let fs = LocalFileSystem::new_with_prefix(local_root).map_err(|e| {
+                    format!(
+                        "file://{}: cannot open: {}",
+                        local_root.display(),
+                        describe(&e)
+                    )
+                })?;
+                Ok(Store {
+                    inner: Arc::new(fs),
+                    url: format!("file://{}", local_root.display()),
+                    prefix: Vec::new(),
+                })
+            }
+            StoreUrl::Memory => {
+                let m = memory.ok_or("memory://: no in-memory store was prepared for this run")?;
+                Ok(Store {
+                    inner: m.clone(),
+                    url: "memory://".into(),
+                    prefix: Vec::new(),
+                })
+            }
+            StoreUrl::S3 { bucket, prefix } => {
+                let endpoint = s3.endpoint();
+                let http = s3.allow_http.unwrap_or(false)
+                    || endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://"))
+                    || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true");
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_connect_timeout(S3_CONNECT_TIMEOUT)
+                            .with_timeout(S3_REQUEST_TIMEOUT),
+                    )
+                    .with_allow_http(http)
+                    .with_retry(RetryConfig {
+                        max_retries: S3_MAX_RETRIES,
+                        retry_timeout: S3_RETRY_TIMEOUT,
+                        ..Default::default()
+                    });
+                if let Some(e) = endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(r) = &s3.region {
+                    b = b.with_region(r);
+                }
+                if let Some(k) = &s3.access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(k) = &s3.secret_access_key {
+                    b = b.with_secret_access_key(k);
+                }
+                let store = b
+                    .build()
+                    .map_err(|e| format!("{url}: cannot open: {}", describe(&e)))?;
+                Ok(Store {
+                    inner: Arc::new(store),
+                    url: url.to_string(),
+                    prefix: prefix
+                        .split('/')
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect(),
+                })
+            }
+        }
+    }
+
+    /// The object path of `key` (relative, `/`-separated).
+    pub fn path(&self, key: &str) -> ObjectPath {
+        ObjectPath::from_iter(
+            self.prefix
+                .iter()
+                .map(String::as_str)
+                .chain(key.split('/').filter(|p| !p.is_empty())),
+        )
+    }
+
+    /// The root's path (for listing).
+    pub fn root(&self) -> Option<ObjectPath> {
+        (!self.prefix.is_empty())
+            .then(|| ObjectPath::from_iter(self.prefix.iter().map(String::as_str)))
+    }
+
+    /// `store-url/key`, as errors name an object.
+    pub fn name(&self, key: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{key}", self.url.trim_end_matches('/')))
+    }
+
+    /// The key of `path` relative to the root.
+    pub fn key_of(&self, path: &ObjectPath) -> String {
+        path.parts()
+            .skip(self.prefix.len())
+            .map(|p| p.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Every key under the root, sorted.
+    pub async fn list(&self) -> Result<Vec<String>, String> {
+        let root = self.root();
+        let mut keys: Vec<String> = self
+            .inner
+            .list(root.as_ref())
+            .map_ok(|meta| self.key_of(&meta.location))
+            .try_collect()
+            .await
+            .map_err(|e| format!("{}: cannot list: {}", self.url, describe(&e)))?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, String> {
+        let r = async { self.inner.get(&self.path(key)).await?.bytes().await };
+        r.await
+            .map(Vec::from)
+            .map_err(|e| format!("{}: {}", self.name(key).display(), describe(&e)))
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+        self.inner
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{}: {}", self.name(key).display(), describe(&e)))
+    }
+
+    /// Deletes every object under the root, at most `concurrency` requests at once.
+    pub async fn delete_all(&self, concurrency: usize) -> Result<u64, String> {
+        let keys = self.list().await?;
+        let n = keys.len() as u64;
+        futures::stream::iter(keys)
+            .map(|k| async move {
+                self.inner.delete(&self.path(&k)).await.map_err(|e| {
+                    format!(
+                        "{}: cannot delete: {}",
+                        self.name(&k).display(),
+                        describe(&e)
+                    )
+                })
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(n)
+    }
+
+    /// Uploads every file under `dir` (keys relative to it), `last` after all the
+    /// others (a manifest, so that an interrupted upload never looks complete), at most
+    /// `concurrency` requests at once; `progress(files, bytes)` after each file.
+    pub async fn upload_dir(
+        &self,
+        dir: &Path,
+        last: Option<&str>,
+        concurrency: usize,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(u64, u64), String> {
+        let mut files = Vec::new();
+        walk(dir, dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let (mut tail, body): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|k| Some(k.as_str()) == last);
+        let upload = |key: String| async move {
+            let bytes = tokio::fs::read(dir.join(&key))
+                .await
+                .map_err(|e| format!("{}: {e}", dir.join(&key).display()))?;
+            let n = bytes.len() as u64;
+            self.put(&key, bytes).await?;
+            progress(1, n);
+            Ok::<_, String>(n)
+        };
+        let sizes: Vec<u64> = futures::stream::iter(body)
+            .map(upload)
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut total = (sizes.len() as u64, sizes.iter().sum::<u64>());
+        if let Some(key) = tail.pop() {
+            total.0 += 1;
+            total.1 += upload(key).await?;
+        }
+        Ok(total)
+    }
+
+    /// Writes every object under the root into `dir` (keys as relative paths).
+    pub async fn download_to(&self, dir: &Path) -> Result<u64, String> {
+        let keys = self.list().await?;
+        for key in &keys {
+            let bytes = self.get(key).await?;
+            let path = dir.join(key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(keys.len() as u64)
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// An object_store error in words a user acts on, with its causes (a refused
+/// connection, a timeout) and without credentials (object_store never puts them in
+/// its errors; requests are signed in headers, not URLs).
+pub fn describe(e: &object_store::Error) -> String {
+    use std::error::Error as _;
+    let head = match e {
+        object_store::Error::NotFound { .. } => "no such object".to_string(),
+        object_store::Error::Unauthenticated { .. }
+        | object_store::Error::PermissionDenied { .. } => {
+            "access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+                .to_string()
+        }
+        other => other.to_string(),
+    };
+    let mut words = vec![head];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !words.iter().any(|w| w.contains(&text)) {
+            words.push(text);
+        }
+        source = s.source();
+    }
+    words.join(": ")
+}
+
+/// Runs `f` to completion on a small runtime of its own: the harness's blocking
+/// entry to the async helpers above.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building a Tokio runtime: {e}"))?;
+    Ok(rt.block_on(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_print() {
+        assert_eq!(StoreUrl::parse("file://").unwrap(), StoreUrl::File);
+        assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
+        let s3 = StoreUrl::parse("s3://bucket/a/b/").unwrap();
+        assert_eq!(
+            s3,
+            StoreUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(s3.to_string(), "s3://bucket/a/b");
+        assert_eq!(s3.join("/out/").to_string(), "s3://bucket/a/b/out");
+        assert_eq!(
+            StoreUrl::parse("s3://b").unwrap().join("x").to_string(),
+            "s3://b/x"
+        );
+        assert!(StoreUrl::parse("s3:///x")
+            .unwrap_err()
+            .contains("no bucket"));
+        assert!(StoreUrl::parse("gs://x")
+            .unwrap_err()
+            .contains("not a store URL"));
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        let c = S3Config {
+            access_key_id: Some("GKsecretid".into()),
+            secret_access_key: Some("verysecret".into()),
+            ..Default::default()
+        };
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(
+            !shown.contains("secretid") && !shown.contains("verysecret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn keys_map_under_the_prefix_and_back() {
+        let s = Store::open(
+            &StoreUrl::parse("s3://b/p/q").unwrap(),
+            Path::new("/"),
+            None,
+            &S3Config {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("garage".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let p = s.path("c/0/1/zarr.json");
+        assert_eq!(p.as_ref(), "p/q/c/0/1/zarr.json");
+        assert_eq!(s.key_of(&p), "c/0/1/zarr.json");
+        assert_eq!(s.name("k").display().to_string(), "s3://b/p/q/k");
+    }
+}
