@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use backend_object_store::store::{S3Config, StoreUrl};
+use backend_object_store::ObjectStoreBackend;
 use backend_sequential::Sequential;
 use backend_tokio::{Bridge, IoMode, SpawnBlocking, TokioRayon};
 use backend_uring::{Options as UringOptions, Uring, UringWorkers};
@@ -20,6 +22,8 @@ pub enum OptionKind {
     Bool,
     Choice(&'static [&'static str]),
     Int { min: i64, max: i64 },
+    /// A store URL: `file://`, `memory://` or `s3://bucket/prefix`.
+    Store,
 }
 
 impl OptionKind {
@@ -34,6 +38,7 @@ impl OptionKind {
                     .join(", ")
             ),
             OptionKind::Int { min, max } => format!("an integer from {min} to {max}"),
+            OptionKind::Store => "a store URL: \"file://\", \"memory://\" or \"s3://bucket/prefix\"".to_string(),
         }
     }
 }
@@ -198,6 +203,43 @@ pub const ALL: &[BackendInfo] = &[
             LINKED_OPTION,
         ],
     },
+    BackendInfo {
+        name: "object-store",
+        summary: "tokio-rayon's pipeline with every read and write an object_store request \
+                  (get / get_range / get_ranges / put); input and output stores by URL",
+        options: &[
+            OptionSpec {
+                key: "input",
+                kind: OptionKind::Store,
+                help: "where inputs are read: file:// (default: the local dataset through \
+                       LocalFileSystem), memory:// (loaded before the timed region) or \
+                       s3://bucket/prefix (the dataset is uploaded there if missing)",
+                requires: None,
+            },
+            OptionSpec {
+                key: "output",
+                kind: OptionKind::Store,
+                help: "where the Zarr output is written: file:// (default), memory:// \
+                       (copied to the output directory after the timed region, for \
+                       verification) or s3://bucket/prefix (emptied before, verified there)",
+                requires: None,
+            },
+            OptionSpec {
+                key: "ranges_per_request",
+                kind: OptionKind::Int { min: 1, max: 65536 },
+                help: "container layout: consecutive messages fetched by one get_ranges \
+                       (default 1: one get_range per message)",
+                requires: None,
+            },
+            OptionSpec {
+                key: "bridge",
+                kind: OptionKind::Choice(&["oneshot", "tokio-rayon"]),
+                help: "how CPU work is handed to Rayon, as for tokio-rayon",
+                requires: None,
+            },
+            TOKIO_WORKERS_OPTION,
+        ],
+    },
 ];
 
 const fn us_option(key: &'static str, help: &'static str) -> OptionSpec {
@@ -247,11 +289,13 @@ pub enum AnyBackend {
     SpawnBlocking(SpawnBlocking),
     Uring(Uring),
     UringWorkers(UringWorkers),
+    ObjectStore(ObjectStoreBackend),
     Mock(Mock),
 }
 
 impl AnyBackend {
-    pub fn build(spec: &BackendSpec) -> anyhow::Result<AnyBackend> {
+    /// `s3`: how to reach S3, for backends that name an `s3://` store.
+    pub fn build(spec: &BackendSpec, s3: &S3Config) -> anyhow::Result<AnyBackend> {
         match spec.name.as_str() {
             "sequential" => Ok(AnyBackend::Sequential(Sequential)),
             "tokio-rayon" => {
@@ -293,6 +337,25 @@ impl AnyBackend {
                 iowq_max_workers: int_option(spec, "iowq_max_workers").map(|n| n as u32),
                 options: uring_options(spec),
             })),
+            "object-store" => {
+                let store = |k: &str| {
+                    str_option(spec, k)
+                        .map(StoreUrl::parse)
+                        .transpose()
+                        .map_err(anyhow::Error::msg)
+                        .map(|u| u.unwrap_or(StoreUrl::File))
+                };
+                let mut b = ObjectStoreBackend::new(store("input")?, store("output")?);
+                b.s3 = s3.clone();
+                b.ranges_per_request = int_option(spec, "ranges_per_request").unwrap_or(1);
+                if let Some("tokio-rayon") = str_option(spec, "bridge") {
+                    b.bridge = Bridge::TokioRayon;
+                }
+                if let Some(n) = int_option(spec, "tokio_workers") {
+                    b.tokio_workers = n;
+                }
+                Ok(AnyBackend::ObjectStore(b))
+            }
             "mock" => {
                 let us = |k: &str| int_option(spec, k).map(|n| n as u64);
                 let mut latency_us = [None; 7];
@@ -316,6 +379,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(SpawnBlocking::default()),
             AnyBackend::Uring(Uring::default()),
             AnyBackend::UringWorkers(UringWorkers::default()),
+            AnyBackend::ObjectStore(ObjectStoreBackend::new(StoreUrl::File, StoreUrl::File)),
         ]
     }
 
@@ -326,6 +390,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.name(),
             AnyBackend::Uring(b) => b.name(),
             AnyBackend::UringWorkers(b) => b.name(),
+            AnyBackend::ObjectStore(b) => b.name(),
             AnyBackend::Mock(b) => b.name(),
         }
     }
@@ -337,6 +402,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.capabilities(),
             AnyBackend::Uring(b) => b.capabilities(),
             AnyBackend::UringWorkers(b) => b.capabilities(),
+            AnyBackend::ObjectStore(b) => b.capabilities(),
             AnyBackend::Mock(b) => b.capabilities(),
         }
     }
@@ -348,6 +414,7 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.availability(),
             AnyBackend::Uring(b) => b.availability(),
             AnyBackend::UringWorkers(b) => b.availability(),
+            AnyBackend::ObjectStore(b) => b.availability(),
             AnyBackend::Mock(b) => b.availability(),
         }
     }
@@ -365,7 +432,38 @@ impl AnyBackend {
             AnyBackend::SpawnBlocking(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::Uring(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::UringWorkers(b) => b.run(job, workload, recorder, cancel),
+            AnyBackend::ObjectStore(b) => b.run(job, workload, recorder, cancel),
             AnyBackend::Mock(b) => b.run(job, workload, recorder, cancel),
+        }
+    }
+}
+
+impl AnyBackend {
+    /// Untimed work before a repetition (loading a memory store, emptying an S3
+    /// output); what it did goes into the results' details.
+    pub fn prepare(&self, job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+        match self {
+            AnyBackend::ObjectStore(b) => b.prepare(job),
+            _ => Ok(Default::default()),
+        }
+    }
+
+    /// Untimed work after a repetition (copying a memory output where it is verified).
+    pub fn finish(&self, job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+        match self {
+            AnyBackend::ObjectStore(b) => b.finish(job),
+            _ => Ok(Default::default()),
+        }
+    }
+
+    /// The S3 stores this backend reads from and writes to, if any.
+    pub fn s3_stores(&self) -> (Option<StoreUrl>, Option<StoreUrl>) {
+        match self {
+            AnyBackend::ObjectStore(b) => (
+                b.input.is_s3().then(|| b.input.clone()),
+                b.output.is_s3().then(|| b.output.clone()),
+            ),
+            _ => (None, None),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use rechunk_contract::nwp::generate::generate;
 use rechunk_contract::nwp::{DatasetParams, Layout};
+use backend_object_store::store::{self, S3Config, Store, StoreUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::progress;
@@ -85,6 +86,70 @@ pub fn ensure(params: &DatasetParams, root: &Path, force: bool) -> anyhow::Resul
         .and_then(|_| fs::rename(&tmp, &manifest_path))
         .with_context(|| format!("writing {}", manifest_path.display()))?;
     Ok(info(root, &manifest, true))
+}
+
+/// Requests at once when a dataset is uploaded to an object store.
+pub const UPLOAD_CONCURRENCY: usize = 32;
+
+/// A dataset copied to an object store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoreCopy {
+    pub url: String,
+    /// false: the store already held this dataset (its manifest matched).
+    pub uploaded: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// Makes sure the complete dataset at `local` is also at `url`: reused when the
+/// store's `manifest.json` equals the local one, else the prefix is emptied and
+/// every file uploaded (at most [`UPLOAD_CONCURRENCY`] requests at once), the
+/// manifest last, so that an interrupted upload is never taken for a dataset.
+pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::Result<StoreCopy> {
+    let manifest = fs::read(local.join(MANIFEST))
+        .with_context(|| format!("{}: no manifest", local.display()))?;
+    let store = Store::open(url, local, None, s3).map_err(anyhow::Error::msg)?;
+    let start = Instant::now();
+    let r = store::block_on(async {
+        if let Ok(there) = store.get(MANIFEST).await {
+            let same = serde_json::from_slice::<Manifest>(&there).ok()
+                == serde_json::from_slice::<Manifest>(&manifest).ok();
+            if same {
+                return Ok((false, 0, 0));
+            }
+        }
+        let mut files = 0u64;
+        count_files(local, &mut files).map_err(|e| format!("{}: {e}", local.display()))?;
+        store.delete_all(UPLOAD_CONCURRENCY).await?;
+        let bar = progress::bar(files, &format!("uploading to {url}"), "files");
+        let (n, bytes) = store
+            .upload_dir(local, Some(MANIFEST), UPLOAD_CONCURRENCY, &|n, _| bar.inc(n))
+            .await?;
+        bar.finish_and_clear();
+        Ok::<_, String>((true, n, bytes))
+    })
+    .map_err(anyhow::Error::msg)?
+    .map_err(|e| anyhow::anyhow!("copying the dataset to {url}: {e}"))?;
+    Ok(StoreCopy {
+        url: url.to_string(),
+        uploaded: r.0,
+        files: r.1,
+        bytes: r.2,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn count_files(dir: &Path, n: &mut u64) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            count_files(&entry.path(), n)?;
+        } else {
+            *n += 1;
+        }
+    }
+    Ok(())
 }
 
 fn info(root: &Path, m: &Manifest, generated: bool) -> DatasetInfo {

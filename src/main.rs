@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use backend_object_store::store::StoreUrl;
 use clap::{Parser, Subcommand};
 use harness::backends::{AnyBackend, ALL};
 use harness::runner::{self, Dirs};
@@ -101,11 +102,17 @@ enum Cmd {
         /// Print only the dataset's directory on standard output (for scripts).
         #[arg(long)]
         print_root: bool,
+        /// Also copy the dataset to this object store (s3://bucket/prefix), reused
+        /// when the store's manifest matches; S3 settings from the scenario's [s3]
+        /// table and the AWS_* environment.
+        #[arg(long)]
+        store: Option<String>,
     },
-    /// Verify a Zarr output directory against the closed form of its values.
+    /// Verify a Zarr output against the closed form of its values.
     Verify {
-        /// The output directory (holding zarr.json).
-        output: PathBuf,
+        /// The output: a directory holding zarr.json, or s3://bucket/prefix (S3
+        /// settings from the AWS_* environment).
+        output: String,
         /// Check the values of at most this many chunks, a seeded random sample; 0 = all.
         #[arg(long, default_value_t = 0)]
         max_chunks: u64,
@@ -249,10 +256,31 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             scenario,
             force,
             print_root,
+            store,
         } => {
             let s = scenario::load(&scenario)?;
+            let store = store
+                .map(|u| StoreUrl::parse(&u).map_err(anyhow::Error::msg))
+                .transpose()?;
+            if store.as_ref().is_some_and(|u| !u.is_s3()) {
+                anyhow::bail!("--store takes an s3://bucket/prefix URL");
+            }
             let root = dirs.data.join(&s.dataset.root);
             let info = dataset::ensure(&s.dataset.params, &root, force)?;
+            if let Some(url) = &store {
+                let copy = dataset::ensure_in_store(&root, url, &s.s3)?;
+                if copy.uploaded {
+                    eprintln!(
+                        "uploaded {} files ({:.1} MB) to {url} in {:.1} s: {:.0} files/s",
+                        copy.files,
+                        copy.bytes as f64 / 1e6,
+                        copy.seconds,
+                        copy.files as f64 / copy.seconds.max(1e-9)
+                    );
+                } else {
+                    eprintln!("{url} already holds this dataset (same manifest)");
+                }
+            }
             if print_root {
                 println!("{}", root.display());
             } else if info.generated {
@@ -274,11 +302,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify { output, max_chunks } => {
-            let layout = verify::layout_from_zarr_json(&output)?;
-            let v = verify::verify(&layout, &output, max_chunks, 0);
+            let objects: Box<dyn verify::Objects> = if output.starts_with("s3://") {
+                let url = StoreUrl::parse(&output).map_err(anyhow::Error::msg)?;
+                Box::new(verify::InStore::open(&url, &Default::default())?)
+            } else {
+                Box::new(verify::LocalDir(std::path::Path::new(&output)))
+            };
+            let layout = verify::layout_from_objects(objects.as_ref(), &output)?;
+            let v = verify::verify_objects(&layout, objects.as_ref(), max_chunks, 0);
             println!(
                 "{}: {} of {} chunks present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
-                output.display(),
+                output,
                 v.chunks_found,
                 v.chunks_expected,
                 v.chunks_checked,

@@ -48,6 +48,9 @@ pub struct Results {
     /// The IO and CPU ceilings, when the run measured them (`[run] limits`).
     #[serde(default)]
     pub limits: Option<Ceilings>,
+    /// Copies of the dataset on object stores that backends read from (`s3://`).
+    #[serde(default)]
+    pub store_copies: Vec<crate::dataset::StoreCopy>,
 }
 
 /// The ceilings as a small markdown table.

@@ -17,6 +17,8 @@ use rechunk_contract::readonly::ReadOnly;
 use rechunk_contract::{Availability, Cancel, Counters, Job, Recorder, Stage};
 use serde::{Deserialize, Serialize};
 
+use backend_object_store::store::StoreUrl;
+
 use crate::backends::AnyBackend;
 use crate::cache::{self, CacheState};
 use crate::record::{self, FullRecorder, Sample};
@@ -90,13 +92,17 @@ pub fn run(
         repetitions: Vec::new(),
         skipped: Vec::new(),
         limits: None,
+        store_copies: Vec::new(),
     };
     // A backend that cannot work here (io_uring switched off, say) is skipped, loudly
     // and in the results, never replaced by another; where it must work
     // (HARNESS_REQUIRE_IO_URING, as in CI), the run fails instead.
     let mut runnable = Vec::new();
+    let mut s3_outputs = vec![None; scenario.backends.len()];
     for (b, spec) in scenario.backends.iter().enumerate() {
-        match AnyBackend::build(spec)?.availability() {
+        let backend = AnyBackend::build(spec, &scenario.s3)?;
+        s3_outputs[b] = backend.s3_stores().1;
+        match backend.availability() {
             Availability::Available => runnable.push(b),
             Availability::Unavailable(why) => {
                 if std::env::var_os("HARNESS_REQUIRE_IO_URING").is_some() {
@@ -109,6 +115,31 @@ pub fn run(
                 });
             }
         }
+    }
+    // Backends that read from S3 need the dataset there: uploaded once, reused while
+    // the store's manifest matches.
+    let mut copied: Vec<StoreUrl> = Vec::new();
+    for &b in &runnable {
+        let Some(url) = AnyBackend::build(&scenario.backends[b], &scenario.s3)?.s3_stores().0 else {
+            continue;
+        };
+        if copied.contains(&url) {
+            continue;
+        }
+        let copy = dataset::ensure_in_store(&input_root, &url, &scenario.s3)?;
+        if copy.uploaded {
+            eprintln!(
+                "  uploaded to {url}: {} files ({:.1} MB) in {:.1} s: {:.0} files/s",
+                copy.files,
+                copy.bytes as f64 / 1e6,
+                copy.seconds,
+                copy.files as f64 / copy.seconds.max(1e-9)
+            );
+        } else {
+            eprintln!("  reused the copy at {url} (same manifest)");
+        }
+        results.store_copies.push(copy);
+        copied.push(url);
     }
     let results_path = run_dir.join("results.json");
     let save = |r: &Results| -> anyhow::Result<()> {
@@ -190,7 +221,18 @@ pub fn run(
             if warmup { "warmup-" } else { "" },
             index
         ));
-        let status = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(std::env::current_exe()?);
+        // Credentials from the scenario's [s3] table are not in scenario.json: the
+        // child gets them in its environment, as if the user had exported them.
+        if let (Some(id), Some(secret)) = (
+            &scenario.s3.access_key_id,
+            &scenario.s3.secret_access_key,
+        ) {
+            child
+                .env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+        let status = child
             .arg("__rep")
             .arg("--run-dir")
             .arg(&run_dir)
@@ -228,12 +270,26 @@ pub fn run(
         };
         let ok = error.is_none() && status.success();
         let verification = ok.then(|| match (scenario.workload, &measurement) {
-            (WorkloadKind::Rechunk, _) => verify::verify(
-                &layout,
-                &output_root,
-                scenario.run.verify_max_chunks,
-                index as u64,
-            ),
+            (WorkloadKind::Rechunk, _) => match &s3_outputs[b] {
+                None => verify::verify(
+                    &layout,
+                    &output_root,
+                    scenario.run.verify_max_chunks,
+                    index as u64,
+                ),
+                Some(url) => match verify::InStore::open(url, &scenario.s3) {
+                    Ok(objects) => verify::verify_objects(
+                        &layout,
+                        &objects,
+                        scenario.run.verify_max_chunks,
+                        index as u64,
+                    ),
+                    Err(e) => verify::Verification {
+                        problems: vec![format!("{url}: {e}")],
+                        ..Default::default()
+                    },
+                },
+            },
             (WorkloadKind::ReadOnly, m) => verify::verify_read_only(
                 &output_root,
                 m.as_ref().map_or(0, |m| m.outcome.inputs),
@@ -321,7 +377,20 @@ pub fn child(
         WorkloadKind::Rechunk => (Some(Arc::new(nwp)), None),
         WorkloadKind::ReadOnly => (None, Some(Arc::new(ReadOnly(nwp)))),
     };
-    let backend_impl = AnyBackend::build(spec)?;
+    let backend_impl = AnyBackend::build(spec, &scenario.s3)?;
+    // Untimed: loading a memory store, emptying an S3 output.
+    let prepared = match backend_impl.prepare(&job) {
+        Ok(d) => d,
+        Err(e) => {
+            let report = ChildReport {
+                error: Some(e.to_string()),
+                measurement: None,
+            };
+            fs::write(out, serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            return Ok(false);
+        }
+    };
 
     let cancel = Cancel::new();
     {
@@ -401,6 +470,12 @@ pub fn child(
     };
     let usage_after = rusage();
 
+    // Untimed: copying a memory output to where it is verified.
+    let result = result.and_then(|mut outcome| {
+        outcome.details.extend(prepared);
+        outcome.details.extend(backend_impl.finish(&job)?);
+        Ok(outcome)
+    });
     let report = match result {
         Ok(outcome) => {
             let inputs = outcome.inputs as f64;

@@ -12,6 +12,8 @@ use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use backend_object_store::store::{S3Config, StoreUrl};
+
 use crate::backends::{self, OptionKind};
 
 /// A scenario error, pointing into the file.
@@ -68,6 +70,11 @@ pub struct Scenario {
     #[serde(default)]
     pub workload: WorkloadKind,
     pub backends: Vec<BackendSpec>,
+    /// How to reach S3 for `s3://` stores: the `[s3]` table; the credentials in it
+    /// are never serialized (the runner hands them to its child processes in the
+    /// environment).
+    #[serde(default)]
+    pub s3: S3Config,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +177,17 @@ struct RawScenario {
     #[serde(default)]
     backend: Vec<Spanned<RawTable>>,
     sweep: Option<Spanned<RawSweep>>,
+    s3: Option<Spanned<RawS3>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint: Option<Spanned<String>>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    allow_http: Option<bool>,
 }
 
 type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
@@ -426,6 +444,37 @@ pub fn parse(
         run,
         workload: raw.workload.kind.unwrap_or_default(),
         backends: backends_out,
+        s3: s3_config(&ctx, raw.s3.as_ref())?,
+    })
+}
+
+/// The `[s3]` table; what it leaves out comes from the `AWS_*` environment.
+fn s3_config(ctx: &Ctx<'_>, raw: Option<&Spanned<RawS3>>) -> Result<S3Config, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(S3Config::default());
+    };
+    let r = raw.get_ref();
+    if let Some(e) = &r.endpoint {
+        let ok = e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://");
+        if !ok {
+            return Err(ctx.err(
+                e.span(),
+                "[s3] endpoint must be an http:// or https:// URL",
+            ));
+        }
+    }
+    if r.access_key_id.is_some() != r.secret_access_key.is_some() {
+        return Err(ctx.err(
+            raw.span(),
+            "[s3] access_key_id and secret_access_key go together: give both or neither",
+        ));
+    }
+    Ok(S3Config {
+        endpoint: r.endpoint.as_ref().map(|e| e.get_ref().clone()),
+        region: r.region.clone(),
+        access_key_id: r.access_key_id.clone(),
+        secret_access_key: r.secret_access_key.clone(),
+        allow_http: r.allow_http,
     })
 }
 
@@ -683,6 +732,10 @@ fn backend_spec(ctx: &Ctx, table: &Spanned<RawTable>) -> Result<BackendSpec, Sce
             {
                 serde_json::Value::from(*i)
             }
+            (OptionKind::Store, toml::Value::String(s)) => match StoreUrl::parse(s) {
+                Ok(_) => serde_json::Value::from(s.clone()),
+                Err(e) => return Err(ctx.err(value.span(), format!("[[backend]] {name}: {k}: {e}"))),
+            },
             (kind, _) => {
                 return Err(ctx.err(
                     value.span(),
@@ -877,7 +930,7 @@ name = "sequential"
         let b = &s.backends[0];
         assert_eq!(b.options["bridge"], "tokio-rayon");
         assert_eq!(b.options["cpu_in_flight"], 7);
-        assert!(crate::backends::AnyBackend::build(b).is_ok());
+        assert!(crate::backends::AnyBackend::build(b, &s.s3).is_ok());
     }
 
     #[test]
@@ -891,7 +944,7 @@ name = "sequential"
         );
         let ok = format!("{uring}linked = true\nfixed_files = true\nworkers = 3\n");
         let s = parse(&ok, "s", "s", Path::new("s")).unwrap();
-        assert!(crate::backends::AnyBackend::build(&s.backends[0]).is_ok());
+        assert!(crate::backends::AnyBackend::build(&s.backends[0], &s.s3).is_ok());
     }
 
     #[test]

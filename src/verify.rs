@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use rechunk_contract::nwp::values::splitmix64;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
+use backend_object_store::store::{S3Config, Store, StoreUrl};
 use serde::{Deserialize, Serialize};
 
 /// Problems listed per kind at most; the counts are always complete.
@@ -74,8 +75,65 @@ pub fn verify_read_only(
     }
 }
 
+/// Where an output is read from for verification: a local directory or any store.
+pub trait Objects: Sync {
+    /// Every key, `/`-separated and relative to the output's root.
+    fn keys(&self) -> Result<Vec<String>, String>;
+    fn get(&self, key: &str) -> Result<Vec<u8>, String>;
+}
+
+/// An output in a local directory.
+pub struct LocalDir<'a>(pub &'a Path);
+
+impl Objects for LocalDir<'_> {
+    fn keys(&self) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        walk(self.0, self.0, &mut keys);
+        Ok(keys)
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, String> {
+        fs::read(self.0.join(key)).map_err(|e| e.to_string())
+    }
+}
+
+/// An output in an object store (`s3://…`), read through object_store.
+pub struct InStore {
+    store: Store,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl InStore {
+    pub fn open(url: &StoreUrl, s3: &S3Config) -> anyhow::Result<InStore> {
+        let store = Store::open(url, Path::new("."), None, s3).map_err(anyhow::Error::msg)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(InStore { store, runtime })
+    }
+}
+
+impl Objects for InStore {
+    fn keys(&self) -> Result<Vec<String>, String> {
+        self.runtime.block_on(self.store.list())
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>, String> {
+        self.runtime.block_on(self.store.get(key))
+    }
+}
+
 /// Verifies the output at `root` for `layout`. `max_chunks` = 0 checks every chunk.
 pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> Verification {
+    verify_objects(layout, &LocalDir(root), max_chunks, seed)
+}
+
+/// Verifies an output in any store for `layout`.
+pub fn verify_objects(
+    layout: &ArrayLayout,
+    objects: &dyn Objects,
+    max_chunks: u64,
+    seed: u64,
+) -> Verification {
     let start = Instant::now();
     let mut v = Verification {
         chunks_expected: layout.total_chunks(),
@@ -83,7 +141,7 @@ pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> 
     };
     let mut problems = Vec::new();
 
-    match fs::read(root.join("zarr.json")) {
+    match objects.get("zarr.json") {
         Err(e) => problems.push(format!("zarr.json: {e}")),
         Ok(bytes) => {
             let found: Result<serde_json::Value, _> = serde_json::from_slice(&bytes);
@@ -98,7 +156,19 @@ pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> 
 
     let mut found = HashSet::new();
     let mut unexpected = Vec::new();
-    list(root, root, layout, &mut found, &mut unexpected);
+    match objects.keys() {
+        Ok(keys) => {
+            for key in keys {
+                if key == "zarr.json" {
+                } else if let Some(c) = layout.parse_chunk_key(&key) {
+                    found.insert(c);
+                } else {
+                    unexpected.push(key);
+                }
+            }
+        }
+        Err(e) => problems.push(format!("cannot list the output: {e}")),
+    }
     v.chunks_found = found.len() as u64;
     v.unexpected = unexpected.len() as u64;
     for key in unexpected.iter().take(MAX_LISTED) {
@@ -130,7 +200,7 @@ pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> 
     v.chunks_checked = to_check.len() as u64;
     let wrong: Vec<String> = to_check
         .par_iter()
-        .filter_map(|&(g, vv, iy, ix)| check_chunk(layout, root, g, vv, iy, ix).err())
+        .filter_map(|&(g, vv, iy, ix)| check_chunk(layout, objects, g, vv, iy, ix).err())
         .collect();
     v.wrong_chunks = wrong.len() as u64;
     problems.extend(wrong.into_iter().take(MAX_LISTED));
@@ -151,44 +221,31 @@ fn sample<T>(mut items: Vec<T>, n: usize, seed: u64) -> Vec<T> {
     items
 }
 
-fn list(
-    root: &Path,
-    dir: &Path,
-    layout: &ArrayLayout,
-    found: &mut HashSet<(u32, u32, u32, u32)>,
-    unexpected: &mut Vec<String>,
-) {
+fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let key = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            list(root, &path, layout, found, unexpected);
-        } else if key == "zarr.json" {
-        } else if let Some(c) = layout.parse_chunk_key(&key) {
-            found.insert(c);
+            walk(root, &path, keys);
         } else {
-            unexpected.push(key);
+            let key = path.strip_prefix(root).unwrap_or(&path);
+            keys.push(key.to_string_lossy().into_owned());
         }
     }
 }
 
 fn check_chunk(
     layout: &ArrayLayout,
-    root: &Path,
+    objects: &dyn Objects,
     g: u32,
     v: u32,
     iy: u32,
     ix: u32,
 ) -> Result<(), String> {
     let key = ArrayLayout::chunk_key(g, v, iy, ix);
-    let bytes = fs::read(root.join(&key)).map_err(|e| format!("{key}: {e}"))?;
+    let bytes = objects.get(&key).map_err(|e| format!("{key}: {e}"))?;
     let values = layout
         .decode_chunk(&bytes)
         .map_err(|e| format!("{key}: {e}"))?;
@@ -210,8 +267,17 @@ fn check_chunk(
 /// The array described by a `zarr.json`, so that any output can be verified from
 /// itself: the attributes carry what the values depend on.
 pub fn layout_from_zarr_json(root: &Path) -> anyhow::Result<ArrayLayout> {
-    let path = root.join("zarr.json");
-    let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    layout_from_objects(&LocalDir(root), &root.display().to_string())
+}
+
+/// The array described by the `zarr.json` of an output in any store; `name` names
+/// the output in errors.
+pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<ArrayLayout> {
+    let path = Path::new(name).join("zarr.json");
+    let bytes = objects
+        .get("zarr.json")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
