@@ -21,7 +21,10 @@ use crate::scenario::BackendSpec;
 pub enum OptionKind {
     Bool,
     Choice(&'static [&'static str]),
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A store URL: `file://`, `memory://` or `s3://bucket/prefix`.
     Store,
 }
@@ -38,7 +41,9 @@ impl OptionKind {
                     .join(", ")
             ),
             OptionKind::Int { min, max } => format!("an integer from {min} to {max}"),
-            OptionKind::Store => "a store URL: \"file://\", \"memory://\" or \"s3://bucket/prefix\"".to_string(),
+            OptionKind::Store => {
+                "a store URL: \"file://\", \"memory://\" or \"s3://bucket/prefix\"".to_string()
+            }
         }
     }
 }
@@ -441,7 +446,10 @@ impl AnyBackend {
 impl AnyBackend {
     /// Untimed work before a repetition (loading a memory store, emptying an S3
     /// output); what it did goes into the results' details.
-    pub fn prepare(&self, job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+    pub fn prepare(
+        &self,
+        job: &Job,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
         match self {
             AnyBackend::ObjectStore(b) => b.prepare(job),
             _ => Ok(Default::default()),
@@ -449,7 +457,10 @@ impl AnyBackend {
     }
 
     /// Untimed work after a repetition (copying a memory output where it is verified).
-    pub fn finish(&self, job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+    pub fn finish(
+        &self,
+        job: &Job,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
         match self {
             AnyBackend::ObjectStore(b) => b.finish(job),
             _ => Ok(Default::default()),

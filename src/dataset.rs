@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use backend_object_store::store::{self, S3Config, Store, StoreUrl};
 use rechunk_contract::nwp::generate::generate;
 use rechunk_contract::nwp::{DatasetParams, Layout};
-use backend_object_store::store::{self, S3Config, Store, StoreUrl};
 use serde::{Deserialize, Serialize};
 
 use crate::progress;
@@ -124,7 +124,9 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
         store.delete_all(UPLOAD_CONCURRENCY).await?;
         let bar = progress::bar(files, &format!("uploading to {url}"), "files");
         let (n, bytes) = store
-            .upload_dir(local, Some(MANIFEST), UPLOAD_CONCURRENCY, &|n, _| bar.inc(n))
+            .upload_dir(local, Some(MANIFEST), UPLOAD_CONCURRENCY, &|n, _| {
+                bar.inc(n)
+            })
             .await?;
         bar.finish_and_clear();
         Ok::<_, String>((true, n, bytes))

@@ -120,7 +120,10 @@ pub fn run(
     // the store's manifest matches.
     let mut copied: Vec<StoreUrl> = Vec::new();
     for &b in &runnable {
-        let Some(url) = AnyBackend::build(&scenario.backends[b], &scenario.s3)?.s3_stores().0 else {
+        let Some(url) = AnyBackend::build(&scenario.backends[b], &scenario.s3)?
+            .s3_stores()
+            .0
+        else {
             continue;
         };
         if copied.contains(&url) {
@@ -224,10 +227,9 @@ pub fn run(
         let mut child = Command::new(std::env::current_exe()?);
         // Credentials from the scenario's [s3] table are not in scenario.json: the
         // child gets them in its environment, as if the user had exported them.
-        if let (Some(id), Some(secret)) = (
-            &scenario.s3.access_key_id,
-            &scenario.s3.secret_access_key,
-        ) {
+        if let (Some(id), Some(secret)) =
+            (&scenario.s3.access_key_id, &scenario.s3.secret_access_key)
+        {
             child
                 .env("AWS_ACCESS_KEY_ID", id)
                 .env("AWS_SECRET_ACCESS_KEY", secret);

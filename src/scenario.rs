@@ -457,10 +457,7 @@ fn s3_config(ctx: &Ctx<'_>, raw: Option<&Spanned<RawS3>>) -> Result<S3Config, Sc
     if let Some(e) = &r.endpoint {
         let ok = e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://");
         if !ok {
-            return Err(ctx.err(
-                e.span(),
-                "[s3] endpoint must be an http:// or https:// URL",
-            ));
+            return Err(ctx.err(e.span(), "[s3] endpoint must be an http:// or https:// URL"));
         }
     }
     if r.access_key_id.is_some() != r.secret_access_key.is_some() {
@@ -734,7 +731,9 @@ fn backend_spec(ctx: &Ctx, table: &Spanned<RawTable>) -> Result<BackendSpec, Sce
             }
             (OptionKind::Store, toml::Value::String(s)) => match StoreUrl::parse(s) {
                 Ok(_) => serde_json::Value::from(s.clone()),
-                Err(e) => return Err(ctx.err(value.span(), format!("[[backend]] {name}: {k}: {e}"))),
+                Err(e) => {
+                    return Err(ctx.err(value.span(), format!("[[backend]] {name}: {k}: {e}")))
+                }
             },
             (kind, _) => {
                 return Err(ctx.err(

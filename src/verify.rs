@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use backend_object_store::store::{S3Config, Store, StoreUrl};
 use rayon::prelude::*;
 use rechunk_contract::nwp::values::splitmix64;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
-use backend_object_store::store::{S3Config, Store, StoreUrl};
 use serde::{Deserialize, Serialize};
 
 /// Problems listed per kind at most; the counts are always complete.
@@ -277,7 +277,8 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
     let bytes = objects
         .get("zarr.json")
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());

@@ -1,0 +1,178 @@
+//! The object-store backend against a real S3 server whose process is killed in the
+//! middle of a run: the run must end with an error that names the store, promptly,
+//! not hang. Starts its own Garage (scripts/s3-server, another port and directory),
+//! so it needs the `garage` binary: without it the test says so and passes, unless
+//! HARNESS_REQUIRE_S3 is set (as in CI), when it fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::text;
+
+fn garage_installed() -> bool {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    Command::new("sh")
+        .args(["-c", "command -v garage"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || home.join(".cargo/bin/garage").exists()
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-server")
+}
+
+/// A Garage of this test's own; stopped (and its directory deleted) when dropped.
+struct Server {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Server {
+        let out = Command::new(script())
+            .arg("start")
+            .env("HARNESS_S3_DIR", dir)
+            .env("HARNESS_S3_PORT", port.to_string())
+            // Keep the loopback's delayed ACKs: a slow run is easier to cut short, and
+            // the routes are the shared server's business.
+            .env("HARNESS_S3_QUICKACK", "0")
+            .output()
+            .expect("scripts/s3-server runs");
+        assert!(out.status.success(), "s3-server start: {}", text(&out));
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Server {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
+    fn kill(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).expect("a pid file");
+        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .env("HARNESS_S3_DIR", &self.dir)
+            .output();
+    }
+}
+
+const SCENARIO: &str = r#"
+name = "s3-kill"
+[dataset]
+groups = 1
+variables = 40
+steps = 146
+ny = 32
+nx = 32
+[output]
+cy = 16
+cx = 16
+[run]
+repetitions = 1
+[[backend]]
+name = "object-store"
+input = "s3://harness/datasets/s3-kill"
+io_in_flight = 16
+bytes_in_flight = "64 MiB"
+"#;
+
+#[test]
+fn killing_the_s3_server_mid_run_ends_the_run_with_an_error() {
+    if !garage_installed() {
+        assert!(
+            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
+            "HARNESS_REQUIRE_S3 is set but garage is not installed (scripts/s3-server start installs it)"
+        );
+        eprintln!("SKIPPED: garage is not installed (scripts/s3-server start installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("s3"), 3950);
+    let scenario = dir.path().join("s3-kill.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let harness = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
+        c.args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--results-dir")
+            .arg(dir.path().join("results"))
+            .envs(server.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path());
+        c
+    };
+
+    // The dataset goes up first, so that the kill lands in the run itself.
+    let s = scenario.to_str().unwrap();
+    let up = harness(&["gen", s, "--store", "s3://harness/datasets/s3-kill"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+
+    // 5,840 GETs at 16 in flight: 1.5 s at ~3,800 requests/s, 15 s with delayed
+    // ACKs. The kill lands 300 ms after the repetition starts.
+    let mut run = harness(&["run", s])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = run.stderr.take().unwrap();
+    let (started, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("repetition 1") {
+                let _ = started.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the repetition starts");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run ended before the server was killed"
+    );
+    server.kill();
+    let killed = Instant::now();
+    let deadline = Duration::from_secs(90);
+    while run.try_wait().unwrap().is_none() {
+        if killed.elapsed() > deadline {
+            let _ = run.kill();
+            panic!("the run did not end within {deadline:?} of the server's death");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.wait_with_output().unwrap();
+    let shown = format!("{}{}", text(&out), reader.join().unwrap());
+    assert!(!out.status.success(), "the run succeeded: {shown}");
+    assert!(
+        shown.contains("s3://harness/datasets/s3-kill/"),
+        "the error does not name the store and key: {shown}"
+    );
+    eprintln!(
+        "the run ended {:.1} s after the kill: {}",
+        killed.elapsed().as_secs_f64(),
+        shown.lines().find(|l| l.contains("FAILED")).unwrap_or("")
+    );
+}
