@@ -105,6 +105,13 @@ pub struct Measurement {
     pub system_seconds: f64,
     /// Peak resident set of the child process (includes the job description).
     pub peak_rss_bytes: u64,
+    /// Context switches of the process during the run (getrusage): voluntary ones
+    /// are waits (a thread blocking on a hand-over, a lock, IO), so they count the
+    /// hops between threads that a design makes.
+    #[serde(default)]
+    pub voluntary_switches: u64,
+    #[serde(default)]
+    pub involuntary_switches: u64,
     /// Most OS threads the backend used at once, its calling thread included
     /// (the process's count sampled every 100 ms, less the harness's own threads).
     pub threads: u64,

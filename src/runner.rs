@@ -488,6 +488,8 @@ pub fn child(
                     user_seconds: usage_after.0 - usage_before.0,
                     system_seconds: usage_after.1 - usage_before.1,
                     peak_rss_bytes: usage_after.2,
+                    voluntary_switches: usage_after.3 - usage_before.3,
+                    involuntary_switches: usage_after.4 - usage_before.4,
                     threads,
                     fields_per_second: inputs / wall,
                     decoded_mb_per_second: inputs * params.field_bytes() as f64 / wall / 1e6,
@@ -511,8 +513,9 @@ pub fn child(
     Ok(ok)
 }
 
-/// (user seconds, system seconds, peak RSS bytes) of this process.
-fn rusage() -> (f64, f64, u64) {
+/// (user seconds, system seconds, peak RSS bytes, voluntary and involuntary context
+/// switches) of this process.
+fn rusage() -> (f64, f64, u64, u64, u64) {
     // SAFETY: getrusage fills the struct we pass.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
@@ -521,6 +524,8 @@ fn rusage() -> (f64, f64, u64) {
         secs(u.ru_utime),
         secs(u.ru_stime),
         u.ru_maxrss as u64 * 1024,
+        u.ru_nvcsw as u64,
+        u.ru_nivcsw as u64,
     )
 }
 

@@ -825,6 +825,56 @@ name = "sequential"
     }
 
     #[test]
+    fn object_store_urls_and_the_s3_table_are_checked_and_secrets_never_serialized() {
+        let os = GOOD.replace("\"sequential\"", "\"object-store\"");
+        let e = parse_err(&format!("{os}input = \"gs://bucket/x\"\n"));
+        assert!(e.starts_with("s.toml:11:9:"), "{e}");
+        assert!(
+            e.contains("object-store: input: `gs://bucket/x` is not a store URL"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{os}output = \"s3://\"\n"));
+        assert!(e.contains("names no bucket"), "{e}");
+        let e = parse_err(&format!("{os}input = 3\n"));
+        assert!(e.contains("input must be a store URL"), "{e}");
+
+        let e = parse_err(&format!("{GOOD}[s3]\nendpoint = \"127.0.0.1:3900\"\n"));
+        assert!(
+            e.starts_with("s.toml:12:12:") && e.contains("http://"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}[s3]\naccess_key_id = \"GK1\"\n"));
+        assert!(e.contains("go together"), "{e}");
+        let e = parse_err(&format!("{GOOD}[s3]\npassword = \"x\"\n"));
+        assert!(e.contains("unknown field `password`"), "{e}");
+
+        let s = parse(
+            &format!(
+                "{os}input = \"s3://b/datasets/x\"\noutput = \"memory://\"\n\
+                 [s3]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\n\
+                 access_key_id = \"GKkeyid\"\nsecret_access_key = \"topsecret\"\n"
+            ),
+            "s",
+            "s",
+            Path::new("s"),
+        )
+        .unwrap();
+        assert_eq!(s.s3.secret_access_key.as_deref(), Some("topsecret"));
+        let b = crate::backends::AnyBackend::build(&s.backends[0], &s.s3).unwrap();
+        assert_eq!(
+            b.s3_stores(),
+            (Some(StoreUrl::parse("s3://b/datasets/x").unwrap()), None)
+        );
+        let written = serde_json::to_string(&s).unwrap();
+        assert!(written.contains("http://127.0.0.1:3900"), "{written}");
+        assert!(
+            !written.contains("topsecret") && !written.contains("GKkeyid"),
+            "{written}"
+        );
+        assert!(!format!("{s:?}").contains("topsecret"));
+    }
+
+    #[test]
     fn defaults_fill_in() {
         let s = parse(GOOD, "s.toml", "quick", Path::new("s.toml")).unwrap();
         assert_eq!(s.name, "quick");
