@@ -112,7 +112,7 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
     let store = Store::open(url, local, None, s3).map_err(anyhow::Error::msg)?;
     let start = Instant::now();
     let r = store::block_on(async {
-        if let Ok(there) = store.get(MANIFEST).await {
+        if let Some(there) = store.get_if_exists(MANIFEST).await? {
             let same = serde_json::from_slice::<Manifest>(&there).ok()
                 == serde_json::from_slice::<Manifest>(&manifest).ok();
             if same {

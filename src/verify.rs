@@ -118,7 +118,8 @@ impl Objects for InStore {
         self.runtime.block_on(self.store.list())
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, String> {
-        self.runtime.block_on(self.store.get(key))
+        // The caller names the key.
+        self.runtime.block_on(self.store.fetch(key))
     }
 }
 

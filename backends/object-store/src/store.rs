@@ -188,6 +188,20 @@ impl Store {
                 })
             }
             StoreUrl::S3 { bucket, prefix } => {
+                // Without credentials object_store would ask a cloud's instance
+                // metadata service (169.254.169.254): never from this tool.
+                let has_key = |field: &Option<String>, var: &str| {
+                    field.is_some() || std::env::var_os(var).is_some_and(|v| !v.is_empty())
+                };
+                if !has_key(&s3.access_key_id, "AWS_ACCESS_KEY_ID")
+                    || !has_key(&s3.secret_access_key, "AWS_SECRET_ACCESS_KEY")
+                {
+                    return Err(format!(
+                        "{url}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                         (or [s3] access_key_id and secret_access_key); for the local server, \
+                         eval \"$(scripts/s3-server env)\""
+                    ));
+                }
                 let endpoint = s3.endpoint();
                 let http = s3.allow_http.unwrap_or(false)
                     || endpoint
@@ -279,11 +293,28 @@ impl Store {
         Ok(keys)
     }
 
+    /// The object at `key`; the error names the store and key.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, String> {
+        self.fetch(key)
+            .await
+            .map_err(|e| format!("{}: {e}", self.name(key).display()))
+    }
+
+    /// The object at `key`; the error is the store's words only (the caller names
+    /// the key).
+    pub async fn fetch(&self, key: &str) -> Result<Vec<u8>, String> {
         let r = async { self.inner.get(&self.path(key)).await?.bytes().await };
-        r.await
-            .map(Vec::from)
-            .map_err(|e| format!("{}: {}", self.name(key).display(), describe(&e)))
+        r.await.map(Vec::from).map_err(|e| describe(&e))
+    }
+
+    /// The object at `key`, or `None` if there is none (any other failure is an error).
+    pub async fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let r = async { self.inner.get(&self.path(key)).await?.bytes().await };
+        match r.await {
+            Ok(b) => Ok(Some(Vec::from(b))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(format!("{}: {}", self.name(key).display(), describe(&e))),
+        }
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
@@ -394,6 +425,22 @@ pub fn describe(e: &object_store::Error) -> String {
         }
         other => other.to_string(),
     };
+    // S3 servers answer a bad key or signature with a 403 that object_store reports
+    // as a generic error: say what to check.
+    let text = e.to_string();
+    let denied = [
+        "403 Forbidden",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    ];
+    let head = if !head.starts_with("access denied") && denied.iter().any(|d| text.contains(d)) {
+        format!(
+            "access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): {head}"
+        )
+    } else {
+        head
+    };
     let mut words = vec![head];
     let mut source = e.source();
     while let Some(s) = source {
@@ -448,6 +495,21 @@ mod tests {
     }
 
     #[test]
+    fn no_credentials_is_an_error_before_any_request() {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+            return; // configured for the S3 tests: nothing to check here
+        }
+        let e = Store::open(
+            &StoreUrl::parse("s3://b/p").unwrap(),
+            Path::new("/"),
+            None,
+            &S3Config::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("s3://b/p: no S3 credentials"), "{e}");
+    }
+
+    #[test]
     fn credentials_never_show() {
         let c = S3Config {
             access_key_id: Some("GKsecretid".into()),
@@ -470,6 +532,8 @@ mod tests {
             &S3Config {
                 endpoint: Some("http://127.0.0.1:9".into()),
                 region: Some("garage".into()),
+                access_key_id: Some("GKid".into()),
+                secret_access_key: Some("secret".into()),
                 ..Default::default()
             },
         )
