@@ -487,7 +487,7 @@ pub fn child(
                     wall_seconds: wall,
                     user_seconds: usage_after.0 - usage_before.0,
                     system_seconds: usage_after.1 - usage_before.1,
-                    peak_rss_bytes: usage_after.2,
+                    peak_rss_bytes: peak_rss().unwrap_or(usage_after.2),
                     voluntary_switches: usage_after.3 - usage_before.3,
                     involuntary_switches: usage_after.4 - usage_before.4,
                     threads,
@@ -529,13 +529,21 @@ fn rusage() -> (f64, f64, u64, u64, u64) {
     )
 }
 
+/// This process's peak resident set (`VmHWM`). Not getrusage's `ru_maxrss`: that
+/// survives fork and exec, so a child started by a parent that had just generated a
+/// dataset reported the parent's 708 MiB for every backend.
+fn peak_rss() -> Option<u64> {
+    status_field("VmHWM:").map(|kb| kb * 1024)
+}
+
+fn status_field(name: &str) -> Option<u64> {
+    fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    })
+}
+
 fn thread_count() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    status_field("Threads:").unwrap_or(0)
 }
