@@ -142,6 +142,24 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
     })
 }
 
+impl std::fmt::Display for StoreCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.uploaded {
+            write!(
+                f,
+                "uploaded to {}: {} files ({:.1} MB) in {:.1} s: {:.0} files/s",
+                self.url,
+                self.files,
+                self.bytes as f64 / 1e6,
+                self.seconds,
+                self.files as f64 / self.seconds.max(1e-9)
+            )
+        } else {
+            write!(f, "reused the copy at {} (same manifest)", self.url)
+        }
+    }
+}
+
 fn count_files(dir: &Path, n: &mut u64) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;

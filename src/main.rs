@@ -268,18 +268,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let root = dirs.data.join(&s.dataset.root);
             let info = dataset::ensure(&s.dataset.params, &root, force)?;
             if let Some(url) = &store {
-                let copy = dataset::ensure_in_store(&root, url, &s.s3)?;
-                if copy.uploaded {
-                    eprintln!(
-                        "uploaded {} files ({:.1} MB) to {url} in {:.1} s: {:.0} files/s",
-                        copy.files,
-                        copy.bytes as f64 / 1e6,
-                        copy.seconds,
-                        copy.files as f64 / copy.seconds.max(1e-9)
-                    );
-                } else {
-                    eprintln!("{url} already holds this dataset (same manifest)");
-                }
+                eprintln!("{}", dataset::ensure_in_store(&root, url, &s.s3)?);
             }
             if print_root {
                 println!("{}", root.display());

@@ -130,17 +130,7 @@ pub fn run(
             continue;
         }
         let copy = dataset::ensure_in_store(&input_root, &url, &scenario.s3)?;
-        if copy.uploaded {
-            eprintln!(
-                "  uploaded to {url}: {} files ({:.1} MB) in {:.1} s: {:.0} files/s",
-                copy.files,
-                copy.bytes as f64 / 1e6,
-                copy.seconds,
-                copy.files as f64 / copy.seconds.max(1e-9)
-            );
-        } else {
-            eprintln!("  reused the copy at {url} (same manifest)");
-        }
+        eprintln!("  {copy}");
         results.store_copies.push(copy);
         copied.push(url);
     }

@@ -57,6 +57,14 @@ fn batched_suite(backend: &impl Backend, what: &str) {
     assert!(skipped.is_empty(), "{what}: skipped {skipped:?}");
 }
 
+/// Runs `b` on the fixture and returns the error it must end with.
+fn fails(b: &ObjectStoreBackend, fx: &Fixture) -> RunError {
+    let job = Arc::new(fx.job(Fixture::roomy_limits()));
+    let recorder: Arc<dyn Recorder> = Arc::new(rechunk_contract::NullRecorder);
+    b.run(&job, &Arc::new(fx.workload()), &recorder, &Cancel::new())
+        .expect_err("the run must fail")
+}
+
 fn backend(input: StoreUrl, output: StoreUrl) -> ObjectStoreBackend {
     ObjectStoreBackend::new(input, output)
 }
@@ -98,15 +106,7 @@ fn mixed_local_and_memory_stores_give_identical_outputs() {
 #[test]
 fn a_missing_memory_store_is_an_error_not_a_panic() {
     let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
-    let job = Arc::new(fx.job(Fixture::roomy_limits()));
-    let err = backend(StoreUrl::Memory, StoreUrl::File)
-        .run(
-            &job,
-            &Arc::new(fx.workload()),
-            &(Arc::new(rechunk_contract::NullRecorder) as Arc<dyn Recorder>),
-            &Cancel::new(),
-        )
-        .unwrap_err();
+    let err = fails(&backend(StoreUrl::Memory, StoreUrl::File), &fx);
     assert!(err.to_string().contains("memory://"), "{err}");
 }
 
@@ -115,7 +115,6 @@ fn a_missing_memory_store_is_an_error_not_a_panic() {
 #[test]
 fn an_unreachable_s3_server_fails_fast_naming_the_store() {
     let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
-    let job = Arc::new(fx.job(Fixture::roomy_limits()));
     let mut b = backend(StoreUrl::parse("s3://nowhere/in").unwrap(), StoreUrl::File);
     // Port 9 (discard) on loopback: nothing listens there.
     b.s3 = S3Config {
@@ -126,14 +125,7 @@ fn an_unreachable_s3_server_fails_fast_naming_the_store() {
         allow_http: Some(true),
     };
     let started = Instant::now();
-    let err = b
-        .run(
-            &job,
-            &Arc::new(fx.workload()),
-            &(Arc::new(rechunk_contract::NullRecorder) as Arc<dyn Recorder>),
-            &Cancel::new(),
-        )
-        .unwrap_err();
+    let err = fails(&b, &fx);
     let shown = err.to_string();
     assert!(
         matches!(err, RunError::Input { .. }) && shown.contains("s3://nowhere/in/"),
@@ -219,19 +211,11 @@ fn s3_input_to_local_and_memory_outputs_and_back() {
 fn wrong_s3_credentials_are_named_and_not_shown() {
     let Some(bucket) = s3_bucket() else { return };
     let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
-    let job = Arc::new(fx.job(Fixture::roomy_limits()));
     let mut b = backend(fresh_prefix(&bucket, "creds"), StoreUrl::File);
     b.s3.access_key_id = Some("GK0123456789abcdef01234567".into());
     b.s3.secret_access_key = Some("wrong-secret-0123456789".into());
     let started = Instant::now();
-    let err = b
-        .run(
-            &job,
-            &Arc::new(fx.workload()),
-            &(Arc::new(rechunk_contract::NullRecorder) as Arc<dyn Recorder>),
-            &Cancel::new(),
-        )
-        .unwrap_err();
+    let err = fails(&b, &fx);
     let shown = err.to_string();
     assert!(
         shown.contains("s3://") && shown.contains("/tests/"),
