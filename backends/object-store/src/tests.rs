@@ -228,3 +228,19 @@ fn wrong_s3_credentials_are_named_and_not_shown() {
     assert!(!shown.contains("wrong-secret"), "{shown}");
     assert!(started.elapsed() < S3_GIVE_UP);
 }
+
+#[test]
+fn a_missing_s3_object_is_named_with_its_store_and_key() {
+    let Some(bucket) = s3_bucket() else { return };
+    let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+    std::fs::remove_file(fx.input_file(1, 1, 2)).unwrap();
+    let mut b = backend(fresh_prefix(&bucket, "missing"), StoreUrl::File);
+    b.stage = true;
+    b.prepare(&fx.job(Fixture::roomy_limits())).unwrap();
+    let shown = fails(&b, &fx).to_string();
+    let key = rechunk_contract::nwp::DatasetParams::message_path(1, 1, 2);
+    assert!(
+        shown.contains(&format!("input {}/{key}: no such object", b.input)),
+        "{shown}"
+    );
+}
