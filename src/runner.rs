@@ -462,10 +462,12 @@ pub fn child(
     };
     let usage_after = rusage();
 
-    // Untimed: copying a memory output to where it is verified.
+    // Untimed, whether the run succeeded or not (the contract): copying a memory
+    // output to where it is verified. The run's own error comes first.
+    let finished = backend_impl.finish(&job);
     let result = result.and_then(|mut outcome| {
         outcome.details.extend(prepared);
-        outcome.details.extend(backend_impl.finish(&job)?);
+        outcome.details.extend(finished?);
         Ok(outcome)
     });
     let report = match result {

@@ -140,4 +140,18 @@ pub trait Backend: Send + Sync {
         recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError>;
+
+    /// Untimed setup before [`Backend::run`]: loading an in-memory store, emptying an
+    /// output prefix on an object store. Returns what it did, for the results. The
+    /// harness and the conformance suite call it before every run; default: nothing.
+    fn prepare(&self, _job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+        Ok(Default::default())
+    }
+
+    /// Untimed work after [`Backend::run`], called whether the run succeeded or not:
+    /// copying an output from where it was written (an in-memory store) to
+    /// `job.output_root`, where it is verified. Default: nothing.
+    fn finish(&self, _job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+        Ok(Default::default())
+    }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::{Backend, Cancel, RunError};
+use crate::backend::{Backend, Cancel, RunError, RunOutcome};
 use crate::job::{Job, Limits};
 use crate::nwp::generate::generate;
 use crate::nwp::workload::NwpWorkload;
@@ -157,6 +157,25 @@ fn supports(backend: &impl Backend, layout: Layout) -> CheckResult {
     Ok(())
 }
 
+/// What the harness does around a repetition: the backend's untimed
+/// [`Backend::prepare`], the run, and its untimed [`Backend::finish`] (called whether
+/// the run succeeded or not, so that what a failed run left is where the checks look).
+/// The run's error comes first.
+pub fn run_staged<B: Backend, W: crate::Workload>(
+    backend: &B,
+    job: &Arc<Job>,
+    workload: &Arc<W>,
+    recorder: &Arc<dyn Recorder>,
+    cancel: &Cancel,
+) -> Result<RunOutcome, RunError> {
+    backend.prepare(job)?;
+    let r = backend.run(job, workload, recorder, cancel);
+    let f = backend.finish(job);
+    let outcome = r?;
+    f?;
+    Ok(outcome)
+}
+
 /// The exact bytes a correct run writes: zarr.json and every chunk.
 pub fn reference_output(fx: &Fixture) -> BTreeMap<String, Vec<u8>> {
     let layout = ArrayLayout::new(fx.params.clone(), fx.output);
@@ -183,14 +202,14 @@ pub fn reference_output(fx: &Fixture) -> BTreeMap<String, Vec<u8>> {
 pub fn check_output_identical(backend: &impl Backend, layout: Layout, codec: Codec) -> CheckResult {
     supports(backend, layout)?;
     let fx = Fixture::tiny(layout, codec);
-    let outcome = backend
-        .run(
-            &Arc::new(fx.job(Fixture::roomy_limits())),
-            &Arc::new(fx.workload()),
-            &counters(),
-            &Cancel::new(),
-        )
-        .unwrap_or_else(|e| panic!("{} on {layout:?}/{codec:?} failed: {e}", backend.name()));
+    let outcome = run_staged(
+        backend,
+        &Arc::new(fx.job(Fixture::roomy_limits())),
+        &Arc::new(fx.workload()),
+        &counters(),
+        &Cancel::new(),
+    )
+    .unwrap_or_else(|e| panic!("{} on {layout:?}/{codec:?} failed: {e}", backend.name()));
     let expected = reference_output(&fx);
     let actual = fx.output_files();
     let missing: Vec<_> = expected
@@ -271,8 +290,7 @@ pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
             },
         });
         let job = Arc::new(fx.job(limits));
-        backend
-            .run(&job, &workload, &recorder, &Cancel::new())
+        run_staged(backend, &job, &workload, &recorder, &Cancel::new())
             .unwrap_or_else(|e| panic!("{} with {limits:?} failed: {e}", backend.name()));
         let c = counters.snapshot();
         let name = backend.name();
@@ -386,10 +404,15 @@ pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -
             f.set_len(max + 2 * 4096 + 123).unwrap();
         }
     }
-    let err = backend
-        .run(&job, &Arc::new(fx.workload()), &counters(), &Cancel::new())
-        .err()
-        .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
+    let err = run_staged(
+        backend,
+        &job,
+        &Arc::new(fx.workload()),
+        &counters(),
+        &Cancel::new(),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
     let shown = err.to_string();
     let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
@@ -475,7 +498,7 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
 
     let cancel = Cancel::new();
     cancel.cancel();
-    let r = backend.run(&job, &workload, &counters(), &cancel);
+    let r = run_staged(backend, &job, &workload, &counters(), &cancel);
     assert!(
         matches!(r, Err(RunError::Cancelled)),
         "{}: a pre-cancelled run returned {r:?}",
@@ -504,7 +527,7 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
             }
         },
     });
-    let r = backend.run(&job, &workload, &recorder, &cancel);
+    let r = run_staged(backend, &job, &workload, &recorder, &cancel);
     assert!(
         matches!(r, Err(RunError::Cancelled)),
         "{}: a run cancelled midway returned {r:?}",
@@ -549,14 +572,14 @@ pub fn check_overlap_groups(backend: &impl Backend, layout: Layout) -> CheckResu
         let mut job = fx.job(limits);
         job.overlap_groups = true;
         let counters = Arc::new(Counters::new());
-        backend
-            .run(
-                &Arc::new(job),
-                &workload,
-                &(counters.clone() as _),
-                &Cancel::new(),
-            )
-            .unwrap_or_else(|e| panic!("{} with overlapping groups failed: {e}", backend.name()));
+        run_staged(
+            backend,
+            &Arc::new(job),
+            &workload,
+            &(counters.clone() as _),
+            &Cancel::new(),
+        )
+        .unwrap_or_else(|e| panic!("{} with overlapping groups failed: {e}", backend.name()));
         assert!(
             fx.output_files() == reference_output(&fx),
             "{}: output with overlapping groups differs from the reference",

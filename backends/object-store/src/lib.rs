@@ -7,9 +7,9 @@
 //!
 //! Input and output stores are chosen separately by URL ([`store::StoreUrl`]):
 //! `file://` (the job's local directories through `LocalFileSystem`), `memory://`
-//! (`InMemory`: the input is loaded from the job's local input by [`ObjectStoreBackend::prepare`],
+//! (`InMemory`: the input is loaded from the job's local input by the backend's untimed `prepare`,
 //! before the timed region, and a memory output is copied to the job's local output
-//! directory by [`ObjectStoreBackend::finish`], after it, so it can be verified), or
+//! directory by its untimed `finish`, after it, so it can be verified), or
 //! `s3://bucket/prefix`.
 //!
 //! `LocalFileSystem` does each call as blocking work on Tokio's blocking pool; the
@@ -106,7 +106,7 @@ impl ObjectStoreBackend {
     /// Untimed setup before a run: loads a memory input from the job's local input,
     /// empties the output store (an S3 prefix) and, with `stage`, uploads the job's
     /// local input to an S3 input store. Returns what it did, for the results.
-    pub fn prepare(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+    fn prepare_stores(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
         let mut details = Map::new();
         let started = Instant::now();
         {
@@ -158,7 +158,7 @@ impl ObjectStoreBackend {
 
     /// Untimed work after a run: copies a memory output (or, with `stage`, an S3
     /// output) into the job's local output directory, where it is verified.
-    pub fn finish(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+    fn finish_stores(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
         let mut details = Map::new();
         if self.output == StoreUrl::Memory || (self.stage && self.output.is_s3()) {
             let started = Instant::now();
@@ -192,6 +192,14 @@ impl Backend for ObjectStoreBackend {
 
     fn capabilities(&self) -> Capabilities {
         CAPABILITIES
+    }
+
+    fn prepare(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+        self.prepare_stores(job)
+    }
+
+    fn finish(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+        self.finish_stores(job)
     }
 
     fn availability(&self) -> Availability {

@@ -13,34 +13,6 @@ use rechunk_contract::nwp::{Codec, Layout};
 
 use super::*;
 
-/// Prepare, run, finish: what the harness does around the timed region, in one call
-/// so that the conformance suite can drive it like any backend.
-struct Staged(ObjectStoreBackend);
-
-impl Backend for Staged {
-    fn name(&self) -> &'static str {
-        "object-store"
-    }
-    fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
-    }
-    fn run<W: Workload>(
-        &self,
-        job: &Arc<Job>,
-        workload: &Arc<W>,
-        recorder: &Arc<dyn Recorder>,
-        cancel: &Cancel,
-    ) -> Result<RunOutcome, RunError> {
-        self.0.prepare(job)?;
-        let r = self.0.run(job, workload, recorder, cancel);
-        // What a failed run left in the store is copied too: the suite checks it.
-        let f = self.0.finish(job);
-        let outcome = r?;
-        f?;
-        Ok(outcome)
-    }
-}
-
 fn suite(backend: &impl Backend, what: &str) {
     let skipped = conformance::check_all(backend);
     assert!(skipped.is_empty(), "{what}: skipped {skipped:?}");
@@ -87,7 +59,7 @@ fn local_files_with_get_ranges_pass_conformance() {
 #[test]
 fn memory_passes_conformance() {
     suite(
-        &Staged(backend(StoreUrl::Memory, StoreUrl::Memory)),
+        &backend(StoreUrl::Memory, StoreUrl::Memory),
         "memory:// → memory://",
     );
 }
@@ -98,7 +70,7 @@ fn mixed_local_and_memory_stores_give_identical_outputs() {
         (StoreUrl::File, StoreUrl::Memory),
         (StoreUrl::Memory, StoreUrl::File),
     ] {
-        let b = Staged(backend(i, o));
+        let b = backend(i, o);
         assert!(conformance::check_all_layouts_and_codecs(&b).is_empty());
     }
 }
@@ -171,10 +143,10 @@ fn fresh_prefix(bucket: &str, what: &str) -> StoreUrl {
     .unwrap()
 }
 
-fn staged_s3(input: StoreUrl, output: StoreUrl) -> Staged {
+fn staged_s3(input: StoreUrl, output: StoreUrl) -> ObjectStoreBackend {
     let mut b = backend(input, output);
     b.stage = true;
-    Staged(b)
+    b
 }
 
 #[test]
@@ -199,7 +171,7 @@ fn s3_input_to_local_and_memory_outputs_and_back() {
     ] {
         let what = format!("{i} → {o}");
         let mut b = staged_s3(i, o);
-        b.0.ranges_per_request = 3;
+        b.ranges_per_request = 3;
         assert!(
             conformance::check_all_layouts_and_codecs(&b).is_empty(),
             "{what}"
@@ -234,8 +206,7 @@ fn a_missing_s3_object_is_named_with_its_store_and_key() {
     let Some(bucket) = s3_bucket() else { return };
     let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
     std::fs::remove_file(fx.input_file(1, 1, 2)).unwrap();
-    let mut b = backend(fresh_prefix(&bucket, "missing"), StoreUrl::File);
-    b.stage = true;
+    let b = staged_s3(fresh_prefix(&bucket, "missing"), StoreUrl::File);
     b.prepare(&fx.job(Fixture::roomy_limits())).unwrap();
     let shown = fails(&b, &fx).to_string();
     let key = rechunk_contract::nwp::DatasetParams::message_path(1, 1, 2);
