@@ -98,10 +98,11 @@ pub fn run(
     // and in the results, never replaced by another; where it must work
     // (HARNESS_REQUIRE_IO_URING, as in CI), the run fails instead.
     let mut runnable = Vec::new();
+    let mut s3_inputs = vec![None; scenario.backends.len()];
     let mut s3_outputs = vec![None; scenario.backends.len()];
     for (b, spec) in scenario.backends.iter().enumerate() {
         let backend = AnyBackend::build(spec, &scenario.s3)?;
-        s3_outputs[b] = backend.s3_stores().1;
+        (s3_inputs[b], s3_outputs[b]) = backend.s3_stores();
         match backend.availability() {
             Availability::Available => runnable.push(b),
             Availability::Unavailable(why) => {
@@ -120,19 +121,16 @@ pub fn run(
     // the store's manifest matches.
     let mut copied: Vec<StoreUrl> = Vec::new();
     for &b in &runnable {
-        let Some(url) = AnyBackend::build(&scenario.backends[b], &scenario.s3)?
-            .s3_stores()
-            .0
-        else {
+        let Some(url) = &s3_inputs[b] else {
             continue;
         };
-        if copied.contains(&url) {
+        if copied.contains(url) {
             continue;
         }
-        let copy = dataset::ensure_in_store(&input_root, &url, &scenario.s3)?;
+        let copy = dataset::ensure_in_store(&input_root, url, &scenario.s3)?;
         eprintln!("  {copy}");
         results.store_copies.push(copy);
-        copied.push(url);
+        copied.push(url.clone());
     }
     let results_path = run_dir.join("results.json");
     let save = |r: &Results| -> anyhow::Result<()> {

@@ -228,8 +228,8 @@ impl Backend for ObjectStoreBackend {
         let io = Arc::new(StoreIo {
             local_input: self.input == StoreUrl::File,
             local_output: self.output == StoreUrl::File,
-            input,
-            output,
+            input: Arc::new(input),
+            output: Arc::new(output),
             ranges_per_request: self.ranges_per_request.max(1),
             counts: Default::default(),
         });
@@ -270,8 +270,8 @@ struct Counts {
 /// The pipeline's IO through two object stores.
 #[derive(Debug)]
 struct StoreIo {
-    input: Store,
-    output: Store,
+    input: Arc<Store>,
+    output: Arc<Store>,
     local_input: bool,
     local_output: bool,
     ranges_per_request: usize,
@@ -279,10 +279,14 @@ struct StoreIo {
 }
 
 /// Checks that a range came back whole: a short answer is a truncated object.
-fn whole_range(bytes: bytes::Bytes, r: ByteRange, name: &PathBuf) -> Result<Vec<u8>, RunError> {
+fn whole_range(
+    bytes: bytes::Bytes,
+    r: ByteRange,
+    name: impl FnOnce() -> PathBuf,
+) -> Result<Vec<u8>, RunError> {
     if bytes.len() as u64 != r.len {
         return Err(RunError::input(
-            name,
+            name(),
             format!(
                 "truncated: the object ends before byte {} ({} of {} bytes of the range came back)",
                 r.offset + r.len,
@@ -308,28 +312,28 @@ impl ObjectIo for StoreIo {
     }
 
     fn read(&self, input: &InputRef) -> BoxFuture<'static, Result<Vec<u8>, RunError>> {
-        let store = self.input.inner.clone();
-        let path = self.input.path(&input.path);
-        let name = self.input.name(&input.path);
+        let store = self.input.clone();
+        let path = store.path(&input.path);
         let counts = self.counts.clone();
         let hops = if self.local_input { 2 } else { 0 };
         let range = input.range;
         Box::pin(async move {
             counts.read_hops.fetch_add(hops, Relaxed);
-            let fail = |e: object_store::Error| RunError::input(&name, describe(&e));
+            let fail = |e: object_store::Error| RunError::input(store.named(&path), describe(&e));
             match range {
                 None => {
                     counts.get.fetch_add(1, Relaxed);
-                    let got = store.get(&path).await.map_err(fail)?;
+                    let got = store.inner.get(&path).await.map_err(fail)?;
                     Ok(Vec::from(got.bytes().await.map_err(fail)?))
                 }
                 Some(r) => {
                     counts.get_range.fetch_add(1, Relaxed);
                     let bytes = store
+                        .inner
                         .get_range(&path, r.offset..r.offset + r.len)
                         .await
                         .map_err(fail)?;
-                    whole_range(bytes, r, &name)
+                    whole_range(bytes, r, || store.named(&path))
                 }
             }
         })
@@ -340,9 +344,8 @@ impl ObjectIo for StoreIo {
         path: &str,
         ranges: Vec<ByteRange>,
     ) -> BoxFuture<'static, Result<Vec<Vec<u8>>, RunError>> {
-        let store = self.input.inner.clone();
-        let name = self.input.name(path);
-        let path = self.input.path(path);
+        let store = self.input.clone();
+        let path = store.path(path);
         let counts = self.counts.clone();
         let hops = if self.local_input { 1 } else { 0 };
         Box::pin(async move {
@@ -350,30 +353,31 @@ impl ObjectIo for StoreIo {
             counts.read_hops.fetch_add(hops, Relaxed);
             let wanted: Vec<_> = ranges.iter().map(|r| r.offset..r.offset + r.len).collect();
             let got = store
+                .inner
                 .get_ranges(&path, &wanted)
                 .await
-                .map_err(|e| RunError::input(&name, describe(&e)))?;
+                .map_err(|e| RunError::input(store.named(&path), describe(&e)))?;
             got.into_iter()
                 .zip(ranges)
-                .map(|(b, r)| whole_range(b, r, &name))
+                .map(|(b, r)| whole_range(b, r, || store.named(&path)))
                 .collect()
         })
     }
 
     fn write(&self, key: &str, bytes: Vec<u8>) -> BoxFuture<'static, Result<(), RunError>> {
-        let store = self.output.inner.clone();
-        let path = self.output.path(key);
-        let name = self.output.name(key);
+        let store = self.output.clone();
+        let path = store.path(key);
         let counts = self.counts.clone();
         let hops = if self.local_output { 1 } else { 0 };
         Box::pin(async move {
             counts.put.fetch_add(1, Relaxed);
             counts.write_hops.fetch_add(hops, Relaxed);
             store
+                .inner
                 .put(&path, PutPayload::from(bytes))
                 .await
                 .map(|_| ())
-                .map_err(|e| RunError::output(&name, describe(&e)))
+                .map_err(|e| RunError::output(store.named(&path), describe(&e)))
         })
     }
 

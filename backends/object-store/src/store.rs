@@ -270,6 +270,12 @@ impl Store {
         PathBuf::from(format!("{}/{key}", self.url.trim_end_matches('/')))
     }
 
+    /// `store-url/key` of an object path under the root (built only when an error
+    /// needs it).
+    pub fn named(&self, path: &ObjectPath) -> PathBuf {
+        self.name(&self.key_of(path))
+    }
+
     /// The key of `path` relative to the root.
     pub fn key_of(&self, path: &ObjectPath) -> String {
         path.parts()

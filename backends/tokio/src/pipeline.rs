@@ -404,15 +404,21 @@ async fn write<W: Workload>(ctx: &Arc<Ctx<W>>, object: OutputObject) -> Result<(
     ctx.stop.check()?;
     let guard = ctx.io.begin(Io::Write, &ctx.stop).await?;
     let started = Instant::now();
-    let path = ctx.job.output_path(&object.key);
     let len = object.bytes.len() as u64;
-    let dir = path.parent().map(|d| d.to_path_buf());
-    let new_dir = dir.filter(|d| {
-        !ctx.dirs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(d)
-    });
+    // Object IO needs no local path and no directory bookkeeping (no lock per write).
+    let path = match ctx.cfg.io {
+        IoMode::Object(_) => PathBuf::new(),
+        _ => ctx.job.output_path(&object.key),
+    };
+    let new_dir = path
+        .parent()
+        .filter(|d| {
+            !ctx.dirs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(*d)
+        })
+        .map(|d| d.to_path_buf());
     let result = match &ctx.cfg.io {
         IoMode::Object(o) => o.write(&object.key, object.bytes).await,
         IoMode::TokioFs => {

@@ -321,11 +321,12 @@ fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
                 {
                     count += 1;
                 }
-                reads.push(read_batch(shared.clone(), position, next, count));
+                reads.push(read_some(shared.clone(), position, next, count));
                 next += count;
             }
             match reads.next().await {
-                Some(Ok(batch)) => {
+                Some(Ok(Reads::One(input))) => yield Ok(input),
+                Some(Ok(Reads::Many(batch))) => {
                     for input in batch {
                         yield Ok(input);
                     }
@@ -350,15 +351,64 @@ fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
     }
 }
 
-/// Reads inputs `start..start + count` of a group in one request (one IO slot, the
-/// budget of all of them reserved first).
+/// What one request read: one input (every read but a batch of ranges), or several.
+enum Reads {
+    One(Input),
+    Many(Vec<Input>),
+}
+
+/// Reads inputs `start..start + count` of a group in one request.
+async fn read_some(
+    shared: Arc<Shared>,
+    position: usize,
+    start: usize,
+    count: usize,
+) -> Result<Reads, RunError> {
+    if count == 1 {
+        read_one(shared, position, start).await.map(Reads::One)
+    } else {
+        read_batch(shared, position, start, count)
+            .await
+            .map(Reads::Many)
+    }
+}
+
+async fn read_one(shared: Arc<Shared>, position: usize, index: usize) -> Result<Input, RunError> {
+    let group = &shared.job.groups[position];
+    let reservation = match &shared.budget {
+        Some((budget, cost)) => Some(budget.reserve(cost(group, index), &shared.stop).await?),
+        None => None,
+    };
+    let guard = shared.io.begin(Io::Read, &shared.stop).await?;
+    let submitted = Instant::now();
+    let bytes = read_input(&shared, &group.inputs[index]).await;
+    drop(guard);
+    let bytes = bytes?;
+    shared
+        .recorder
+        .stage_done(Stage::Read, submitted, bytes.len() as u64);
+    Ok(Input {
+        position,
+        index,
+        bytes,
+        reservation,
+        submitted,
+    })
+}
+
+/// Consecutive ranges of one container in one object-store request (one IO slot,
+/// the budget of all of them reserved first).
 async fn read_batch(
     shared: Arc<Shared>,
     position: usize,
     start: usize,
     count: usize,
 ) -> Result<Vec<Input>, RunError> {
+    let IoMode::Object(o) = &shared.mode else {
+        unreachable!("only object IO batches ranges");
+    };
     let group = &shared.job.groups[position];
+    let inputs = &group.inputs[start..start + count];
     let mut reservations = Vec::with_capacity(count);
     if let Some((budget, cost)) = &shared.budget {
         let costs: Vec<u64> = (start..start + count).map(|i| cost(group, i)).collect();
@@ -371,26 +421,14 @@ async fn read_batch(
     }
     let guard = shared.io.begin(Io::Read, &shared.stop).await?;
     let submitted = Instant::now();
-    let read = if count == 1 {
-        read_input(&shared, &group.inputs[start])
-            .await
-            .map(|b| vec![b])
-    } else {
-        let inputs = &group.inputs[start..start + count];
-        match &shared.mode {
-            IoMode::Object(o) => {
-                o.read_ranges(
-                    &inputs[0].path,
-                    inputs.iter().filter_map(|i| i.range).collect(),
-                )
-                .await
-            }
-            _ => unreachable!("only object IO batches ranges"),
-        }
-    };
+    let read = o
+        .read_ranges(
+            &inputs[0].path,
+            inputs.iter().filter_map(|i| i.range).collect(),
+        )
+        .await;
     drop(guard);
-    let read = read?;
-    Ok(read
+    Ok(read?
         .into_iter()
         .zip(reservations)
         .enumerate()
