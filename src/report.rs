@@ -513,6 +513,24 @@ pub fn markdown(results: &Results, figs: &[BackendFigures]) -> String {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// The legend every plot draws: framed, on a translucent white box, at `position`,
+/// with labels of `font_size` (plotters' default when `None`).
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: Option<u32>,
+) -> anyhow::Result<()> {
+    let mut style = chart.configure_series_labels();
+    style
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position);
+    if let Some(size) = font_size {
+        style.label_font(("sans-serif", size));
+    }
+    style.draw().map_err(draw_err)
+}
+
 fn draw_err(e: impl std::fmt::Debug) -> anyhow::Error {
     anyhow::anyhow!("drawing a plot: {e:?}")
 }
@@ -585,13 +603,7 @@ fn throughput_svg(results: &Results, figs: &[BackendFigures]) -> anyhow::Result<
                 )))
                 .map_err(draw_err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)?;
         Ok(())
     })
 }
@@ -655,14 +667,7 @@ fn latency_svg(figs: &[BackendFigures]) -> anyhow::Result<String> {
             }
             if k == 0 {
                 // One legend for all panels (the same backends, the same colours).
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 11))
-                    .position(SeriesLabelPosition::LowerRight)
-                    .draw()
-                    .map_err(draw_err)?;
+                draw_legend(&mut chart, SeriesLabelPosition::LowerRight, Some(11))?;
             }
         }
         Ok(())
@@ -777,13 +782,7 @@ fn timeline_svg(results: &Results, figs: &[BackendFigures]) -> anyhow::Result<St
                     PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)?;
         let io_max = io
             .iter()
             .flat_map(|(_, p)| p.iter().map(|x| x.1))
@@ -906,13 +905,7 @@ fn stacked_bars(
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(draw_err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)?;
     Ok(())
 }
 
@@ -1004,13 +997,7 @@ fn scaling_svg(results: &Results, figs: &[BackendFigures]) -> anyhow::Result<Str
                 )
                 .map_err(draw_err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, None)?;
         Ok(())
     })
 }
