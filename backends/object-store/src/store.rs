@@ -133,6 +133,20 @@ impl S3Config {
         })
     }
 
+    /// Whether both keys are given (here or in the environment).
+    pub fn has_credentials(&self) -> bool {
+        self.has_credentials_in(|var| std::env::var(var).ok())
+    }
+
+    /// [`S3Config::has_credentials`] with `env` standing for the environment.
+    fn has_credentials_in(&self, env: impl Fn(&str) -> Option<String>) -> bool {
+        let has = |field: &Option<String>, var: &str| {
+            field.is_some() || env(var).is_some_and(|v| !v.is_empty())
+        };
+        has(&self.access_key_id, "AWS_ACCESS_KEY_ID")
+            && has(&self.secret_access_key, "AWS_SECRET_ACCESS_KEY")
+    }
+
     /// Whether an S3 endpoint is configured at all (scenario or environment).
     pub fn configured(&self) -> bool {
         self.endpoint().is_some()
@@ -190,12 +204,7 @@ impl Store {
             StoreUrl::S3 { bucket, prefix } => {
                 // Without credentials object_store would ask a cloud's instance
                 // metadata service (169.254.169.254): never from this tool.
-                let has_key = |field: &Option<String>, var: &str| {
-                    field.is_some() || std::env::var_os(var).is_some_and(|v| !v.is_empty())
-                };
-                if !has_key(&s3.access_key_id, "AWS_ACCESS_KEY_ID")
-                    || !has_key(&s3.secret_access_key, "AWS_SECRET_ACCESS_KEY")
-                {
+                if !s3.has_credentials() {
                     return Err(format!(
                         "{url}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
                          (or [s3] access_key_id and secret_access_key); for the local server, \
@@ -513,6 +522,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("s3://b/p: no S3 credentials"), "{e}");
+    }
+
+    #[test]
+    fn credentials_need_both_keys_from_the_table_or_the_environment() {
+        let none = |_: &str| None;
+        assert!(!S3Config::default().has_credentials_in(none));
+        let id_only = S3Config {
+            access_key_id: Some("GKid".into()),
+            ..Default::default()
+        };
+        assert!(!id_only.has_credentials_in(none));
+        assert!(id_only.has_credentials_in(|v| (v == "AWS_SECRET_ACCESS_KEY").then(|| "s".into())));
+        let both_env = |v: &str| Some(if v.is_empty() { "" } else { "x" }.to_string());
+        assert!(S3Config::default().has_credentials_in(both_env));
+        assert!(!S3Config::default().has_credentials_in(|_| Some(String::new())));
     }
 
     #[test]
