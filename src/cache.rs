@@ -6,12 +6,12 @@
 //! input files is checked with `mincore` and the resident fraction recorded, so the
 //! results say what the cache really held, not what was asked for.
 
-use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use rechunk_contract::input::open_input;
 use rechunk_contract::nwp::{DatasetParams, Layout};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,8 @@ pub fn evict(files: &[PathBuf], drop_all: bool) -> anyhow::Result<(u64, bool)> {
     let advised = files
         .par_iter()
         .map(|path| -> anyhow::Result<u64> {
-            let f = File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            crate::signals::check()?;
+            let f = open_input(path)?;
             // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
             let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
             if rc != 0 {
@@ -74,15 +75,17 @@ pub fn evict(files: &[PathBuf], drop_all: bool) -> anyhow::Result<(u64, bool)> {
     Ok((advised, dropped))
 }
 
-/// Reads every file once so its pages are cached.
+/// Reads every file once so its pages are cached. Inputs are opened as the
+/// backends open them: only regular files, never blocking on a FIFO; a signal
+/// stops it between files.
 pub fn warm(files: &[PathBuf]) -> anyhow::Result<u64> {
     files
         .par_iter()
         .map_init(
             || vec![0u8; 1 << 20],
             |buf, path| -> anyhow::Result<u64> {
-                let mut f =
-                    File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                crate::signals::check()?;
+                let mut f = open_input(path)?;
                 while f
                     .read(buf)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
@@ -117,7 +120,7 @@ pub fn resident_fraction(files: &[PathBuf], max: usize) -> (u64, f64) {
 
 /// (resident pages, pages) of one file, by mmap + mincore.
 fn residency(path: &Path) -> Option<(u64, u64)> {
-    let f = File::open(path).ok()?;
+    let f = open_input(path).ok()?;
     let len = f.metadata().ok()?.len() as usize;
     if len == 0 {
         return Some((0, 0));

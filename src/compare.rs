@@ -78,6 +78,10 @@ pub struct Comparison {
     /// Labels only in one of the two runs.
     pub only_base: Vec<String>,
     pub only_new: Vec<String>,
+    /// Why the comparison cannot pass whatever the figures say: a backend of the
+    /// baseline missing from the new run, a backend with no counted (finished and
+    /// verified) repetition in either run, an interrupted run.
+    pub broken: Vec<String>,
     pub threshold: f64,
 }
 
@@ -85,6 +89,46 @@ impl Comparison {
     pub fn regressed(&self) -> bool {
         self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
     }
+
+    /// Whether the gate fails: a regression, or a run that cannot be judged.
+    pub fn fails(&self) -> bool {
+        self.regressed() || !self.broken.is_empty()
+    }
+}
+
+/// What makes a comparison of `new` against `base` unjudgeable.
+fn broken(base: &Results, new: &Results) -> Vec<String> {
+    let mut out = Vec::new();
+    for (r, which) in [(base, "baseline"), (new, "new run")] {
+        if let Some(signal) = &r.interrupted {
+            out.push(format!("the {which} was interrupted by {signal}"));
+        }
+    }
+    for b in &base.scenario.backends {
+        let label = &b.label;
+        if !new.scenario.backends.iter().any(|n| &n.label == label) {
+            out.push(format!(
+                "`{label}` is in the baseline but not in the new run"
+            ));
+            continue;
+        }
+        if let Some(s) = new.skipped.iter().find(|s| &s.label == label) {
+            out.push(format!(
+                "`{label}` was skipped in the new run: {}",
+                s.reason
+            ));
+        } else if new.counted(label).is_empty() {
+            out.push(format!(
+                "`{label}` has no counted (finished and verified) repetition in the new run"
+            ));
+        }
+        if base.counted(label).is_empty() {
+            out.push(format!(
+                "`{label}` has no counted repetition in the baseline: refresh the baseline"
+            ));
+        }
+    }
+    out
 }
 
 fn counted<'a>(r: &'a Results, label: &str) -> Vec<&'a Measurement> {
@@ -244,6 +288,7 @@ pub fn compare(base: &Results, new: &Results, threshold: f64, absolute: bool) ->
         rows,
         only_base: bl.iter().filter(|l| !nl.contains(l)).cloned().collect(),
         only_new: nl.iter().filter(|l| !bl.contains(l)).cloned().collect(),
+        broken: broken(base, new),
         threshold,
     }
 }
@@ -287,8 +332,11 @@ pub fn markdown(c: &Comparison) -> String {
             r.new_rss as f64 / (1u64 << 20) as f64,
         );
     }
-    for l in &c.only_base {
-        let _ = writeln!(md, "\n`{l}` is only in the base run (not compared).");
+    if !c.broken.is_empty() {
+        let _ = writeln!(md, "\nFAILED: the runs cannot be compared:");
+        for b in &c.broken {
+            let _ = writeln!(md, "- {b}");
+        }
     }
     for l in &c.only_new {
         let _ = writeln!(md, "\n`{l}` is only in the new run (not compared).");
@@ -302,7 +350,9 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(
         md,
         "\n{}",
-        if regressed.is_empty() {
+        if !c.broken.is_empty() {
+            "The gate fails: a broken run never passes.".to_string()
+        } else if regressed.is_empty() {
             format!(
                 "No regression beyond {:.0} % with {:.0} % confidence.",
                 c.threshold * 100.0,

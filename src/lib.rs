@@ -29,7 +29,10 @@ pub mod record;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod safety;
 pub mod scenario;
+pub mod signals;
+pub mod sizes;
 pub mod stats;
 pub mod verify;
 

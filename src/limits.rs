@@ -29,14 +29,13 @@ use crate::stats;
 /// Inputs loaded into memory at once for the CPU ceiling.
 pub const BATCH: usize = 4096;
 
-fn read_input(job: &Job, input: &InputRef) -> anyhow::Result<Vec<u8>> {
+fn read_input(job: &Job, input: &InputRef, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let path = job.input_path(input);
     match input.range {
-        None => std::fs::read(&path).with_context(|| format!("reading {}", path.display())),
+        None => Ok(rechunk_contract::input::read_input(&path, max)?),
         Some(r) => {
-            let f = std::fs::File::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let f = rechunk_contract::input::open_input(&path)?;
             let mut buf = vec![0; r.len as usize];
             f.read_exact_at(&mut buf, r.offset)
                 .with_context(|| format!("reading {} at {}", path.display(), r.offset))?;
@@ -53,9 +52,13 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
         let reducer = Mutex::new(workload.reduce_group(group));
         let indices: Vec<usize> = (0..group.inputs.len()).collect();
         for batch in indices.chunks(BATCH) {
+            crate::signals::check()?;
             let loaded = batch
                 .iter()
-                .map(|&i| read_input(job, &group.inputs[i]).map(|b| (i, b)))
+                .map(|&i| {
+                    let max = workload.cost(group, i).read;
+                    read_input(job, &group.inputs[i], max).map(|b| (i, b))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let t = Instant::now();
             let chunks = loaded
@@ -96,14 +99,20 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
 /// The CPU ceiling: `repetitions` passes, fields/s of each.
 pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>, usize)> {
     let params = &scenario.dataset.params;
-    let input_root = dirs.data.join(&scenario.dataset.root);
-    crate::dataset::ensure(params, &input_root, false)?;
+    let input_root = dirs.dataset_root(scenario)?;
+    crate::dataset::ensure(
+        &dirs.data,
+        params,
+        &input_root,
+        false,
+        &format!("harness gen --force {}", scenario.source.display()),
+    )?;
     let job = Job {
         groups: params
             .groups_at(&input_root)
             .map_err(|e| anyhow::anyhow!(e))?,
         input_root,
-        output_root: dirs.data.join(&scenario.output.root),
+        output_root: dirs.output_root(scenario)?,
         limits: rechunk_contract::Limits {
             cpu_threads: rayon::current_num_threads(),
             io_in_flight: 1,
@@ -163,11 +172,7 @@ pub fn io_scenario(scenario: &Scenario) -> anyhow::Result<Scenario> {
 }
 
 /// Both ceilings for a scenario.
-pub fn measure(
-    scenario: &Scenario,
-    dirs: &Dirs,
-    interrupted: &std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> anyhow::Result<Ceilings> {
+pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
     let io = io_scenario(scenario)?;
     eprintln!(
         "IO ceiling: read-only, 256 in flight, {}",
@@ -177,7 +182,11 @@ pub fn measure(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let (results, run_dir) = runner::run(&io, dirs, interrupted)?;
+    let fix = format!("harness gen --force {}", scenario.source.display());
+    let (results, run_dir) = runner::run(&io, dirs, &fix)?;
+    if let Some(signal) = crate::signals::received() {
+        return Err(signal.into());
+    }
     let best = results
         .summaries()
         .into_iter()

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context;
 use backend_object_store::store::StoreUrl;
@@ -11,6 +9,7 @@ use clap::{Parser, Subcommand};
 use harness::backends::{AnyBackend, ALL};
 use harness::runner::{self, Dirs};
 use harness::scenario::{CacheMode, WorkloadKind};
+use harness::signals::{self, Interrupted};
 use harness::{dataset, scenario, verify, DEFAULT_SCENARIO};
 use rechunk_contract::Availability;
 
@@ -95,7 +94,8 @@ enum Cmd {
     },
     /// Generate (or reuse) a scenario's dataset without running anything.
     Gen {
-        scenario: PathBuf,
+        /// The scenario file; without one, the embedded quick scenario.
+        scenario: Option<PathBuf>,
         /// Regenerate even if a dataset with the same parameters exists.
         #[arg(long)]
         force: bool,
@@ -157,17 +157,46 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(i) => {
+                eprintln!("{i}: stopped");
+                ExitCode::from(i.exit_code())
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The scenario file given, or the embedded quick scenario.
+fn load_scenario(path: Option<&Path>) -> anyhow::Result<scenario::Scenario> {
+    Ok(match path {
+        Some(p) => scenario::load(p)?,
+        None => scenario::parse(
+            DEFAULT_SCENARIO,
+            "<embedded quick.toml>",
+            "quick",
+            Path::new("<embedded>"),
+        )?,
+    })
+}
+
+/// What to run to make a scenario's dataset again.
+fn gen_force_command(path: Option<&Path>) -> String {
+    match path {
+        Some(p) => format!("harness gen --force {}", p.display()),
+        None => "harness gen --force".to_string(),
     }
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let dirs = Dirs {
-        data: cli.data_dir,
-        results: cli.results_dir,
+    // The commands that write under the data directory hold its lock and stop
+    // cleanly on SIGINT / SIGTERM; the repetition's child has its own handlers.
+    let lock = || -> anyhow::Result<Dirs> {
+        signals::install(None)?;
+        Dirs::lock(&cli.data_dir, &cli.results_dir)
     };
     match cli.command {
         Cmd::Compare {
@@ -179,7 +208,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let (b, n) = (load_results(&base)?, load_results(&new)?);
             let c = harness::compare::compare(&b, &n, threshold, absolute);
             print!("{}", harness::compare::markdown(&c));
-            Ok(if c.regressed() {
+            Ok(if c.fails() {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
@@ -202,14 +231,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Limits { scenario, cache } => {
             let mut s = scenario::load(&scenario)?;
+            let dirs = lock()?;
             if let Some(c) = cache {
                 s.run.cache = match c {
                     CacheArg::Warm => CacheMode::Warm,
                     CacheArg::Cold => CacheMode::Cold,
                 };
             }
-            let interrupted = Arc::new(AtomicBool::new(false));
-            let c = harness::limits::measure(&s, &dirs, &interrupted)?;
+            let c = harness::limits::measure(&s, &dirs)?;
             print!("{}", harness::results::ceilings_table(&c));
             Ok(ExitCode::SUCCESS)
         }
@@ -222,15 +251,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             threshold,
             limits,
         } => {
-            let mut s = match &scenario {
-                Some(p) => scenario::load(p)?,
-                None => scenario::parse(
-                    DEFAULT_SCENARIO,
-                    "<embedded quick.toml>",
-                    "quick",
-                    Path::new("<embedded>"),
-                )?,
-            };
+            let mut s = load_scenario(scenario.as_deref())?;
             if let Some(c) = cache {
                 s.run.cache = match c {
                     CacheArg::Warm => CacheMode::Warm,
@@ -250,7 +271,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 s.run.limits = true;
             }
             let gate = compare.map(|base| (base, threshold));
-            run(s, &dirs, gate)
+            let dirs = lock()?;
+            run(s, &dirs, gate, &gen_force_command(scenario.as_deref()))
         }
         Cmd::Gen {
             scenario,
@@ -258,15 +280,23 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             print_root,
             store,
         } => {
-            let s = scenario::load(&scenario)?;
+            let s = load_scenario(scenario.as_deref())?;
             let store = store
                 .map(|u| StoreUrl::parse(&u).map_err(anyhow::Error::msg))
                 .transpose()?;
             if store.as_ref().is_some_and(|u| !u.is_s3()) {
                 anyhow::bail!("--store takes an s3://bucket/prefix URL");
             }
-            let root = dirs.data.join(&s.dataset.root);
-            let info = dataset::ensure(&s.dataset.params, &root, force)?;
+            let dirs = lock()?;
+            harness::sizes::check_machine(&s)?;
+            let root = dirs.dataset_root(&s)?;
+            let info = dataset::ensure(
+                &dirs.data,
+                &s.dataset.params,
+                &root,
+                force,
+                &gen_force_command(scenario.as_deref()),
+            )?;
             if let Some(url) = &store {
                 eprintln!("{}", dataset::ensure_in_store(&root, url, &s.s3)?);
             }
@@ -295,7 +325,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let url = StoreUrl::parse(&output).map_err(anyhow::Error::msg)?;
                 Box::new(verify::InStore::open(&url, &Default::default())?)
             } else {
-                Box::new(verify::LocalDir(std::path::Path::new(&output)))
+                let dir = Path::new(&output);
+                match std::fs::metadata(dir) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => anyhow::bail!(
+                        "{output} is not a harness output: it is not a directory (give the \
+                         output directory that holds zarr.json)"
+                    ),
+                    Err(e) => anyhow::bail!("{output}: {e}"),
+                }
+                Box::new(verify::LocalDir(dir))
             };
             let layout = verify::layout_from_objects(objects.as_ref(), &output)?;
             let v = verify::verify_objects(&layout, objects.as_ref(), max_chunks, 0);
@@ -382,7 +421,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             progress_label,
         } => {
-            let ok = runner::child(&run_dir, backend, &dirs.data, &out, &progress_label)?;
+            let ok = runner::child(&run_dir, backend, &cli.data_dir, &out, &progress_label)?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -416,21 +455,29 @@ fn run(
     s: scenario::Scenario,
     dirs: &Dirs,
     gate: Option<(PathBuf, f64)>,
+    fix: &str,
 ) -> anyhow::Result<ExitCode> {
     // The baseline is read first: a missing or unreadable one fails before the run.
     let base = match &gate {
         Some((path, _)) => Some(load_results(path)?),
         None => None,
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
+    let (mut results, run_dir) = runner::run(&s, dirs, fix)?;
+    let interrupted = |results: &harness::results::Results| -> Option<ExitCode> {
+        results.interrupted.as_ref()?;
+        let signal = signals::received().unwrap_or(Interrupted(libc::SIGINT));
+        eprintln!(
+            "{signal}: stopped after {} repetitions; partial results in {}",
+            results.repetitions.len(),
+            run_dir.join("results.json").display()
+        );
+        Some(ExitCode::from(signal.exit_code()))
+    };
+    if let Some(code) = interrupted(&results) {
+        return Ok(code);
     }
-    let (mut results, run_dir) = runner::run(&s, dirs, &interrupted)?;
     if s.run.limits {
-        let c = harness::limits::measure(&s, dirs, &interrupted)?;
+        let c = harness::limits::measure(&s, dirs)?;
         results.limits = Some(c);
         results.save(&run_dir.join("results.json"))?;
     }
@@ -474,7 +521,7 @@ fn run(
         let c = harness::compare::compare(&base, &results, threshold, false);
         println!("\ncompared with {}:\n", path.display());
         print!("{}", harness::compare::markdown(&c));
-        if c.regressed() {
+        if c.fails() {
             return Ok(ExitCode::FAILURE);
         }
     }

@@ -40,6 +40,10 @@ pub struct Results {
     pub scenario: Scenario,
     pub machine: Machine,
     pub dataset: DatasetInfo,
+    /// Set when a signal stopped the run (`SIGINT`, `SIGTERM`): the repetitions
+    /// are those that ran before it. Absent in complete runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// Every repetition in the order run, warm-ups included (marked).
     pub repetitions: Vec<Repetition>,
     /// Backends not run because they cannot work on this machine, and why.

@@ -23,16 +23,62 @@ use crate::backends::AnyBackend;
 use crate::cache::{self, CacheState};
 use crate::record::{self, FullRecorder, Sample};
 use crate::results::{Measurement, Repetition, Results, Skipped, SCHEMA_VERSION};
+use crate::safety::{DataDir, Kind, Trash};
 use crate::scenario::{CacheMode, Recording, Scenario, WorkloadKind};
-use crate::{dataset, machine, progress, verify};
+use crate::{dataset, machine, progress, signals, verify};
 
-/// Where data and results live.
-#[derive(Clone, Debug)]
+/// Where data and results live, with the data directory locked for this process
+/// (see [`crate::safety`]).
+#[derive(Debug)]
 pub struct Dirs {
     /// Datasets and outputs; every scenario path is relative to it.
-    pub data: PathBuf,
+    pub data: DataDir,
     /// One folder per run of a scenario.
     pub results: PathBuf,
+}
+
+impl Dirs {
+    /// Takes the lock of the data directory `data` (created if missing); refuses if
+    /// another harness holds it.
+    pub fn lock(data: &Path, results: &Path) -> anyhow::Result<Dirs> {
+        Ok(Dirs {
+            data: DataDir::lock(data, Some(results))?,
+            results: results.to_path_buf(),
+        })
+    }
+
+    /// The checked absolute dataset root of a scenario.
+    pub fn dataset_root(&self, scenario: &Scenario) -> anyhow::Result<PathBuf> {
+        self.data
+            .checked(&scenario.dataset.root, Kind::Dataset)
+            .with_context(|| format!("[dataset] root of {}", scenario.source.display()))
+    }
+
+    /// The checked absolute output root of a scenario.
+    pub fn output_root(&self, scenario: &Scenario) -> anyhow::Result<PathBuf> {
+        self.data
+            .checked(&scenario.output.root, Kind::Output)
+            .with_context(|| format!("[output] root of {}", scenario.source.display()))
+    }
+}
+
+/// A new, empty folder for one run: `<time>-<name>`, or `<time>-<name>-2`, … when
+/// a run of the same scenario started in the same second.
+fn new_run_dir(results: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(results).with_context(|| format!("creating {}", results.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    for n in 1..10_000 {
+        let dir = match n {
+            1 => results.join(format!("{stamp}-{name}")),
+            n => results.join(format!("{stamp}-{name}-{n}")),
+        };
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+    bail!("no free run folder name in {}", results.display())
 }
 
 /// How many input files the residency check samples.
@@ -46,22 +92,30 @@ struct ChildReport {
 }
 
 /// Runs a scenario; returns the results and the folder they were written to.
-pub fn run(
-    scenario: &Scenario,
-    dirs: &Dirs,
-    interrupted: &Arc<AtomicBool>,
-) -> anyhow::Result<(Results, PathBuf)> {
-    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-    let run_dir = dirs.results.join(format!("{stamp}-{}", scenario.name));
+///
+/// A signal (see [`crate::signals`]) stops it between steps: the running child is
+/// stopped, the results are saved marked `interrupted`, the trash is emptied, and
+/// the results are returned all the same (the caller exits with the signal's code).
+/// A signal during generation returns [`crate::signals::Interrupted`] as the error.
+/// `fix` is the command that makes a damaged dataset again, for the error.
+pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Results, PathBuf)> {
+    let input_root = dirs.dataset_root(scenario)?;
+    let output_root = dirs.output_root(scenario)?;
+    crate::sizes::check_machine(scenario)?;
+    let run_dir = new_run_dir(&dirs.results, &scenario.name)?;
     fs::create_dir_all(run_dir.join("reps"))
         .with_context(|| format!("creating {}", run_dir.display()))?;
     let scenario_json = run_dir.join("scenario.json");
     fs::write(&scenario_json, serde_json::to_vec_pretty(scenario)?)?;
 
-    let input_root = dirs.data.join(&scenario.dataset.root);
-    let output_root = dirs.data.join(&scenario.output.root);
     eprintln!("dataset {}", input_root.display());
-    let dataset = dataset::ensure(&scenario.dataset.params, &input_root, false)?;
+    let dataset = dataset::ensure(
+        &dirs.data,
+        &scenario.dataset.params,
+        &input_root,
+        false,
+        fix,
+    )?;
     if dataset.generated {
         eprintln!(
             "  generated {} messages ({:.1} MB) in {:.1} s: {:.0} messages/s",
@@ -87,8 +141,9 @@ pub fn run(
         started_at: chrono::Utc::now().to_rfc3339(),
         finished_at: None,
         scenario: scenario.clone(),
-        machine: machine::probe(&dirs.data),
+        machine: machine::probe(dirs.data.path()),
         dataset,
+        interrupted: None,
         repetitions: Vec::new(),
         skipped: Vec::new(),
         limits: None,
@@ -146,6 +201,9 @@ pub fn run(
     if scenario.run.cache == CacheMode::Warm {
         warmed_files = cache::warm(&files)?;
     }
+    let trash = Trash::new(&dirs.data);
+    // Left by an earlier run that was stopped: no other run holds the lock now.
+    trash.empty(&dirs.data)?;
 
     // Warm-ups first, then the measured repetitions interleaved across backends.
     let mut schedule = Vec::new();
@@ -160,11 +218,10 @@ pub fn run(
         }
     }
     let layout = ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params);
-    let trash = dirs.data.join(".trash");
     for (step, &(b, index, warmup)) in schedule.iter().enumerate() {
-        if interrupted.load(Ordering::SeqCst) {
-            empty_trash(&trash);
-            bail!("interrupted; partial results in {}", results_path.display());
+        if let Some(signal) = signals::received() {
+            results.interrupted = Some(signals::signal_name(signal.0));
+            break;
         }
         let spec = &scenario.backends[b];
         eprintln!(
@@ -175,19 +232,14 @@ pub fn run(
             if warmup { " warm-up" } else { "" },
             index + 1
         );
-        if output_root.exists() {
-            // Moved aside, not deleted: on a filesystem like ext4 without a journal,
-            // creating files within minutes of deleting others makes the inode
-            // allocator skip every recently deleted inode, and that scan (measured:
-            // half the wall time of `sequential` on `quick`) would be charged to the
-            // next repetition. The trash goes when the run ends.
-            let aside = trash.join(format!("{}-{step}", std::process::id()));
-            fs::create_dir_all(&trash)?;
-            fs::rename(&output_root, &aside)
-                .with_context(|| format!("emptying the output store {}", output_root.display()))?;
-        }
-        fs::create_dir_all(&output_root)
-            .with_context(|| format!("creating {}", output_root.display()))?;
+        // Moved aside, not deleted: on a filesystem like ext4 without a journal,
+        // creating files within minutes of deleting others makes the inode
+        // allocator skip every recently deleted inode, and that scan (measured:
+        // half the wall time of `sequential` on `quick`) would be charged to the
+        // next repetition. The trash goes when the run ends.
+        dirs.data
+            .empty_output(&output_root, &trash)
+            .context("emptying the output directory before the repetition")?;
 
         let mut cache_state = CacheState {
             requested: scenario.run.cache,
@@ -213,6 +265,7 @@ pub fn run(
             index
         ));
         let mut child = Command::new(std::env::current_exe()?);
+        die_with_parent(&mut child);
         // Credentials from the scenario's [s3] table are not in scenario.json: the
         // child gets them in its environment, as if the user had exported them.
         if let (Some(id), Some(secret)) =
@@ -222,14 +275,14 @@ pub fn run(
                 .env("AWS_ACCESS_KEY_ID", id)
                 .env("AWS_SECRET_ACCESS_KEY", secret);
         }
-        let status = child
+        child
             .arg("__rep")
             .arg("--run-dir")
             .arg(&run_dir)
             .arg("--backend")
             .arg(b.to_string())
             .arg("--data-dir")
-            .arg(&dirs.data)
+            .arg(dirs.data.path())
             .arg("--out")
             .arg(&rep_file)
             .arg("--progress-label")
@@ -243,9 +296,8 @@ pub fn run(
                 } else {
                     scenario.run.repetitions
                 }
-            ))
-            .status()
-            .context("starting the repetition's child process")?;
+            ));
+        let status = supervise(child)?;
         let report: Option<ChildReport> = fs::read(&rep_file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
@@ -322,18 +374,64 @@ pub fn run(
         });
         save(&results)?;
     }
+    if let (None, Some(signal)) = (&results.interrupted, signals::received()) {
+        results.interrupted = Some(signals::signal_name(signal.0));
+    }
     results.finished_at = Some(chrono::Utc::now().to_rfc3339());
     save(&results)?;
-    empty_trash(&trash);
+    if let Err(e) = trash.empty(&dirs.data) {
+        eprintln!("warning: the earlier outputs moved aside were not deleted: {e:#}");
+    }
     Ok((results, run_dir))
 }
 
-/// Deletes the earlier repetitions' outputs that were moved aside.
-fn empty_trash(trash: &Path) {
-    if trash.exists() {
-        if let Err(e) = fs::remove_dir_all(trash) {
-            eprintln!("warning: could not delete {}: {e}", trash.display());
+/// Makes the child process die with this one, whatever ends it (SIGKILL included):
+/// `PR_SET_PDEATHSIG`, set after fork, checked against a parent that already died.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts the repetition's child and waits for it; on a signal, stops it with
+/// SIGTERM (it cancels its backend and reports) and kills it if it has not ended
+/// after [`signals::CHILD_GRACE`].
+fn supervise(mut cmd: Command) -> anyhow::Result<std::process::ExitStatus> {
+    let mut child = cmd
+        .spawn()
+        .context("starting the repetition's child process")?;
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the child process")? {
+            return Ok(status);
         }
+        if signals::received().is_some() {
+            match stopped_at {
+                None => {
+                    // SAFETY: kill on our own child's pid.
+                    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                    stopped_at = Some(Instant::now());
+                }
+                Some(t) if t.elapsed() > signals::CHILD_GRACE => {
+                    let _ = child.kill();
+                }
+                Some(_) => {}
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -383,11 +481,8 @@ pub fn child(
     };
 
     let cancel = Cancel::new();
-    {
-        let cancel = cancel.clone();
-        // A second Ctrl-C while cancelling falls through to the default (exit).
-        let _ = ctrlc::set_handler(move || cancel.cancel());
-    }
+    // SIGINT or SIGTERM cancels the run; a second one exits at once.
+    signals::install(Some(cancel.clone()))?;
     let counters = Arc::new(Counters::new());
     let full =
         (spec.recording == Recording::Full).then(|| Arc::new(FullRecorder::new(counters.clone())));

@@ -15,6 +15,7 @@ use toml::Spanned;
 use backend_object_store::store::{S3Config, StoreUrl};
 
 use crate::backends::{self, OptionKind};
+use crate::sizes;
 
 /// A scenario error, pointing into the file.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +237,7 @@ struct RawWorkload {
 #[serde(deny_unknown_fields)]
 struct RawRun {
     repetitions: Option<Spanned<u32>>,
-    warmup: Option<u32>,
+    warmup: Option<Spanned<u32>>,
     cache: Option<CacheMode>,
     drop_caches: Option<bool>,
     overlap_groups: Option<bool>,
@@ -327,6 +328,15 @@ pub fn parse(
     let steps = positive(&d.steps, "[dataset] steps")?;
     let ny = positive(&d.ny, "[dataset] ny")?;
     let nx = positive(&d.nx, "[dataset] nx")?;
+    if let Some(why) = sizes::field_problem(ny, nx) {
+        return Err(ctx.err(d.ny.span(), format!("[dataset] ny, nx: {why}")));
+    }
+    if let Some(why) = sizes::inputs_problem(groups, variables, steps) {
+        return Err(ctx.err(
+            d.groups.span(),
+            format!("[dataset] groups, variables, steps: {why}"),
+        ));
+    }
     let noise_bits = match &d.noise_bits {
         Some(b) if *b.get_ref() > 8 => {
             return Err(ctx.err(b.span(), "[dataset] noise_bits must be 0 to 8"))
@@ -355,7 +365,7 @@ pub fn parse(
         noise_bits,
         seed: d.seed.unwrap_or(1),
     };
-    let dataset_root = relative_root(&ctx, &d.root, "[dataset] root", &format!("datasets/{name}"))?;
+    let dataset_root = relative_root(&ctx, &d.root, "[dataset] root", "datasets", &name)?;
 
     let o = &raw.output;
     let chunk = |v: &Option<Spanned<u32>>, key: &str, full: u32| -> Result<u32, ScenarioError> {
@@ -373,7 +383,7 @@ pub fn parse(
         cx: chunk(&o.cx, "[output] cx", nx)?,
         zstd_level: zstd_level(&o.zstd_level, "[output] zstd_level")?,
     };
-    let output_root = relative_root(&ctx, &o.root, "[output] root", &format!("outputs/{name}"))?;
+    let output_root = relative_root(&ctx, &o.root, "[output] root", "outputs", &name)?;
     if output_root.starts_with(&dataset_root) || dataset_root.starts_with(&output_root) {
         let span = o.root.as_ref().map_or(0..0, |r| r.span());
         return Err(ctx.err(
@@ -387,12 +397,30 @@ pub fn parse(
         Some(n) if *n.get_ref() == 0 => {
             return Err(ctx.err(n.span(), "[run] repetitions must be at least 1"))
         }
+        Some(n) if *n.get_ref() as u64 > sizes::MAX_REPETITIONS => {
+            return Err(ctx.err(
+                n.span(),
+                format!(
+                    "[run] repetitions must be at most {}",
+                    sizes::MAX_REPETITIONS
+                ),
+            ))
+        }
         Some(n) => *n.get_ref(),
         None => 3,
     };
     let run = RunSpec {
         repetitions,
-        warmup: r.warmup.unwrap_or(0),
+        warmup: match &r.warmup {
+            Some(w) if *w.get_ref() as u64 > sizes::MAX_REPETITIONS => {
+                return Err(ctx.err(
+                    w.span(),
+                    format!("[run] warmup must be at most {}", sizes::MAX_REPETITIONS),
+                ))
+            }
+            Some(w) => *w.get_ref(),
+            None => 0,
+        },
         cache: r.cache.unwrap_or(CacheMode::Warm),
         drop_caches: r.drop_caches.unwrap_or(false),
         overlap_groups: r.overlap_groups.unwrap_or(false),
@@ -414,9 +442,20 @@ pub fn parse(
         None => raw.backend.iter().map(|t| (t.clone(), None)).collect(),
         Some(sweep) => expand_sweep(&ctx, &raw.backend, sweep)?,
     };
+    let workload = raw.workload.kind.unwrap_or_default();
     for (table, point) in &tables {
         let mut spec = backend_spec(&ctx, table)?;
         spec.sweep = point.clone();
+        if let Some(why) =
+            sizes::budget_problem(&params, output, workload, spec.limits.bytes_in_flight)
+        {
+            let span = table
+                .get_ref()
+                .iter()
+                .find(|(k, _)| k.get_ref() == "bytes_in_flight")
+                .map_or(table.span(), |(_, v)| v.span());
+            return Err(ctx.err(span, format!("[[backend]] {}: {why}", spec.label)));
+        }
         if backends_out.iter().any(|b| b.label == spec.label) {
             return Err(ctx.err(
                 table.span(),
@@ -442,7 +481,7 @@ pub fn parse(
             root: output_root,
         },
         run,
-        workload: raw.workload.kind.unwrap_or_default(),
+        workload,
         backends: backends_out,
         s3: s3_config(&ctx, raw.s3.as_ref())?,
     })
@@ -490,27 +529,32 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A path inside the data directory: relative, no `..`, not empty.
+/// A directory inside the data directory's `area` (`datasets` or `outputs`):
+/// relative, below the area, no `.`, `..` or hidden names (the harness keeps its
+/// trash and markers there). The default is `<area>/<name>`. What these paths
+/// lead to on disk is checked again when they are used (`crate::safety`).
 fn relative_root(
     ctx: &Ctx,
     value: &Option<Spanned<String>>,
     key: &str,
-    default: &str,
+    area: &str,
+    name: &str,
 ) -> Result<PathBuf, ScenarioError> {
     let Some(v) = value else {
-        return Ok(PathBuf::from(default));
+        return Ok(Path::new(area).join(name));
     };
     let path = Path::new(v.get_ref());
-    let inside = !v.get_ref().is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        && path.components().any(|c| matches!(c, Component::Normal(_)));
-    if !inside {
+    let parts: Vec<Component> = path.components().collect();
+    let plain = !parts.is_empty()
+        && parts.iter().all(|c| match c {
+            Component::Normal(n) => !n.to_string_lossy().starts_with('.'),
+            _ => false,
+        });
+    if !plain || parts.len() < 2 || parts[0].as_os_str() != area {
         return Err(ctx.err(
             v.span(),
             format!(
-                "{key} `{}` is outside the data directory: give a relative path without `..`",
+                "{key} `{}` must be a directory inside `{area}/` of the data directory,                  such as `{area}/{name}` (relative, without `.`, `..` or hidden names): the                  harness deletes and replaces only what it made there",
                 v.get_ref()
             ),
         ));
@@ -667,20 +711,25 @@ fn backend_spec(ctx: &Ctx, table: &Spanned<RawTable>) -> Result<BackendSpec, Sce
         },
         None => name.clone(),
     };
-    let int = |key: &str, default: u64, min: u64| -> Result<u64, ScenarioError> {
+    let int = |key: &str, default: u64, min: u64, max: u64| -> Result<u64, ScenarioError> {
         match get(key) {
             None => Ok(default),
             Some((_, v)) => match v.get_ref() {
-                toml::Value::Integer(i) if *i >= min as i64 => Ok(*i as u64),
+                toml::Value::Integer(i) if *i >= min as i64 && *i as u64 <= max => Ok(*i as u64),
                 _ => Err(ctx.err(
                     v.span(),
-                    format!("[[backend]] {key} must be an integer of at least {min}"),
+                    format!("[[backend]] {key} must be an integer from {min} to {max}"),
                 )),
             },
         }
     };
-    let cpu_threads = int("cpu_threads", crate::machine::cores() as u64, 1)? as usize;
-    let io_in_flight = int("io_in_flight", 64, 1)? as usize;
+    let cpu_threads = int(
+        "cpu_threads",
+        crate::machine::cores() as u64,
+        1,
+        sizes::MAX_CPU_THREADS,
+    )? as usize;
+    let io_in_flight = int("io_in_flight", 64, 1, sizes::MAX_IO_IN_FLIGHT)? as usize;
     let recording = match get("recording") {
         None => Recording::Full,
         Some((_, v)) => match v.get_ref().as_str() {
@@ -943,14 +992,36 @@ name = "sequential"
 
     #[test]
     fn paths_outside_the_data_directory_are_refused() {
-        for root in ["../../etc", "/etc", "a/../../b", ""] {
+        for root in [
+            "../../etc",
+            "/etc",
+            "a/../../b",
+            "",
+            "datasets",
+            "./datasets/x",
+            "datasets/../outputs/x",
+            "outputs/x",
+            "datasets/.trash",
+            "x/y",
+        ] {
             let text = GOOD.replace("nx = 8\n", &format!("nx = 8\nroot = \"{root}\"\n"));
             let e = parse_err(&text);
             assert!(e.starts_with("s.toml:8:8:"), "{root}: {e}");
-            assert!(e.contains("outside the data directory"), "{e}");
+            assert!(e.contains("must be a directory inside `datasets/`"), "{e}");
         }
-        let e = parse_err(&format!("{GOOD}\n[output]\nroot = \"datasets/s/out\"\n"));
-        assert!(e.contains("must not contain or lie inside"), "{e}");
+        for root in [
+            "datasets/s/out",
+            "./datasets",
+            "outputs",
+            "outputs/.trash",
+            "results",
+        ] {
+            let e = parse_err(&format!("{GOOD}\n[output]\nroot = \"{root}\"\n"));
+            assert!(
+                e.contains("must be a directory inside `outputs/`"),
+                "{root}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
 use serde::{Deserialize, Serialize};
 
+use crate::safety::MARKER;
+
 /// Problems listed per kind at most; the counts are always complete.
 const MAX_LISTED: usize = 10;
 
@@ -59,7 +61,9 @@ pub fn verify_read_only(
             "{input_bytes} bytes read, the dataset's inputs hold {expected_bytes}"
         ));
     }
-    let written = fs::read_dir(root).map(|d| d.count()).unwrap_or(0);
+    let written = fs::read_dir(root)
+        .map(|d| d.flatten().filter(|e| e.file_name() != MARKER).count())
+        .unwrap_or(0);
     if written > 0 {
         problems.push(format!(
             "{written} entries written under {} by a read-only run",
@@ -92,9 +96,17 @@ impl Objects for LocalDir<'_> {
         Ok(keys)
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, String> {
-        fs::read(self.0.join(key)).map_err(|e| e.to_string())
+        // Only regular files, never more than any valid object: a FIFO or a device
+        // planted in an output fails its check instead of hanging it.
+        rechunk_contract::input::read_input(&self.0.join(key), MAX_OBJECT).map_err(|e| match e {
+            rechunk_contract::RunError::Input { detail, .. } => detail,
+            e => e.to_string(),
+        })
     }
 }
+
+/// The largest object a local output may hold (a chunk is at most a few MiB).
+const MAX_OBJECT: u64 = 1 << 30;
 
 /// An output in an object store (`s3://…`), read through object_store.
 pub struct InStore {
@@ -222,11 +234,15 @@ fn sample<T>(mut items: Vec<T>, n: usize, seed: u64) -> Vec<T> {
     items
 }
 
+/// Every file below `dir` as a key, except the harness's marker at the root.
 fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
+        if dir == root && entry.file_name() == MARKER {
+            continue;
+        }
         let path = entry.path();
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             walk(root, &path, keys);
@@ -275,9 +291,12 @@ pub fn layout_from_zarr_json(root: &Path) -> anyhow::Result<ArrayLayout> {
 /// the output in errors.
 pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<ArrayLayout> {
     let path = Path::new(name).join("zarr.json");
-    let bytes = objects
-        .get("zarr.json")
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let bytes = objects.get("zarr.json").map_err(|e| {
+        anyhow::anyhow!(
+            "{name} is not a harness output: reading {} failed: {e}",
+            path.display()
+        )
+    })?;
     let text =
         String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
     let doc: serde_json::Value =
@@ -295,6 +314,16 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
     let chunks = u32s(&doc["chunk_grid"]["configuration"]["chunk_shape"])
         .filter(|s| s.len() == 5)
         .ok_or_else(|| bad("`chunk_grid.configuration.chunk_shape` is not 5 integers"))?;
+    if let Some(why) = crate::sizes::field_problem(shape[3], shape[4])
+        .or_else(|| crate::sizes::inputs_problem(shape[0], shape[1], shape[2]))
+    {
+        return Err(bad(&format!("`shape` {shape:?}: {why}")));
+    }
+    if chunks.iter().zip(&shape).any(|(c, s)| *c == 0 || c > s) {
+        return Err(bad(&format!(
+            "`chunk_shape` {chunks:?} does not fit `shape` {shape:?}"
+        )));
+    }
     let attrs = &doc["attributes"]["nwp_fields"];
     if attrs["version"].as_u64() != Some(1) {
         return Err(bad(

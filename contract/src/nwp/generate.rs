@@ -62,9 +62,33 @@ pub fn generate(
     root: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), String> {
+    generate_until(params, root, progress, &|| false).map_err(|e| match e {
+        Stopped::Failed(e) => e,
+        Stopped::Asked => unreachable!("never asked to stop"),
+    })
+}
+
+/// Why [`generate_until`] did not write every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// `stop` said so; the messages written so far are complete files (the files
+    /// layout) or a container cut between messages.
+    Asked,
+    /// A file could not be written: the error names it.
+    Failed(String),
+}
+
+/// [`generate`], asking `stop` between files (the files layout) or batches of
+/// messages (the container layout), so a caller can end it within milliseconds.
+pub fn generate_until(
+    params: &DatasetParams,
+    root: &Path,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(), Stopped> {
     match params.layout {
-        Layout::Files => generate_files(params, root, progress),
-        Layout::Container => generate_container(params, root, progress),
+        Layout::Files => generate_files(params, root, progress, stop),
+        Layout::Container => generate_container(params, root, progress, stop),
     }
 }
 
@@ -72,7 +96,8 @@ fn generate_files(
     params: &DatasetParams,
     root: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<(), String> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(), Stopped> {
     // One task per variable directory: large enough to amortise the task, small
     // enough (one directory of `steps` files) to balance over the threads.
     let vars: Vec<(u32, u32)> = (0..params.groups)
@@ -82,16 +107,27 @@ fn generate_files(
         || params.scratch(),
         |scratch, &(g, v)| {
             let dir = root.join(format!("g{g:05}/v{v:04}"));
-            fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let mut bytes = 0;
+            fs::create_dir_all(&dir)
+                .map_err(|e| Stopped::Failed(format!("{}: {e}", dir.display())))?;
+            let (mut bytes, mut written) = (0, 0);
             for s in 0..params.steps {
+                if stop() {
+                    progress(written, bytes);
+                    return Err(Stopped::Asked);
+                }
                 params.encode_into(g, v, s, scratch);
                 bytes += scratch.msg.len() as u64;
                 let path = root.join(DatasetParams::message_path(g, v, s));
-                fs::write(&path, &scratch.msg)
-                    .map_err(|e| format!("{}: {}", path.display(), crate::output::io_detail(&e)))?;
+                fs::write(&path, &scratch.msg).map_err(|e| {
+                    Stopped::Failed(format!(
+                        "{}: {}",
+                        path.display(),
+                        crate::output::io_detail(&e)
+                    ))
+                })?;
+                written += 1;
             }
-            progress(params.steps as u64, bytes);
+            progress(written, bytes);
             Ok(())
         },
     )
@@ -101,19 +137,23 @@ fn generate_container(
     params: &DatasetParams,
     root: &Path,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<(), String> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(), Stopped> {
     let per_group = params.variables as usize * params.steps as usize;
     for g in 0..params.groups {
         let path = root.join(DatasetParams::container_path(g));
         let idx_path = root.join(DatasetParams::index_path(g));
         let fail = |p: &Path, e: std::io::Error| {
-            format!("{}: {}", p.display(), crate::output::io_detail(&e))
+            Stopped::Failed(format!("{}: {}", p.display(), crate::output::io_detail(&e)))
         };
         let mut file =
             std::io::BufWriter::new(fs::File::create(&path).map_err(|e| fail(&path, e))?);
         let mut index = String::with_capacity(per_group * 24);
         let mut offset = 0u64;
         for start in (0..per_group).step_by(CONTAINER_BATCH) {
+            if stop() {
+                return Err(Stopped::Asked);
+            }
             let end = (start + CONTAINER_BATCH).min(per_group);
             let batch: Vec<Vec<u8>> = (start..end)
                 .into_par_iter()

@@ -90,21 +90,22 @@ impl DatasetParams {
     /// The groups of inputs of the dataset under `root`, in (g, v, s) order. For the
     /// container layout this reads and checks the `.idx` files.
     pub fn groups_at(&self, root: &Path) -> Result<Vec<Group>, String> {
-        (0..self.groups)
-            .map(|g| {
-                let inputs = match self.layout {
-                    Layout::Files => (0..self.variables)
-                        .flat_map(|v| (0..self.steps).map(move |s| (v, s)))
-                        .map(|(v, s)| InputRef {
-                            path: Self::message_path(g, v, s).into(),
-                            range: None,
-                        })
-                        .collect(),
-                    Layout::Container => self.read_index(root, g)?,
-                };
-                Ok(Group { index: g, inputs })
-            })
-            .collect()
+        (0..self.groups).map(|g| self.group_at(root, g)).collect()
+    }
+
+    /// Group `g` of the dataset under `root` (see [`DatasetParams::groups_at`]).
+    pub fn group_at(&self, root: &Path, g: u32) -> Result<Group, String> {
+        let inputs = match self.layout {
+            Layout::Files => (0..self.variables)
+                .flat_map(|v| (0..self.steps).map(move |s| (v, s)))
+                .map(|(v, s)| InputRef {
+                    path: Self::message_path(g, v, s).into(),
+                    range: None,
+                })
+                .collect(),
+            Layout::Container => self.read_index(root, g)?,
+        };
+        Ok(Group { index: g, inputs })
     }
 
     fn read_index(&self, root: &Path, g: u32) -> Result<Vec<InputRef>, String> {

@@ -1,0 +1,517 @@
+//! What the harness may delete, and one run at a time per data directory.
+//!
+//! The harness empties an output directory before every repetition and replaces a
+//! stale dataset, so it runs `remove_dir_all` on paths that come from a scenario
+//! file. These rules keep that from ever touching anything it did not make:
+//!
+//! - **Only inside its own areas.** Output roots lie inside `<data>/outputs/`,
+//!   datasets inside `<data>/datasets/`. Each path is checked *after* every
+//!   symbolic link on it is resolved: it must be the same path as written (no
+//!   symlink anywhere below the data directory), strictly inside its area, and
+//!   neither equal to nor containing the data directory, a dataset, or the results
+//!   directory.
+//! - **Only what it marked.** A directory the harness creates gets a marker file,
+//!   [`MARKER`], naming what it is (`output`, `dataset`, `trash`). A directory is
+//!   removed or emptied only if its marker is there, is a regular file, and names
+//!   the expected kind; otherwise the harness refuses, with the path and the reason.
+//! - **One run at a time.** [`DataDir::lock`] takes an exclusive `flock` on
+//!   `<data>/.harness.lock` for the whole command; a second `run`, `gen` or
+//!   `limits` on the same data directory refuses at once, naming the holder's pid.
+//!
+//! Emptying moves an output aside into `<data>/outputs/.trash/<run>/` (deleting
+//! many files right before a repetition would charge the filesystem's cleanup to
+//! it); the run deletes its trash when it ends, and a later run deletes trash left
+//! by an interrupted one. Where the move is impossible (the output is on another
+//! filesystem, or a mount point) the directory is emptied in place instead.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// The marker file in every directory the harness made and may remove.
+pub const MARKER: &str = ".harness-owned";
+/// The lock file in the data directory.
+pub const LOCK: &str = ".harness.lock";
+/// Where emptied outputs wait to be deleted, inside `<data>/outputs/`.
+pub const TRASH: &str = ".trash";
+
+/// What a marked directory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A Zarr output, emptied before every repetition.
+    Output,
+    /// A generated dataset, replaced when its parameters change.
+    Dataset,
+    /// Outputs moved aside, deleted when the run ends.
+    Trash,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Output => "output",
+            Kind::Dataset => "dataset",
+            Kind::Trash => "trash",
+        }
+    }
+
+    /// The area of the data directory a directory of this kind must lie in.
+    fn area(self) -> &'static str {
+        match self {
+            Kind::Output | Kind::Trash => "outputs",
+            Kind::Dataset => "datasets",
+        }
+    }
+}
+
+/// What the marker file holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    made_by: String,
+    kind: Kind,
+    pid: u32,
+}
+
+/// The data directory, resolved, and held by this process for as long as the
+/// value lives.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    results: Option<PathBuf>,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates the data directory if needed, resolves it, and takes its lock;
+    /// refuses at once if another process holds it. `results` is the results
+    /// directory, which nothing the harness deletes may contain.
+    pub fn lock(data: &Path, results: Option<&Path>) -> anyhow::Result<DataDir> {
+        fs::create_dir_all(data)
+            .with_context(|| format!("creating the data directory {}", data.display()))?;
+        let root = data
+            .canonicalize()
+            .with_context(|| format!("resolving the data directory {}", data.display()))?;
+        let lock_path = root.join(LOCK);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != ErrorKind::WouldBlock {
+                bail!("locking {}: {e}", lock_path.display());
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "another harness (pid {}) is using the data directory {}: wait for it to \
+                 finish, or give this run its own --data-dir",
+                holder.split_whitespace().next().unwrap_or("unknown"),
+                root.display()
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(
+            file,
+            "{} {}",
+            std::process::id(),
+            chrono::Utc::now().to_rfc3339()
+        )?;
+        let results = match results {
+            Some(r) => Some(resolve(&absolute(r)?)?),
+            None => None,
+        };
+        Ok(DataDir {
+            root,
+            results,
+            _lock: file,
+        })
+    }
+
+    /// The resolved data directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The checked absolute path of a scenario's relative `root` for a directory of
+    /// `kind`: see the module's rules.
+    pub fn checked(&self, rel: &Path, kind: Kind) -> anyhow::Result<PathBuf> {
+        let hidden = |c: Component| c.as_os_str().to_string_lossy().starts_with('.');
+        if rel.is_absolute()
+            || !rel
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)) && !hidden(c))
+            || rel.components().next().is_none()
+        {
+            bail!(
+                "{} root `{}` must be a relative path without `.`, `..` or hidden names",
+                kind.name(),
+                rel.display()
+            );
+        }
+        self.check(&self.root.join(rel), kind)
+    }
+
+    /// Checks an absolute path against the rules for `kind`; returns it.
+    pub fn check(&self, path: &Path, kind: Kind) -> anyhow::Result<PathBuf> {
+        let area = self.root.join(kind.area());
+        let refuse = |why: String| -> anyhow::Result<PathBuf> {
+            bail!(
+                "refusing to use {} as {} directory: {why}; the harness only deletes \
+                 directories it made inside {}",
+                path.display(),
+                match kind {
+                    Kind::Output => "an output",
+                    Kind::Dataset => "a dataset",
+                    Kind::Trash => "a trash",
+                },
+                area.display()
+            )
+        };
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::RootDir))
+        {
+            return refuse("the path has `.` or `..` in it".into());
+        }
+        let resolved = resolve(path).with_context(|| format!("resolving {}", path.display()))?;
+        if resolved != path {
+            return refuse(format!(
+                "it leads to {} through a symbolic link",
+                resolved.display()
+            ));
+        }
+        if !path.starts_with(&area) || path == area {
+            return refuse(format!("it is not inside {}", area.display()));
+        }
+        if let Some(results) = &self.results {
+            if results.starts_with(path) || path.starts_with(results) {
+                return refuse(format!(
+                    "it overlaps the results directory {}",
+                    results.display()
+                ));
+            }
+        }
+        let other = match kind {
+            Kind::Output | Kind::Trash => self.root.join(Kind::Dataset.area()),
+            Kind::Dataset => self.root.join(Kind::Output.area()),
+        };
+        if other.starts_with(path) || path.starts_with(&other) {
+            return refuse(format!("it overlaps {}", other.display()));
+        }
+        Ok(path.to_path_buf())
+    }
+
+    /// Creates `path` (checked for `kind`) with its marker; its parents are
+    /// created as needed. An existing directory must already be marked as `kind`.
+    pub fn create_marked(&self, path: &Path, kind: Kind) -> anyhow::Result<()> {
+        let path = self.check(path, kind)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            // A link created between the check and here would put the new directory
+            // elsewhere: check again now that the parents exist.
+            self.check(&path, kind)?;
+        }
+        match fs::create_dir(&path) {
+            Ok(()) => write_marker(&path, kind),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => owned(&path, kind),
+            Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+
+    /// Removes `path` and everything in it, if it is a directory the harness
+    /// marked as `kind`; refuses otherwise. A missing path is fine.
+    pub fn remove(&self, path: &Path, kind: Kind) -> anyhow::Result<()> {
+        let path = self.check(path, kind)?;
+        if fs::symlink_metadata(&path).is_err() {
+            return Ok(());
+        }
+        owned(&path, kind)?;
+        // std's remove_dir_all never follows a symbolic link inside the tree.
+        fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))
+    }
+
+    /// Empties the output directory `path` (checked and marked as an output),
+    /// moving its contents into this run's trash `trash` when that works, else
+    /// deleting them in place; leaves `path` an empty marked output directory.
+    pub fn empty_output(&self, path: &Path, trash: &Trash) -> anyhow::Result<()> {
+        let path = self.check(path, Kind::Output)?;
+        if fs::symlink_metadata(&path).is_err() {
+            return self.create_marked(&path, Kind::Output);
+        }
+        owned(&path, Kind::Output)?;
+        let aside = trash.next_slot(self)?;
+        match fs::rename(&path, &aside) {
+            Ok(()) => {}
+            // Another filesystem (EXDEV) or a mount point (EBUSY): empty in place.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::EBUSY)) => {
+                empty_in_place(&path)?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "moving the output {} aside to {}",
+                        path.display(),
+                        aside.display()
+                    )
+                })
+            }
+        }
+        self.create_marked(&path, Kind::Output)
+    }
+}
+
+/// This run's trash: `<data>/outputs/.trash/<pid>-<time>/`, made on first use.
+#[derive(Debug)]
+pub struct Trash {
+    dir: PathBuf,
+    slots: std::cell::Cell<u64>,
+}
+
+impl Trash {
+    /// The trash of this run (nothing is created yet).
+    pub fn new(data: &DataDir) -> Trash {
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f")
+        );
+        Trash {
+            dir: data.root.join(Kind::Trash.area()).join(TRASH).join(id),
+            slots: std::cell::Cell::new(0),
+        }
+    }
+
+    fn next_slot(&self, data: &DataDir) -> anyhow::Result<PathBuf> {
+        let parent = self.dir.parent().expect("the trash has a parent");
+        data.create_marked(parent, Kind::Trash)?;
+        data.create_marked(&self.dir, Kind::Trash)?;
+        let n = self.slots.get();
+        self.slots.set(n + 1);
+        Ok(self.dir.join(n.to_string()))
+    }
+
+    /// Deletes this run's trash, and what earlier runs left there (they were
+    /// interrupted: while this process holds the lock, no other run is using it).
+    pub fn empty(&self, data: &DataDir) -> anyhow::Result<()> {
+        let parent = self.dir.parent().expect("the trash has a parent");
+        if fs::symlink_metadata(parent).is_err() {
+            return Ok(());
+        }
+        owned(parent, Kind::Trash)?;
+        for entry in
+            fs::read_dir(parent).with_context(|| format!("reading {}", parent.display()))?
+        {
+            let entry = entry?;
+            if entry.file_name() == MARKER {
+                continue;
+            }
+            data.remove(&entry.path(), Kind::Trash)?;
+        }
+        data.remove(parent, Kind::Trash)
+    }
+}
+
+/// Whether `path` is a real directory whose marker names `kind`; an error that
+/// says why not otherwise.
+pub fn owned(path: &Path, kind: Kind) -> anyhow::Result<()> {
+    let meta = fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "refusing to remove {}: it is not a directory the harness made (it is {})",
+            path.display(),
+            describe(&meta)
+        );
+    }
+    let marker = path.join(MARKER);
+    let found = match fs::symlink_metadata(&marker) {
+        Ok(m) if m.is_file() => fs::read(&marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Marker>(&b).ok()),
+        _ => None,
+    };
+    match found {
+        Some(m) if m.kind == kind => Ok(()),
+        Some(m) => bail!(
+            "refusing to remove {}: it is a harness {} directory, not {} {}",
+            path.display(),
+            m.kind.name(),
+            if kind == Kind::Output { "an" } else { "a" },
+            kind.name()
+        ),
+        None => bail!(
+            "refusing to remove {}: it has no {MARKER} marker, so the harness did not make \
+             it; move it away yourself, or choose another root in the scenario",
+            path.display()
+        ),
+    }
+}
+
+/// Writes the marker of `kind` into `dir`.
+pub fn write_marker(dir: &Path, kind: Kind) -> anyhow::Result<()> {
+    let m = Marker {
+        made_by: format!("harness {}", env!("CARGO_PKG_VERSION")),
+        kind,
+        pid: std::process::id(),
+    };
+    let path = dir.join(MARKER);
+    fs::write(&path, serde_json::to_vec(&m)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Deletes everything inside `dir` but the directory itself.
+fn empty_in_place(dir: &Path) -> anyhow::Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let p = entry.path();
+        let r = if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.with_context(|| format!("removing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn describe(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a directory"
+    }
+}
+
+/// `path` made absolute against the current directory, without touching the disk.
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(path)?)
+}
+
+/// `path` with every symbolic link resolved: the longest prefix that exists,
+/// canonicalized, with the rest (which cannot hold a link) appended.
+pub fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(c) => {
+                let mut out = c;
+                for part in rest.iter().rev() {
+                    out.push(part);
+                }
+                return Ok(out);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // A dangling symbolic link is not "missing": it leads somewhere.
+                if fs::symlink_metadata(&existing).is_ok() {
+                    return Err(std::io::Error::other(format!(
+                        "{} is a symbolic link to a missing target",
+                        existing.display()
+                    )));
+                }
+                match (existing.file_name(), existing.parent()) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name.to_os_string());
+                        existing = parent.to_path_buf();
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, DataDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let data =
+            DataDir::lock(&dir.path().join("data"), Some(&dir.path().join("results"))).unwrap();
+        (dir, data)
+    }
+
+    #[test]
+    fn paths_outside_the_area_or_through_links_are_refused() {
+        let (dir, data) = setup();
+        let ok = data.checked(Path::new("outputs/x"), Kind::Output).unwrap();
+        assert_eq!(ok, data.path().join("outputs/x"));
+        for bad in [
+            "datasets/x",
+            "outputs",
+            "x",
+            "outputs/../datasets",
+            "./outputs/x",
+        ] {
+            assert!(data.checked(Path::new(bad), Kind::Output).is_err(), "{bad}");
+        }
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.path().join("outputs")).unwrap();
+        let e = data
+            .checked(Path::new("outputs/x"), Kind::Output)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn unmarked_or_wrongly_marked_directories_are_never_removed() {
+        let (_dir, data) = setup();
+        let out = data.path().join("outputs/x");
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join("keep"), b"mine").unwrap();
+        let e = data.remove(&out, Kind::Output).unwrap_err().to_string();
+        assert!(e.contains("no .harness-owned marker"), "{e}");
+        assert!(out.join("keep").exists());
+        write_marker(&out, Kind::Dataset).unwrap();
+        assert!(data.remove(&out, Kind::Output).is_err());
+        write_marker(&out, Kind::Output).unwrap();
+        data.remove(&out, Kind::Output).unwrap();
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn a_second_lock_names_the_holder() {
+        let (dir, _data) = setup();
+        let e = DataDir::lock(&dir.path().join("data"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    }
+
+    #[test]
+    fn emptying_moves_to_the_trash_and_the_trash_goes() {
+        let (_dir, data) = setup();
+        let out = data.path().join("outputs/x");
+        let trash = Trash::new(&data);
+        data.empty_output(&out, &trash).unwrap();
+        fs::write(out.join("c"), b"1").unwrap();
+        data.empty_output(&out, &trash).unwrap();
+        assert!(!out.join("c").exists());
+        assert!(out.join(MARKER).exists());
+        trash.empty(&data).unwrap();
+        assert!(!data.path().join("outputs").join(TRASH).exists());
+    }
+}

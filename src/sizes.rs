@@ -1,0 +1,179 @@
+//! Sizes checked before anything is generated or allocated: every product of
+//! scenario numbers is computed without overflow, and a scenario whose dataset,
+//! job description or single item cannot fit in memory, on disk or in a backend's
+//! byte budget is refused with the numbers.
+
+use std::path::Path;
+
+use anyhow::bail;
+use rechunk_contract::nwp::message::max_message_len;
+use rechunk_contract::nwp::workload::NwpWorkload;
+use rechunk_contract::nwp::zarr::OutputParams;
+use rechunk_contract::nwp::DatasetParams;
+
+use crate::scenario::{Scenario, WorkloadKind};
+
+/// Points in one field at most: 2^28, a 1 GiB decoded field (the formats count
+/// points in 32 bits, and a field is held whole in memory several times over).
+pub const MAX_FIELD_POINTS: u64 = 1 << 28;
+/// Inputs of one dataset at most (2^32): the job lists every one.
+pub const MAX_INPUTS: u64 = 1 << 32;
+/// Memory the job description takes per input: its relative path and byte range
+/// (measured: about 100 bytes with the allocator's share).
+pub const JOB_BYTES_PER_INPUT: u64 = 128;
+/// Rayon or worker threads per backend at most.
+pub const MAX_CPU_THREADS: u64 = 1024;
+/// IO operations in flight per backend at most.
+pub const MAX_IO_IN_FLIGHT: u64 = 1 << 16;
+/// Repetitions (and warm-up rounds) at most.
+pub const MAX_REPETITIONS: u64 = 10_000;
+
+/// Whether a field of ny × nx points is allowed; why not otherwise.
+pub fn field_problem(ny: u32, nx: u32) -> Option<String> {
+    let points = ny as u64 * nx as u64;
+    (points > MAX_FIELD_POINTS).then(|| {
+        format!(
+            "ny × nx = {ny} × {nx} = {points} points, {} decoded per field: at most \
+             {MAX_FIELD_POINTS} points (1 GiB) per field",
+            bytes(points * 4)
+        )
+    })
+}
+
+/// Whether groups × variables × steps inputs are allowed; why not otherwise.
+pub fn inputs_problem(groups: u32, variables: u32, steps: u32) -> Option<String> {
+    let n = groups as u128 * variables as u128 * steps as u128;
+    (n > MAX_INPUTS as u128).then(|| {
+        format!(
+            "groups × variables × steps = {groups} × {variables} × {steps} = {n} inputs: \
+             at most {MAX_INPUTS}"
+        )
+    })
+}
+
+/// The smallest byte budget with which a backend can finish the workload.
+/// Call only with a field size that passed [`field_problem`].
+pub fn min_budget(params: &DatasetParams, output: OutputParams, workload: WorkloadKind) -> u64 {
+    match workload {
+        WorkloadKind::Rechunk => NwpWorkload::new(params.clone(), output).min_bytes_in_flight(),
+        WorkloadKind::ReadOnly => max_message_len(params.ny, params.nx),
+    }
+}
+
+/// Whether `bytes_in_flight` lets the workload finish; why not otherwise.
+pub fn budget_problem(
+    params: &DatasetParams,
+    output: OutputParams,
+    workload: WorkloadKind,
+    bytes_in_flight: u64,
+) -> Option<String> {
+    let need = min_budget(params, output, workload);
+    (bytes_in_flight < need).then(|| match workload {
+        WorkloadKind::Rechunk => format!(
+            "bytes_in_flight = {bytes_in_flight} ({}) cannot complete a variable: its {} \
+             steps are held until its chunks are written, which needs at least {need} \
+             bytes ({})",
+            bytes(bytes_in_flight),
+            params.steps,
+            bytes(need)
+        ),
+        WorkloadKind::ReadOnly => format!(
+            "bytes_in_flight = {bytes_in_flight} ({}) cannot hold one input: the largest \
+             valid input is {need} bytes ({})",
+            bytes(bytes_in_flight),
+            bytes(need)
+        ),
+    })
+}
+
+/// The checks that need the machine: memory for the job description and one
+/// variable's working set, every backend's budget for the workload as finally
+/// chosen (the command line may change it), and threads.
+pub fn check_machine(s: &Scenario) -> anyhow::Result<()> {
+    let p = &s.dataset.params;
+    let problem =
+        field_problem(p.ny, p.nx).or_else(|| inputs_problem(p.groups, p.variables, p.steps));
+    if let Some(why) = problem {
+        bail!("{}: {why}", s.source.display());
+    }
+    let memory = crate::machine::probe_memory();
+    let job = p.messages() * JOB_BYTES_PER_INPUT;
+    if memory > 0 && job > memory / 2 {
+        bail!(
+            "{}: {} inputs need about {} for the job description alone; this machine has {} \
+             of memory: use fewer groups, variables or steps",
+            s.source.display(),
+            p.messages(),
+            bytes(job),
+            bytes(memory)
+        );
+    }
+    let need = min_budget(p, s.output.params, s.workload);
+    if memory > 0 && need > memory / 2 {
+        bail!(
+            "{}: one variable needs {} in memory to be rechunked ({} steps of {} × {}); this \
+             machine has {}",
+            s.source.display(),
+            bytes(need),
+            p.steps,
+            p.ny,
+            p.nx,
+            bytes(memory)
+        );
+    }
+    for b in &s.backends {
+        if let Some(why) = budget_problem(p, s.output.params, s.workload, b.limits.bytes_in_flight)
+        {
+            bail!("{}: [[backend]] {}: {why}", s.source.display(), b.label);
+        }
+    }
+    Ok(())
+}
+
+/// Free bytes on the filesystem holding `path` (or its nearest existing parent).
+pub fn free_space(path: &Path) -> Option<u64> {
+    let mut p = path;
+    while !p.exists() {
+        p = p.parent()?;
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass for a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// A byte count for people: 1.5 GiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut x = n as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{x:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_products_are_refused_without_overflow() {
+        assert!(field_problem(1_000_000, 1_000_000)
+            .unwrap()
+            .contains("1000000000000 points"));
+        assert!(field_problem(16384, 16384).is_none());
+        let e = inputs_problem(u32::MAX, u32::MAX, u32::MAX).unwrap();
+        assert!(e.contains("79228162458924105385300197375 inputs"), "{e}");
+        assert!(inputs_problem(1, 146_000, 1).is_none());
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+}
