@@ -117,6 +117,13 @@ impl RunError {
 ///   `job.limits.bytes_in_flight` bytes (by the workload's [`crate::ItemCost`]) at
 ///   once, and use `job.limits.cpu_threads` threads for CPU work;
 /// - honour `job.overlap_groups`;
+/// - read inputs only if they are regular files, and never more bytes of one than
+///   the workload's bound for it (`workload.cost(group, index).read`: an upper
+///   bound for a whole file, exact for a byte range), so that an input path naming
+///   a FIFO, a device such as `/dev/zero` or a directory fails the run with an error
+///   naming it instead of blocking or reading without end. [`crate::input`] does
+///   both ([`crate::input::open_input`], [`crate::input::read_input`]); the
+///   conformance suite checks them;
 /// - report to `recorder`: every IO's begin and end, every stage of every item, every
 ///   byte reservation (the conformance suite checks the limits through it);
 /// - stop promptly with [`RunError::Cancelled`] once `cancel` is set;

@@ -12,6 +12,8 @@
 //!   stores, the shared [`Limits`].
 //! - [`recorder`]: the one [`Recorder`] interface every backend reports through, and
 //!   the [`ByteBudget`] that implements `bytes_in_flight` for thread-based backends.
+//! - [`input`]: opening and reading inputs: regular files only, never more than the
+//!   largest valid input.
 //! - [`output`]: atomic local writes (temporary name, then rename).
 //! - [`readonly`]: the read-only workload (read and count every input, nothing
 //!   else), which every backend runs unchanged for its IO ceiling.
@@ -24,6 +26,7 @@
 
 pub mod backend;
 pub mod conformance;
+pub mod input;
 pub mod job;
 pub mod nwp;
 pub mod output;
