@@ -199,7 +199,10 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
     let files = cache::input_files(&scenario.dataset.params, &input_root);
     let mut warmed_files = 0;
     if scenario.run.cache == CacheMode::Warm {
-        warmed_files = cache::warm(&files)?;
+        match cache::warm(&files) {
+            Ok(n) => warmed_files = n,
+            Err(e) => return stopped(e, results, &save).map(|r| (r, run_dir)),
+        }
     }
     let trash = Trash::new(&dirs.data);
     // Left by an earlier run that was stopped: no other run holds the lock now.
@@ -250,7 +253,11 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
             resident_fraction: 0.0,
         };
         if scenario.run.cache == CacheMode::Cold {
-            let (advised, dropped) = cache::evict(&files, scenario.run.drop_caches)?;
+            let (advised, dropped) = match cache::evict(&files, scenario.run.drop_caches) {
+                Ok(x) => x,
+                Err(e) if e.is::<signals::Interrupted>() => break,
+                Err(e) => return Err(e),
+            };
             cache_state.fadvise_files = advised;
             cache_state.dropped_page_cache = dropped;
         }
@@ -383,6 +390,24 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
         eprintln!("warning: the earlier outputs moved aside were not deleted: {e:#}");
     }
     Ok((results, run_dir))
+}
+
+/// A step before the repetitions failed with `e`: if a signal caused it, the
+/// results are saved marked as interrupted and returned; otherwise `e`.
+fn stopped(
+    e: anyhow::Error,
+    mut results: Results,
+    save: &dyn Fn(&Results) -> anyhow::Result<()>,
+) -> anyhow::Result<Results> {
+    match e.downcast_ref::<signals::Interrupted>() {
+        Some(signal) => {
+            results.interrupted = Some(signals::signal_name(signal.0));
+            results.finished_at = Some(chrono::Utc::now().to_rfc3339());
+            save(&results)?;
+            Ok(results)
+        }
+        None => Err(e),
+    }
 }
 
 /// Makes the child process die with this one, whatever ends it (SIGKILL included):

@@ -224,7 +224,7 @@ impl DataDir {
         }
         match fs::create_dir(&path) {
             Ok(()) => write_marker(&path, kind),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => owned(&path, kind),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => adopt_if_empty(&path, kind),
             Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
         }
     }
@@ -249,7 +249,7 @@ impl DataDir {
         if fs::symlink_metadata(&path).is_err() {
             return self.create_marked(&path, Kind::Output);
         }
-        owned(&path, Kind::Output)?;
+        adopt_if_empty(&path, Kind::Output)?;
         let aside = trash.next_slot(self)?;
         match fs::rename(&path, &aside) {
             Ok(()) => {}
@@ -354,6 +354,22 @@ pub fn owned(path: &Path, kind: Kind) -> anyhow::Result<()> {
              it; move it away yourself, or choose another root in the scenario",
             path.display()
         ),
+    }
+}
+
+/// [`owned`], except that an empty real directory (a mount point made for the
+/// output, say) is taken over: marked as `kind`, since removing nothing loses
+/// nothing.
+fn adopt_if_empty(path: &Path, kind: Kind) -> anyhow::Result<()> {
+    if owned(path, kind).is_ok() {
+        return Ok(());
+    }
+    let empty = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && fs::read_dir(path).is_ok_and(|mut d| d.next().is_none());
+    if empty {
+        write_marker(path, kind)
+    } else {
+        owned(path, kind)
     }
 }
 
