@@ -8,7 +8,6 @@ pub mod values;
 pub mod workload;
 pub mod zarr;
 
-use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -110,10 +109,13 @@ impl DatasetParams {
 
     fn read_index(&self, root: &Path, g: u32) -> Result<Vec<InputRef>, String> {
         let idx_path = root.join(Self::index_path(g));
-        let text = fs::read_to_string(&idx_path)
-            .map_err(|e| format!("index {}: {e}", idx_path.display()))?;
-        let container: Box<str> = Self::container_path(g).into();
         let expected = self.variables as usize * self.steps as usize;
+        // A regular file of at most four 20-digit numbers per line, like every input.
+        let bytes = crate::input::read_input(&idx_path, expected as u64 * 84)
+            .map_err(|e| format!("index {}", e.to_string().trim_start_matches("input ")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("index {}: not UTF-8 text", idx_path.display()))?;
+        let container: Box<str> = Self::container_path(g).into();
         let mut inputs = Vec::with_capacity(expected);
         for (n, line) in text.lines().enumerate() {
             let bad = |what: &str| format!("index {} line {}: {what}", idx_path.display(), n + 1);
@@ -150,6 +152,7 @@ impl DatasetParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     pub(crate) fn tiny(layout: Layout, codec: Codec) -> DatasetParams {
         DatasetParams {
