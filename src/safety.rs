@@ -330,7 +330,7 @@ pub fn owned(path: &Path, kind: Kind) -> anyhow::Result<()> {
         bail!(
             "refusing to remove {}: it is not a directory the harness made (it is {})",
             path.display(),
-            describe(&meta)
+            rechunk_contract::input::file_kind(&meta.file_type())
         );
     }
     let marker = path.join(MARKER);
@@ -397,24 +397,6 @@ fn empty_in_place(dir: &Path) -> anyhow::Result<()> {
         r.with_context(|| format!("removing {}", p.display()))?;
     }
     Ok(())
-}
-
-fn describe(meta: &fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_file() {
-        "a file"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else {
-        "not a directory"
-    }
 }
 
 /// `path` made absolute against the current directory, without touching the disk.

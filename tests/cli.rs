@@ -7,38 +7,13 @@ use std::process::Output;
 mod common;
 use common::text;
 
-const TINY: &str = r#"
-name = "tiny"
-[dataset]
-layout = "LAYOUT"
-groups = 2
-variables = 3
-steps = 5
-ny = 12
-nx = 10
-codec = "lz4"
-[output]
-cy = 5
-cx = 4
-[run]
-repetitions = 2
-cache = "CACHE"
-[[backend]]
-name = "sequential"
-bytes_in_flight = "8 MiB"
-"#;
-
 fn harness(dir: &Path, args: &[&str]) -> Output {
     common::harness_with(dir, "results", args)
 }
 
 fn scenario(dir: &Path, layout: &str, cache: &str) -> String {
     let path = dir.join("tiny.toml");
-    fs::write(
-        &path,
-        TINY.replace("LAYOUT", layout).replace("CACHE", cache),
-    )
-    .unwrap();
+    fs::write(&path, common::tiny(layout, cache, 2)).unwrap();
     path.to_string_lossy().into_owned()
 }
 
@@ -137,11 +112,7 @@ fn a_tampered_output_fails_verification() {
 fn a_bad_scenario_names_line_and_key_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    fs::write(
-        &path,
-        TINY.replace("LAYOUT", "files").replace("CACHE", "tepid"),
-    )
-    .unwrap();
+    fs::write(&path, common::tiny("files", "tepid", 2)).unwrap();
     let out = harness(dir.path(), &["run", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let shown = text(&out);
@@ -191,9 +162,7 @@ fn read_only_runs_every_backend_and_checks_what_was_read() {
     }
     for layout in ["files", "container"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut text_ = TINY
-            .replace("LAYOUT", layout)
-            .replace("CACHE", "cold")
+        let mut text_ = common::tiny(layout, "cold", 2)
             .replace("[run]", "[workload]\nkind = \"read-only\"\n[run]");
         for b in &backends[1..] {
             text_.push_str(&format!(

@@ -13,26 +13,10 @@ use std::time::{Duration, Instant};
 mod common;
 use common::text;
 
-/// A small scenario: 2 groups × 3 variables × 5 steps.
-const TINY: &str = r#"
-name = "tiny"
-[dataset]
-groups = 2
-variables = 3
-steps = 5
-ny = 12
-nx = 10
-codec = "lz4"
-[output]
-cy = 5
-cx = 4
-[run]
-repetitions = 1
-cache = "CACHE"
-[[backend]]
-name = "sequential"
-bytes_in_flight = "8 MiB"
-"#;
+/// The common small scenario in the files layout, one repetition.
+fn tiny(cache: &str) -> String {
+    common::tiny("files", cache, 1)
+}
 
 /// Large enough that generating it, or one repetition, takes seconds in a debug
 /// build: 20,000 files of 64 × 64.
@@ -137,7 +121,7 @@ fn gen(dir: &Path, scenario: &str) {
 #[test]
 fn a_symlinked_outputs_folder_is_refused_and_its_target_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     gen(dir.path(), &s);
     let elsewhere = dir.path().join("elsewhere");
     precious(&elsewhere);
@@ -161,7 +145,7 @@ fn a_symlinked_dataset_folder_is_never_replaced() {
     let before = precious(&elsewhere);
     fs::create_dir_all(dir.path().join("data")).unwrap();
     symlink(&elsewhere, dir.path().join("data/datasets")).unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     let (status, out) = harness(dir.path(), &["run", &s], Duration::from_secs(60));
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("through a symbolic link"), "{out}");
@@ -171,7 +155,7 @@ fn a_symlinked_dataset_folder_is_never_replaced() {
 #[test]
 fn output_roots_outside_outputs_are_refused_with_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     gen(dir.path(), &s);
     let data = dir.path().join("data");
     let before = snapshot(&data);
@@ -185,14 +169,12 @@ fn output_roots_outside_outputs_are_refused_with_line_and_key() {
         "outputs/.trash",
         ".",
     ] {
-        let text = TINY
-            .replace("CACHE", "warm")
-            .replace("[output]\n", &format!("[output]\nroot = \"{root}\"\n"));
+        let text = tiny("warm").replace("[output]\n", &format!("[output]\nroot = \"{root}\"\n"));
         let bad = write(dir.path(), "bad.toml", &text);
         let (status, out) = harness(dir.path(), &["run", &bad], Duration::from_secs(30));
         assert_eq!(status.code(), Some(1), "{root}: {out}");
         assert!(
-            out.contains("bad.toml:11:8: [output] root") && out.contains("inside `outputs/`"),
+            out.contains("bad.toml:12:8: [output] root") && out.contains("inside `outputs/`"),
             "{root}: {out}"
         );
     }
@@ -207,7 +189,7 @@ fn output_roots_outside_outputs_are_refused_with_line_and_key() {
 #[test]
 fn a_directory_without_the_marker_is_never_emptied() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     let theirs = dir.path().join("data/outputs/tiny");
     let before = precious(&theirs);
     let (status, out) = harness(dir.path(), &["run", &s], Duration::from_secs(60));
@@ -220,7 +202,7 @@ fn a_directory_without_the_marker_is_never_emptied() {
     // The same for a dataset directory it did not make, even with --force.
     let theirs = dir.path().join("data/datasets/other");
     let before = precious(&theirs);
-    let text = TINY.replace("CACHE", "warm").replace(
+    let text = tiny("warm").replace(
         "codec = \"lz4\"\n",
         "codec = \"lz4\"\nroot = \"datasets/other\"\n",
     );
@@ -234,7 +216,7 @@ fn a_directory_without_the_marker_is_never_emptied() {
 #[test]
 fn a_trash_the_harness_did_not_make_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     // Where earlier versions kept their trash: never touched now.
     let old = dir.path().join("data/.trash");
     let old_before = precious(&old);
@@ -256,7 +238,7 @@ fn a_trash_the_harness_did_not_make_is_left_alone() {
 #[test]
 fn an_output_root_over_the_results_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     let results = dir.path().join("data/outputs/tiny");
     let before = precious(&results);
     let child = Command::new(env!("CARGO_BIN_EXE_harness"))
@@ -302,7 +284,7 @@ impl Drop for Mount {
 #[test]
 fn outputs_on_another_filesystem_are_emptied_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     // outputs/ on its own filesystem, and the output root a mount point of a third.
     let Some(_outputs) = Mount::tmpfs(&dir.path().join("data/outputs"), "size=64m") else {
         eprintln!("skipped: mounting a tmpfs needs root");
@@ -339,7 +321,7 @@ fn a_second_run_on_the_same_data_directory_refuses_naming_the_first() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let tiny = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let tiny = write(dir.path(), "tiny.toml", &tiny("warm"));
     for args in [vec!["run", &tiny], vec!["gen", &tiny]] {
         let (status, out) = harness(dir.path(), &args, Duration::from_secs(30));
         assert_eq!(status.code(), Some(1), "{out}");
@@ -360,7 +342,7 @@ fn a_second_run_on_the_same_data_directory_refuses_naming_the_first() {
 fn run_with_input(make: impl Fn(&Path)) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     for cache in ["warm", "cold"] {
-        let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", cache));
+        let s = write(dir.path(), "tiny.toml", &tiny(cache));
         gen(dir.path(), &s);
         let victim = dir
             .path()
@@ -398,7 +380,7 @@ fn a_dev_zero_input_fails_the_run_naming_it() {
 #[test]
 fn a_damaged_dataset_says_how_to_fix_it() {
     let dir = tempfile::tempdir().unwrap();
-    let s = write(dir.path(), "tiny.toml", &TINY.replace("CACHE", "warm"));
+    let s = write(dir.path(), "tiny.toml", &tiny("warm"));
     gen(dir.path(), &s);
     fs::remove_file(
         dir.path()
@@ -421,37 +403,37 @@ fn a_damaged_dataset_says_how_to_fix_it() {
 #[test]
 fn oversized_scenarios_are_refused_before_anything_is_made() {
     let dir = tempfile::tempdir().unwrap();
-    let base = TINY.replace("CACHE", "warm");
+    let base = tiny("warm");
     for (from, to, line_key) in [
         (
             "groups = 2",
             "groups = 4000000000",
-            "4:10: [dataset] groups",
+            "5:10: [dataset] groups",
         ),
         (
             "ny = 12\nnx = 10",
             "ny = 1000000\nnx = 1000000",
-            "7:6: [dataset] ny",
+            "8:6: [dataset] ny",
         ),
         (
             "bytes_in_flight = \"8 MiB\"",
             "bytes_in_flight = \"1 KiB\"",
-            "18:19: [[backend]] sequential: bytes_in_flight",
+            "19:19: [[backend]] sequential: bytes_in_flight",
         ),
         (
             "bytes_in_flight = \"8 MiB\"",
             "bytes_in_flight = \"8 MiB\"\ncpu_threads = 100000",
-            "19:15: [[backend]] cpu_threads",
+            "20:15: [[backend]] cpu_threads",
         ),
         (
             "repetitions = 1",
             "repetitions = 4000000000",
-            "14:15: [run] repetitions",
+            "15:15: [run] repetitions",
         ),
         (
             "variables = 3\nsteps = 5",
             "variables = 4000000\nsteps = 2000",
-            "4:10: [dataset] groups, variables, steps",
+            "5:10: [dataset] groups, variables, steps",
         ),
     ] {
         assert!(base.contains(from), "{from}");
@@ -687,9 +669,7 @@ fn a_killed_harness_leaves_no_child_running() {
 #[test]
 fn compare_fails_against_a_failed_or_incomplete_run() {
     let dir = tempfile::tempdir().unwrap();
-    let two = TINY
-        .replace("CACHE", "warm")
-        .replace("repetitions = 1", "repetitions = 2")
+    let two = common::tiny("files", "warm", 2)
         + "[[backend]]\nname = \"tokio-rayon\"\nbytes_in_flight = \"8 MiB\"\n";
     let s = write(dir.path(), "tiny.toml", &two);
     let (status, out) = harness(dir.path(), &["run", &s], Duration::from_secs(120));
@@ -734,9 +714,7 @@ fn compare_fails_against_a_failed_or_incomplete_run() {
     // A run without one of the baseline's backends.
     bytes[n - 3] ^= 0xff;
     fs::write(&victim, &bytes).unwrap();
-    let one = TINY
-        .replace("CACHE", "warm")
-        .replace("repetitions = 1", "repetitions = 2");
+    let one = common::tiny("files", "warm", 2);
     let s = write(dir.path(), "tiny.toml", &one);
     let (status, out) = harness(dir.path(), &["run", &s], Duration::from_secs(120));
     assert!(status.success(), "{out}");

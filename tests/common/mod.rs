@@ -27,3 +27,32 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A small scenario (2 groups × 3 variables × 5 steps, `sequential` only) in the
+/// given layout (`files`, `container`) and cache state, with `reps` repetitions.
+pub fn tiny(layout: &str, cache: &str, reps: u32) -> String {
+    TINY.replace("LAYOUT", layout)
+        .replace("CACHE", cache)
+        .replace("REPS", &reps.to_string())
+}
+
+const TINY: &str = r#"
+name = "tiny"
+[dataset]
+layout = "LAYOUT"
+groups = 2
+variables = 3
+steps = 5
+ny = 12
+nx = 10
+codec = "lz4"
+[output]
+cy = 5
+cx = 4
+[run]
+repetitions = REPS
+cache = "CACHE"
+[[backend]]
+name = "sequential"
+bytes_in_flight = "8 MiB"
+"#;
