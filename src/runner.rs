@@ -657,3 +657,18 @@ fn status_field(name: &str) -> Option<u64> {
 fn thread_count() -> u64 {
     status_field("Threads:").unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::new_run_dir;
+
+    #[test]
+    fn runs_started_in_the_same_second_get_their_own_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = new_run_dir(dir.path(), "s").unwrap();
+        let b = new_run_dir(dir.path(), "s").unwrap();
+        let c = new_run_dir(dir.path(), "s").unwrap();
+        assert!(a != b && b != c && a != c);
+        assert!(b.to_string_lossy().ends_with("-s-2") || b.to_string_lossy().ends_with("-s"));
+    }
+}
