@@ -76,7 +76,7 @@ use std::time::Instant;
 use async_stream::stream;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
-use rechunk_contract::input;
+use rechunk_contract::input::{open_input, read_input};
 use rechunk_contract::output::io_detail;
 use rechunk_contract::{
     ByteRange, Cancel, Group, InputRef, Io, Job, NullRecorder, Recorder, RunError, Stage,
@@ -412,7 +412,7 @@ async fn read_one(shared: Arc<Shared>, position: usize, index: usize) -> Result<
         .map_or(u64::MAX, |f| f(group, index));
     let guard = shared.io.begin(Io::Read, &shared.stop).await?;
     let submitted = Instant::now();
-    let bytes = read_input(&shared, &group.inputs[index], max_len).await;
+    let bytes = read_one_input(&shared, &group.inputs[index], max_len).await;
     drop(guard);
     let bytes = bytes?;
     shared
@@ -479,7 +479,7 @@ async fn read_batch(
 }
 
 /// Reads one input: a whole file of at most `max_len` bytes, or a byte range.
-async fn read_input(
+async fn read_one_input(
     shared: &Arc<Shared>,
     input: &InputRef,
     max_len: u64,
@@ -495,7 +495,7 @@ async fn read_input(
             // regular file only and at most `max_len + 1` bytes.
             shared.hops.fetch_add(1, Relaxed);
             let p = path.clone();
-            tokio::task::spawn_blocking(move || input::read_input(&p, max_len))
+            tokio::task::spawn_blocking(move || read_input(&p, max_len))
                 .await
                 .map_err(task_failed)?
         }
@@ -505,7 +505,7 @@ async fn read_input(
             // being the shared one that refuses anything but a regular file.
             shared.hops.fetch_add(3, Relaxed);
             let p = path.clone();
-            let f = tokio::task::spawn_blocking(move || input::open_input(&p))
+            let f = tokio::task::spawn_blocking(move || open_input(&p))
                 .await
                 .map_err(task_failed)??;
             let mut f = tokio::fs::File::from_std(f);
@@ -521,7 +521,7 @@ async fn read_input(
             let rel = input.path.clone();
             let p = path.clone();
             tokio::task::spawn_blocking(move || match range {
-                None => input::read_input(&p, max_len),
+                None => read_input(&p, max_len),
                 Some(r) => {
                     let file = s.container(&rel, p.clone())?;
                     let mut buf = vec![0; r.len as usize];
@@ -560,7 +560,7 @@ impl Shared {
         {
             return Ok(f.clone());
         }
-        let file = Arc::new(input::open_input(&path)?);
+        let file = Arc::new(open_input(&path)?);
         self.containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
