@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Cancel, RunError, RunOutcome};
 use crate::job::{Job, Limits};
@@ -366,11 +367,27 @@ pub enum Damage {
     /// The file grown past the largest valid input (whole-file layouts only: a
     /// container's ranges do not change when it grows).
     Oversized,
+    /// The file replaced by a FIFO that no writer ever opens: an `open(2)` for
+    /// reading without `O_NONBLOCK` waits for ever (see [`crate::input`]).
+    Fifo,
+    /// The file replaced by a symlink to `/dev/zero`: a read without a bound never
+    /// ends and takes all memory.
+    DevZero,
 }
 
+/// How long a run on a damaged input may take before [`check_bad_input`] says it
+/// hung (blocked opening a FIFO, say) instead of hanging the test.
+pub const BAD_INPUT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How far the process's resident memory may grow while a run on a damaged input
+/// goes on before [`check_bad_input`] aborts the process: a backend reading
+/// `/dev/zero` without a bound would otherwise take all the machine's memory (and
+/// whatever else runs there) before the timeout.
+pub const BAD_INPUT_MEMORY: u64 = 1 << 30;
+
 /// A damaged input (group 1, variable 1, step 2) fails the run with an error naming
-/// that file, and leaves no complete-looking chunk of the damaged variable and no
-/// temporary file behind.
+/// that file, within [`BAD_INPUT_TIMEOUT`], and leaves no complete-looking chunk of
+/// the damaged variable and no temporary file behind.
 pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -> CheckResult {
     supports(backend, layout)?;
     let fx = Fixture::tiny(layout, Codec::Zstd);
@@ -403,16 +420,18 @@ pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -
             let f = fs::OpenOptions::new().write(true).open(&file).unwrap();
             f.set_len(max + 2 * 4096 + 123).unwrap();
         }
+        Damage::Fifo => {
+            fs::remove_file(&file).unwrap();
+            mkfifo(&file);
+        }
+        Damage::DevZero => {
+            fs::remove_file(&file).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+        }
     }
-    let err = run_staged(
-        backend,
-        &job,
-        &Arc::new(fx.workload()),
-        &counters(),
-        &Cancel::new(),
-    )
-    .err()
-    .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
+    let err = run_bounded(backend, &job, &Arc::new(fx.workload()), &file, damage)
+        .err()
+        .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
     let shown = err.to_string();
     let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
@@ -435,6 +454,116 @@ pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -
     Ok(())
 }
 
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(
+        r,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// [`run_staged`] on a thread, watched: a run that has not returned within
+/// [`BAD_INPUT_TIMEOUT`] fails the check (after it is cancelled, and a FIFO at
+/// `damaged` is given a writer that closes at once, so that a reader blocked in
+/// `open(2)` sees its end and the run can end), and one whose memory grows past
+/// [`BAD_INPUT_MEMORY`] aborts the process with a message.
+fn run_bounded<B: Backend, W: crate::Workload>(
+    backend: &B,
+    job: &Arc<Job>,
+    workload: &Arc<W>,
+    damaged: &Path,
+    damage: Damage,
+) -> Result<RunOutcome, RunError> {
+    let cancel = Cancel::new();
+    let name = backend.name();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = cancel.clone();
+        scope.spawn(move || {
+            let _ = tx.send(run_staged(backend, job, workload, &counters(), &c));
+        });
+        let started = Instant::now();
+        let base = resident_bytes();
+        let watch = |rx: &std::sync::mpsc::Receiver<_>| {
+            let r = rx.recv_timeout(Duration::from_millis(20));
+            if let (Some(base), Some(now)) = (base, resident_bytes()) {
+                if now > base + BAD_INPUT_MEMORY {
+                    abort(format!(
+                        "conformance: {name} on a {damage:?} input ({}) grew this process by \
+                         {} MiB: reading without a bound; aborting before the machine runs \
+                         out of memory",
+                        damaged.display(),
+                        (now - base) >> 20
+                    ));
+                }
+            }
+            r
+        };
+        use std::sync::mpsc::RecvTimeoutError::{Disconnected, Timeout};
+        loop {
+            match watch(&rx) {
+                Ok(r) => return r,
+                Err(Disconnected) => panic!("{name} panicked on a {damage:?} input"),
+                Err(Timeout) if started.elapsed() < BAD_INPUT_TIMEOUT => {}
+                Err(Timeout) => break,
+            }
+        }
+        // Hung: cancel, and give a FIFO's blocked reader its end of file, until the
+        // run returns; if even that does not end it, the test cannot go on.
+        cancel.cancel();
+        let gave_up = Instant::now();
+        loop {
+            if damage == Damage::Fifo {
+                let _ = fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(damaged);
+            }
+            match watch(&rx) {
+                Ok(_) | Err(Disconnected) => break,
+                Err(Timeout) if gave_up.elapsed() < BAD_INPUT_TIMEOUT => {}
+                Err(Timeout) => {
+                    abort(format!(
+                        "conformance: {name} on a {damage:?} input ({}) has not returned \
+                         {:?} after it was cancelled; aborting",
+                        damaged.display(),
+                        BAD_INPUT_TIMEOUT
+                    ));
+                }
+            }
+        }
+        panic!(
+            "{name}: a run on a {damage:?} input ({}) had not returned after {:?} \
+             (blocked opening or reading it?)",
+            damaged.display(),
+            BAD_INPUT_TIMEOUT
+        )
+    })
+}
+
+/// Says why on stderr itself (the test harness's capture of `eprintln!` would be
+/// lost with the process) and aborts.
+fn abort(why: String) -> ! {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{why}");
+    std::process::abort()
+}
+
+/// This process's resident memory (Linux), if it can be read.
+fn resident_bytes() -> Option<u64> {
+    let statm = fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: a plain query.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 /// Every kind of damage on every supported layout.
 pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
     let mut skipped = Vec::new();
@@ -444,6 +573,8 @@ pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
             Damage::Truncated,
             Damage::Missing,
             Damage::Oversized,
+            Damage::Fifo,
+            Damage::DevZero,
         ] {
             if layout == Layout::Container && damage == Damage::Oversized {
                 continue;

@@ -50,7 +50,7 @@ pub fn file_kind(ft: &FileType) -> &'static str {
 }
 
 /// The error for an input that is not a regular file: `not a regular file (a FIFO)`.
-pub fn not_regular_error(path: &Path, ft: &FileType) -> RunError {
+fn not_regular_error(path: &Path, ft: &FileType) -> RunError {
     RunError::input(path, format!("not a regular file ({})", file_kind(ft)))
 }
 
@@ -78,7 +78,7 @@ pub fn check_regular(path: &Path) -> Result<(), RunError> {
 /// The error for an input whose open failed: `not a regular file (…)` when that is
 /// why (a socket's open fails with ENXIO, a FIFO's with EINVAL under `O_DIRECT`),
 /// else `cannot open: …`.
-pub fn open_error(path: &Path, e: &std::io::Error) -> RunError {
+fn open_error(path: &Path, e: &std::io::Error) -> RunError {
     match not_regular(path) {
         Some(kind) => RunError::input(path, format!("not a regular file ({kind})")),
         None => RunError::input(path, format!("cannot open: {}", io_detail(e))),
@@ -144,7 +144,7 @@ fn fcntl_error(path: &Path) -> RunError {
 }
 
 /// The error for an input longer than `max_len` bytes.
-pub fn too_large_error(path: &Path, max_len: u64) -> RunError {
+fn too_large_error(path: &Path, max_len: u64) -> RunError {
     RunError::input(
         path,
         format!("larger than any valid input ({max_len} bytes at most)"),

@@ -12,6 +12,13 @@
 //! directory by its untimed `finish`, after it, so it can be verified), or
 //! `s3://bucket/prefix`.
 //!
+//! Inputs read from the job's local input directory (`file://`, and the copies into
+//! `memory://` or a staged S3 store) must be regular files: `LocalFileSystem` opens
+//! them with a blocking open that would wait for ever on a FIFO, and object_store is
+//! not ours to change, so `prepare` checks every input path of the job first
+//! (untimed, one `stat` each) and refuses anything else with an error naming it;
+//! the backend's own local reads go through [`rechunk_contract::input`].
+//!
 //! `LocalFileSystem` does each call as blocking work on Tokio's blocking pool; the
 //! results count those hops per kind of call, as object_store 0.14's `local.rs`
 //! makes them: `get` two (`get_opts` opens and stats, `GetResult::bytes` reads),
@@ -103,12 +110,18 @@ impl ObjectStoreBackend {
         Ok((input, output))
     }
 
-    /// Untimed setup before a run: loads a memory input from the job's local input,
-    /// empties the output store (an S3 prefix) and, with `stage`, uploads the job's
-    /// local input to an S3 input store. Returns what it did, for the results.
+    /// Untimed setup before a run: checks that the job's local inputs are regular
+    /// files (when they are read: `file://`, or copied into a memory or staged S3
+    /// store), loads a memory input from the job's local input, empties the output
+    /// store (an S3 prefix) and, with `stage`, uploads the job's local input to an S3
+    /// input store. Returns what it did, for the results.
     fn prepare_stores(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
         let mut details = Map::new();
         let started = Instant::now();
+        let copied = self.input == StoreUrl::Memory || (self.stage && self.input.is_s3());
+        if self.input == StoreUrl::File || copied {
+            check_local_inputs(job)?;
+        }
         {
             let mut m = self.memory();
             m.input = (self.input == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
@@ -116,7 +129,7 @@ impl ObjectStoreBackend {
         }
         let (input, output) = self.open(job)?;
         let in_name = |e: String| RunError::input(&input.url, e);
-        if self.input == StoreUrl::Memory || (self.stage && self.input.is_s3()) {
+        if copied {
             if self.input.is_s3() {
                 store::block_on(input.delete_all(STAGING_CONCURRENCY))
                     .map_err(in_name)?
@@ -254,6 +267,22 @@ impl Backend for ObjectStoreBackend {
         }
         Ok(outcome)
     }
+}
+
+/// Every distinct input path of `job` is a regular file (symlinks followed), or an
+/// error naming the first that is not: `LocalFileSystem`'s open of a FIFO would
+/// block for ever, of `/dev/zero` read without end. A path that cannot be `stat`ed
+/// (a missing file) is left to the run, which reports it as before. One `stat` per
+/// file (a container once), outside the timed region; a file swapped for a FIFO
+/// after this check is not caught.
+fn check_local_inputs(job: &Job) -> Result<(), RunError> {
+    let mut seen = std::collections::HashSet::new();
+    for input in job.groups.iter().flat_map(|g| &g.inputs) {
+        if seen.insert(&*input.path) {
+            rechunk_contract::input::check_regular(&job.input_path(input))?;
+        }
+    }
+    Ok(())
 }
 
 /// Requests of each kind, and the blocking-pool hops `LocalFileSystem` made for them.

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rechunk_contract::input;
+use rechunk_contract::input::open_input;
 use rechunk_contract::output::{io_detail, LocalWriter};
 use rechunk_contract::{
     Backend, ByteBudget, Cancel, Capabilities, Group, GroupReducer, InputRef, Io, Job,
@@ -148,7 +148,7 @@ impl Reader {
         match input.range {
             None => {
                 // A regular file only: a FIFO or a device is refused, never waited on.
-                let mut file = input::open_input(&path())?;
+                let mut file = open_input(&path())?;
                 // Room for the largest valid input plus one byte, to tell "too large".
                 let cap = max_len as usize + 1;
                 if self.buf.len() < cap {
@@ -177,7 +177,7 @@ impl Reader {
                     .as_ref()
                     .is_none_or(|(p, _)| *p != input.path)
                 {
-                    let file = input::open_input(&path())?;
+                    let file = open_input(&path())?;
                     self.container = Some((input.path.clone(), file));
                 }
                 let (_, file) = self.container.as_ref().expect("just opened");

@@ -204,10 +204,13 @@ async fn drive<W: Workload>(ctx: Arc<Ctx<W>>) -> (Result<(), RunError>, u64) {
         }
     }
     let w = ctx.workload.clone();
+    let bound = ctx.workload.clone();
     let (mut groups, read_hops) = Reader::new(ctx.job.clone())
         .io_mode(ctx.cfg.io.clone())
         .io_limit(ctx.io.clone())
         .budget(ctx.budget.clone(), move |g, i| w.cost(g, i).total())
+        // Never more of a whole file than the largest valid input.
+        .max_len(move |g, i| bound.cost(g, i).read)
         .recorder(ctx.recorder.clone())
         .stop(ctx.stop.clone())
         .read_groups_counting();

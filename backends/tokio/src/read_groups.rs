@@ -66,7 +66,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{ErrorKind, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -76,6 +76,7 @@ use std::time::Instant;
 use async_stream::stream;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use rechunk_contract::input::{open_input, read_input};
 use rechunk_contract::output::io_detail;
 use rechunk_contract::{
     ByteRange, Cancel, Group, InputRef, Io, Job, NullRecorder, Recorder, RunError, Stage,
@@ -88,8 +89,12 @@ use crate::limits::{Budget, IoLimit, Reservation, Stop};
 #[derive(Clone, Debug)]
 pub enum IoMode {
     /// `tokio::fs`, what a Tokio user reaches for: every call (open, seek, read) is
-    /// one hop to the blocking pool. A byte range opens its file each time, since a
-    /// `tokio::fs::File` cannot serve concurrent positioned reads.
+    /// one hop to the blocking pool. A whole file is one hop, as `tokio::fs::read`
+    /// (which is `spawn_blocking(std::fs::read)`), here of the bounded, regular-file-
+    /// only [`rechunk_contract::input::read_input`]. A byte range opens its file each
+    /// time (the open through [`rechunk_contract::input::open_input`] in one hop, as
+    /// `tokio::fs::File::open`), since a `tokio::fs::File` cannot serve concurrent
+    /// positioned reads.
     TokioFs,
     /// `std::fs` inside one `spawn_blocking` per read: one hop per input, and a
     /// container file opened once and shared by positioned reads (`pread`).
@@ -161,11 +166,16 @@ pub type Groups = Pin<Box<dyn Stream<Item = GroupReads> + Send>>;
 type CostFn = Arc<dyn Fn(&Group, usize) -> u64 + Send + Sync>;
 
 /// Reads a job's inputs; configure it, then call [`Reader::read_groups`].
+///
+/// Inputs are read only if they are regular files (a FIFO or a device at an input
+/// path fails its read with an error naming it), and a whole file only up to the
+/// bound [`Reader::max_len`] sets (see [`rechunk_contract::input`]).
 pub struct Reader {
     job: Arc<Job>,
     mode: IoMode,
     io: Option<IoLimit>,
     budget: Option<(Budget, CostFn)>,
+    max_len: Option<CostFn>,
     recorder: Arc<dyn Recorder>,
     stop: Stop,
 }
@@ -210,6 +220,7 @@ struct Shared {
     mode: IoMode,
     io: IoLimit,
     budget: Option<(Budget, CostFn)>,
+    max_len: Option<CostFn>,
     recorder: Arc<dyn Recorder>,
     stop: Stop,
     /// Container files opened once (std-in-blocking mode), by relative path.
@@ -225,6 +236,7 @@ impl Reader {
             mode: IoMode::TokioFs,
             io: None,
             budget: None,
+            max_len: None,
             recorder: Arc::new(NullRecorder),
             stop: Stop::new(&Cancel::new()),
         }
@@ -252,6 +264,20 @@ impl Reader {
         self
     }
 
+    /// Reads at most `max_len(group, index)` bytes of a whole-file input (the
+    /// workload's `cost(group, index).read`, the largest valid input): a longer file
+    /// fails its read, `larger than any valid input`, after at most one byte more.
+    /// Without it a whole file is read to its end (it is a regular file, so it has
+    /// one). Byte ranges read exactly their length either way; object IO reads what
+    /// its store returns.
+    pub fn max_len(
+        mut self,
+        max_len: impl Fn(&Group, usize) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.max_len = Some(Arc::new(max_len));
+        self
+    }
+
     pub fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
         self.recorder = recorder;
         self
@@ -274,6 +300,7 @@ impl Reader {
             mode: self.mode,
             io,
             budget: self.budget,
+            max_len: self.max_len,
             recorder: self.recorder,
             stop: self.stop,
             containers: Mutex::new(HashMap::new()),
@@ -379,9 +406,13 @@ async fn read_one(shared: Arc<Shared>, position: usize, index: usize) -> Result<
         Some((budget, cost)) => Some(budget.reserve(cost(group, index), &shared.stop).await?),
         None => None,
     };
+    let max_len = shared
+        .max_len
+        .as_ref()
+        .map_or(u64::MAX, |f| f(group, index));
     let guard = shared.io.begin(Io::Read, &shared.stop).await?;
     let submitted = Instant::now();
-    let bytes = read_input(&shared, &group.inputs[index]).await;
+    let bytes = read_one_input(&shared, &group.inputs[index], max_len).await;
     drop(guard);
     let bytes = bytes?;
     shared
@@ -447,30 +478,40 @@ async fn read_batch(
         .collect())
 }
 
-async fn read_input(shared: &Arc<Shared>, input: &InputRef) -> Result<Vec<u8>, RunError> {
+/// Reads one input: a whole file of at most `max_len` bytes, or a byte range.
+async fn read_one_input(
+    shared: &Arc<Shared>,
+    input: &InputRef,
+    max_len: u64,
+) -> Result<Vec<u8>, RunError> {
     let path = shared.job.input_path(input);
-    let fail = |what: &str, e: std::io::Error| match (e.kind(), input.range) {
-        (ErrorKind::UnexpectedEof, Some(r)) => RunError::input(
-            &path,
-            format!("truncated: the file ends before byte {}", r.offset + r.len),
-        ),
-        _ => RunError::input(&path, format!("{what}{}", io_detail(&e))),
-    };
+    let fail = |e: std::io::Error| range_error(&path, input.range, e);
+    let task_failed =
+        |e: tokio::task::JoinError| RunError::input(&path, format!("the read task failed: {e}"));
     match (&shared.mode, input.range) {
         (IoMode::TokioFs, None) => {
+            // What `tokio::fs::read` is, `spawn_blocking(|| std::fs::read(path))`, of
+            // the shared read instead: still one hop to the blocking pool, but of a
+            // regular file only and at most `max_len + 1` bytes.
             shared.hops.fetch_add(1, Relaxed);
-            tokio::fs::read(&path).await.map_err(|e| fail("", e))
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || read_input(&p, max_len))
+                .await
+                .map_err(task_failed)?
         }
         (IoMode::TokioFs, Some(r)) => {
+            // Open, seek, read: three hops, as with `tokio::fs::File::open` (itself
+            // `spawn_blocking(std::fs::File::open)` and `File::from_std`), the open
+            // being the shared one that refuses anything but a regular file.
             shared.hops.fetch_add(3, Relaxed);
-            let mut f = tokio::fs::File::open(&path)
+            let p = path.clone();
+            let f = tokio::task::spawn_blocking(move || open_input(&p))
                 .await
-                .map_err(|e| fail("cannot open: ", e))?;
-            f.seek(SeekFrom::Start(r.offset))
-                .await
-                .map_err(|e| fail("", e))?;
+                .map_err(task_failed)??;
+            let mut f = tokio::fs::File::from_std(f);
+            f.seek(SeekFrom::Start(r.offset)).await.map_err(fail)?;
             let mut buf = vec![0; r.len as usize];
-            f.read_exact(&mut buf).await.map_err(|e| fail("", e))?;
+            f.read_exact(&mut buf).await.map_err(fail)?;
             Ok(buf)
         }
         (IoMode::Object(o), _) => o.read(input).await,
@@ -479,26 +520,38 @@ async fn read_input(shared: &Arc<Shared>, input: &InputRef) -> Result<Vec<u8>, R
             let s = shared.clone();
             let rel = input.path.clone();
             let p = path.clone();
-            let r = tokio::task::spawn_blocking(move || match range {
-                None => std::fs::read(&p).map_err(|e| ("", e)),
+            tokio::task::spawn_blocking(move || match range {
+                None => read_input(&p, max_len),
                 Some(r) => {
-                    let file = s.container(&rel, p).map_err(|e| ("cannot open: ", e))?;
+                    let file = s.container(&rel, p.clone())?;
                     let mut buf = vec![0; r.len as usize];
                     file.read_exact_at(&mut buf, r.offset)
-                        .map_err(|e| ("", e))?;
+                        .map_err(|e| range_error(&p, range, e))?;
                     Ok(buf)
                 }
             })
             .await
-            .map_err(|e| RunError::input(&path, format!("the read task failed: {e}")))?;
-            r.map_err(|(what, e)| fail(what, e))
+            .map_err(task_failed)?
         }
     }
 }
 
+/// A failed read of the input at `path` (of `range` of it, if any) in words: a
+/// range that runs past the file's end is a truncated file.
+fn range_error(path: &Path, range: Option<ByteRange>, e: std::io::Error) -> RunError {
+    match (e.kind(), range) {
+        (ErrorKind::UnexpectedEof, Some(r)) => RunError::input(
+            path,
+            format!("truncated: the file ends before byte {}", r.offset + r.len),
+        ),
+        _ => RunError::input(path, io_detail(&e)),
+    }
+}
+
 impl Shared {
-    /// The container at `rel`, opened on first use (called on a blocking thread).
-    fn container(&self, rel: &str, path: PathBuf) -> std::io::Result<Arc<File>> {
+    /// The container at `rel`, opened on first use (called on a blocking thread)
+    /// through the shared open: a regular file or an error naming it.
+    fn container(&self, rel: &str, path: PathBuf) -> Result<Arc<File>, RunError> {
         if let Some(f) = self
             .containers
             .lock()
@@ -507,7 +560,7 @@ impl Shared {
         {
             return Ok(f.clone());
         }
-        let file = Arc::new(File::open(path)?);
+        let file = Arc::new(open_input(&path)?);
         self.containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -16,6 +16,23 @@
 //! `close` → `renameat` from its temporary name, so a reader never sees half a
 //! chunk.
 //!
+//! Inputs are opened with `O_NONBLOCK` (see [`rechunk_contract::input`]), so that
+//! a FIFO at an input path cannot block an io-wq worker in `openat` for ever. What
+//! a whole-file read opened is not checked on the way (that would cost every file a
+//! syscall); it shows where it matters: a FIFO without a writer reads as empty,
+//! `/dev/zero` runs past the largest valid size, a read that would block fails with
+//! EAGAIN (where the kernel honours O_NONBLOCK for it), and on those rare paths
+//! alone the engine asks `fstat` (or `stat` of the path, for a fixed or closed
+//! file) what the file is, and fails the read with `not a regular file (…)`. (A
+//! FIFO whose writer holds it open without writing still blocks its read: io_uring
+//! polls a pollable file even under O_NONBLOCK on recent kernels, and only an
+//! `fstat` of every input would tell beforehand.) A filesystem that answers a
+//! regular file's non-blocking read with EAGAIN (one without `FMODE_NOWAIT`, for
+//! which io_uring does not retry in io-wq) gets that read continued without
+//! O_NONBLOCK, and the engine's later whole-file opens go without it. Containers
+//! are opened with [`rechunk_contract::input::regular_input`]'s check, once per
+//! group.
+//!
 //! Options ([`Options`]):
 //! - `fixed_files`: files are opened straight into a registered file table
 //!   (`openat` with a file index), and read, written and closed through it, so the
@@ -37,9 +54,13 @@
 //!   it continues unlinked from where the chain left it.
 
 use std::ffi::{CStr, CString, OsStr};
+use std::fs::OpenOptions;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +69,7 @@ use crossbeam_queue::ArrayQueue;
 use io_uring::squeue::Flags;
 use io_uring::types::{DestinationSlot, Fd, Fixed};
 use io_uring::{opcode, squeue, IoUring};
+use rechunk_contract::input;
 use rechunk_contract::output::io_detail;
 use rechunk_contract::RunError;
 
@@ -244,6 +266,8 @@ enum Kind {
         limit: usize,
         /// A whole file's largest valid size.
         max: usize,
+        /// Open the file again once it is closed (without `O_NONBLOCK`) and read on.
+        reopen: bool,
     },
     Write {
         tmp: CString,
@@ -373,6 +397,9 @@ pub struct Engine<T> {
     stopping: bool,
     wake: Option<(Arc<EventFd>, Box<[u8; 8]>)>,
     wake_armed: bool,
+    /// Whole-file opens add `O_NONBLOCK`; false once a regular file's read failed
+    /// with EAGAIN for it (a filesystem without `FMODE_NOWAIT`).
+    nonblocking_reads: bool,
     /// io_uring_enter calls made.
     pub submits: u64,
 }
@@ -450,6 +477,7 @@ impl<T> Engine<T> {
             stopping: false,
             wake: None,
             wake_armed: false,
+            nonblocking_reads: true,
             submits: 0,
         })
     }
@@ -492,29 +520,111 @@ impl<T> Engine<T> {
         }
     }
 
-    /// Opens a container for range reads (O_DIRECT if the options say so).
+    /// Opens a container for range reads (O_DIRECT if the options say so), with
+    /// [`input::OPEN_FLAGS`]; refused unless it is a regular file, `O_NONBLOCK`
+    /// cleared again (once per container, so the checks cost nothing per read).
+    /// The caller owns and closes the fd.
     pub fn open_container(&self, path: &CStr) -> Result<i32, RunError> {
-        let mut flags = libc::O_RDONLY | libc::O_CLOEXEC;
+        let p = path_of(path);
+        let mut flags = libc::O_NONBLOCK;
         if self.setup.options.direct {
             flags |= libc::O_DIRECT;
         }
-        // SAFETY: opens a NUL-terminated path; the caller owns and closes the fd.
-        let fd = unsafe { libc::open(path.as_ptr(), flags) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(RunError::input(
-                path_of(path),
-                format!("cannot open: {}", self.open_detail(&e)),
-            ));
-        }
-        Ok(fd)
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&p)
+            .map_err(|e| RunError::input(&p, self.open_failure(&p, &e)))?;
+        Ok(input::regular_input(file, &p)?.into_raw_fd())
     }
 
-    fn open_detail(&self, e: &std::io::Error) -> String {
-        if self.setup.options.direct && e.raw_os_error() == Some(libc::EINVAL) {
+    /// Why an input's open failed, in words: not a regular file (a socket's open
+    /// fails with ENXIO, a FIFO's or a device's with EINVAL under O_DIRECT), a
+    /// filesystem without O_DIRECT, or the error itself.
+    fn open_failure(&self, path: &Path, e: &std::io::Error) -> String {
+        if let Some(kind) = input::not_regular(path) {
+            return format!("not a regular file ({kind})");
+        }
+        let detail = if self.setup.options.direct && e.raw_os_error() == Some(libc::EINVAL) {
             format!("{e} (this filesystem does not support O_DIRECT; set direct = false)")
         } else {
             io_detail(e)
+        };
+        format!("cannot open: {detail}")
+    }
+
+    /// What read `i` opened, if it could be told: by `fstat` of its descriptor, or
+    /// `stat` of its path when the descriptor is a fixed one or closed. For rare
+    /// paths only (an empty file, one too large, a read that would block).
+    fn file_type(&mut self, i: usize) -> Option<std::fs::FileType> {
+        let op = self.ops.get_mut(i);
+        let Kind::Read { path, .. } = &op.kind else {
+            unreachable!()
+        };
+        let meta = match op.file {
+            File::Raw(fd) => {
+                // SAFETY: borrows the op's open fd for one fstat; never closes it.
+                let f = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+                f.metadata()
+            }
+            _ => std::fs::metadata(path_of(path)),
+        };
+        meta.ok().map(|m| m.file_type())
+    }
+
+    /// `not a regular file (…)` if read `i`'s file is not one (see
+    /// [`Engine::file_type`]).
+    fn not_regular(&mut self, i: usize) -> Option<String> {
+        self.file_type(i)
+            .filter(|t| !t.is_file())
+            .map(|t| format!("not a regular file ({})", input::file_kind(&t)))
+    }
+
+    /// A whole-file read failed with EAGAIN: a FIFO or socket with nothing to read
+    /// (opened O_NONBLOCK, as inputs are), or a regular file on a filesystem that
+    /// refuses non-blocking reads. The first fails; the second reads on without
+    /// O_NONBLOCK (its flag cleared, or, for a fixed file, closed and opened again;
+    /// a linked chain's closed file is already set to open again), and later opens
+    /// go without it.
+    fn would_block(&mut self, i: usize, events: &mut Vec<Event<T>>) {
+        match self.file_type(i) {
+            Some(t) if t.is_file() => {
+                self.nonblocking_reads = false;
+                let op = self.ops.get_mut(i);
+                match op.file {
+                    File::Raw(fd) => {
+                        // SAFETY: F_GETFL / F_SETFL on the op's open fd.
+                        unsafe {
+                            let flags = libc::fcntl(fd, libc::F_GETFL);
+                            if flags >= 0 {
+                                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+                            }
+                        }
+                    }
+                    File::Fixed(_) => {
+                        // A fixed file has no fcntl: close it and open it again.
+                        if let Kind::Read { reopen, .. } = &mut op.kind {
+                            *reopen = true;
+                        }
+                        op.phase = Phase::Close;
+                    }
+                    // Closed (by a linked chain): the caller set it to open again.
+                    File::None => debug_assert_eq!(op.phase, Phase::Open),
+                }
+                self.submit_phase(i);
+            }
+            Some(t) => {
+                let msg = format!(
+                    "not a regular file ({}): the read would block",
+                    input::file_kind(&t)
+                );
+                self.read_failed(i, msg, events);
+            }
+            None => self.read_failed(
+                i,
+                "not a regular file: the read would block (a FIFO or socket?)".into(),
+                events,
+            ),
         }
     }
 
@@ -566,6 +676,7 @@ impl<T> Engine<T> {
                 skip,
                 limit,
                 max,
+                reopen: false,
             },
             data: Some(data),
         };
@@ -687,12 +798,17 @@ impl<T> Engine<T> {
 
     fn open_flags(&self, write: bool) -> i32 {
         if write {
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC
-        } else if self.setup.options.direct {
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECT
-        } else {
-            libc::O_RDONLY | libc::O_CLOEXEC
+            return libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
         }
+        // O_NONBLOCK: a FIFO's open returns at once instead of blocking a worker.
+        let mut flags = input::OPEN_FLAGS;
+        if !self.nonblocking_reads {
+            flags &= !libc::O_NONBLOCK;
+        }
+        if self.setup.options.direct {
+            flags |= libc::O_DIRECT;
+        }
+        flags
     }
 
     fn open_sqe(&self, i: usize) -> squeue::Entry {
@@ -898,7 +1014,11 @@ impl<T> Engine<T> {
         match op.phase {
             Phase::Open => {
                 if let Some(e) = err {
-                    let msg = format!("cannot open: {}", self.open_detail(&e));
+                    let Kind::Read { path, .. } = &op.kind else {
+                        unreachable!()
+                    };
+                    let path = path_of(path);
+                    let msg = self.open_failure(&path, &e);
                     return self.read_failed(i, msg, events);
                 }
                 op.file = Self::opened(op, res);
@@ -906,6 +1026,10 @@ impl<T> Engine<T> {
             }
             Phase::Data => {
                 if let Some(e) = err {
+                    let whole = matches!(op.kind, Kind::Read { range: None, .. });
+                    if whole && e.raw_os_error() == Some(libc::EAGAIN) && !stopping {
+                        return self.would_block(i, events);
+                    }
                     return self.read_failed(i, io_detail(&e), events);
                 }
                 op.done += res as usize;
@@ -918,6 +1042,13 @@ impl<T> Engine<T> {
             }
             Phase::Close => {
                 op.file = File::None;
+                if let Kind::Read { reopen, .. } = &mut op.kind {
+                    if std::mem::take(reopen) && !stopping {
+                        // Read on, from where the read stopped, without O_NONBLOCK.
+                        op.phase = Phase::Open;
+                        return self.submit_phase(i);
+                    }
+                }
                 return self.finish_read(i, !stopping, events);
             }
             Phase::Rename => unreachable!("reads are never renamed"),
@@ -948,12 +1079,22 @@ impl<T> Engine<T> {
                 r.offset + r.len as u64
             )),
             Some(_) => Next::Continue,
+            // Endless (a device such as /dev/zero), or a regular file too large.
             None if op.done > max => {
-                Next::Fail(format!("larger than any valid input ({max} bytes at most)"))
+                Next::Fail(self.not_regular(i).unwrap_or_else(|| {
+                    format!("larger than any valid input ({max} bytes at most)")
+                }))
             }
             None if ended => {
                 debug_assert_eq!(file_offset, 0);
-                op.phase = Phase::Close;
+                // Empty: a FIFO without a writer reads so; an empty regular file is
+                // the workload's to judge.
+                if op.done == 0 {
+                    if let Some(msg) = self.not_regular(i) {
+                        return Next::Fail(msg);
+                    }
+                }
+                self.ops.get_mut(i).phase = Phase::Close;
                 Next::Continue
             }
             None => Next::Continue,
@@ -1044,10 +1185,25 @@ impl<T> Engine<T> {
         };
         if r[0] < 0 {
             let e = std::io::Error::from_raw_os_error(-r[0]);
-            let msg = format!("cannot open: {}", self.open_detail(&e));
+            let Kind::Read { path, .. } = &op.kind else {
+                unreachable!()
+            };
+            let path = path_of(path);
+            let msg = self.open_failure(&path, &e);
             return self.read_failed(i, msg, events);
         }
         for &res in &r[1..if direct { 2 } else { 3 }] {
+            if res == -libc::EAGAIN && !stopping {
+                // The chain closed the file: a regular file is read again, from what
+                // the first read brought, unlinked and without O_NONBLOCK.
+                op.done = r[1].max(0) as usize;
+                let Kind::Read { limit, .. } = &mut op.kind else {
+                    unreachable!()
+                };
+                *limit = if direct { align_up(max + 1) } else { max + 1 };
+                op.phase = Phase::Open;
+                return self.would_block(i, events);
+            }
             if res < 0 {
                 let e = std::io::Error::from_raw_os_error(-res);
                 return self.read_failed(i, io_detail(&e), events);
@@ -1077,11 +1233,16 @@ impl<T> Engine<T> {
             return self.submit_phase(i);
         }
         if n > max || (!direct && r[2] > 0) {
-            return self.read_failed(
-                i,
-                format!("larger than any valid input ({max} bytes at most)"),
-                events,
-            );
+            let msg = self
+                .not_regular(i)
+                .unwrap_or_else(|| format!("larger than any valid input ({max} bytes at most)"));
+            return self.read_failed(i, msg, events);
+        }
+        if n == 0 {
+            // A FIFO without a writer reads as empty.
+            if let Some(msg) = self.not_regular(i) {
+                return self.read_failed(i, msg, events);
+            }
         }
         self.finish_read(i, true, events);
     }
@@ -1213,4 +1374,142 @@ enum Next {
     Continue,
     Complete,
     Fail(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(options: Options) -> Option<Engine<()>> {
+        if !matches!(crate::probe(), rechunk_contract::Availability::Available) {
+            assert!(
+                std::env::var_os("HARNESS_REQUIRE_IO_URING").is_none(),
+                "io_uring is required here but unavailable"
+            );
+            eprintln!("skipped: io_uring unavailable");
+            return None;
+        }
+        Some(
+            Engine::new(Setup {
+                depth: 2,
+                sqpoll_idle_ms: None,
+                iowq_max_workers: None,
+                options,
+                buffers: 2,
+                max_input: 1 << 16,
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Reads the whole file at `path` (at most `max` bytes valid) through `e`.
+    fn read_whole(e: &mut Engine<()>, path: &Path, max: usize) -> Result<Vec<u8>, RunError> {
+        e.read(
+            CString::new(path.as_os_str().as_bytes()).unwrap(),
+            None,
+            max,
+            (),
+        );
+        let mut events = Vec::new();
+        while events.is_empty() {
+            e.wait().unwrap();
+            e.reap(&mut events);
+        }
+        while e.in_flight() > 0 {
+            // A failed read reports before its close completes.
+            e.wait().unwrap();
+            e.reap(&mut events);
+        }
+        match events.pop() {
+            Some(Event::Read { result, .. }) => result.map(|b| b.to_vec()),
+            _ => unreachable!("one read, one event"),
+        }
+    }
+
+    fn option_sets() -> Vec<Options> {
+        let o = |fixed_files, fixed_buffers, direct, linked| Options {
+            fixed_files,
+            fixed_buffers,
+            direct,
+            linked,
+        };
+        vec![
+            o(false, false, false, false),
+            o(true, false, false, false),
+            o(false, true, false, false),
+            o(false, false, true, false),
+            o(true, false, false, true),
+            o(true, true, true, true),
+        ]
+    }
+
+    fn detail(r: Result<Vec<u8>, RunError>, path: &Path) -> String {
+        match r {
+            Err(RunError::Input { path: p, detail }) if p == path => detail,
+            other => panic!(
+                "expected an input error naming {}: {other:?}",
+                path.display()
+            ),
+        }
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// A FIFO without a writer: the open returns at once (O_NONBLOCK; under
+    /// O_DIRECT it fails) and the read sees an empty file, which the engine
+    /// recognises; a symlink to /dev/zero runs past the bound. Each is named with
+    /// what it is, under every option.
+    #[test]
+    fn a_fifo_and_dev_zero_are_refused_as_not_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        for o in option_sets() {
+            let Some(mut e) = engine(o) else { return };
+            let d = detail(read_whole(&mut e, &fifo, 100), &fifo);
+            assert_eq!(d, "not a regular file (a FIFO)", "{o:?}");
+            let d = detail(read_whole(&mut e, &zero, 100), &zero);
+            assert_eq!(d, "not a regular file (a character device)", "{o:?}");
+            // An empty regular file is still read (the workload judges it).
+            assert_eq!(read_whole(&mut e, &empty, 100).unwrap(), b"", "{o:?}");
+            for path in [&fifo, &zero] {
+                let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+                let d = match e.open_container(&c) {
+                    Err(RunError::Input { detail, .. }) => detail,
+                    other => panic!("{o:?}: {other:?}"),
+                };
+                assert!(d.starts_with("not a regular file ("), "{o:?}: {d}");
+            }
+        }
+    }
+
+    /// A regular file whose non-blocking read io_uring refuses with EAGAIN (procfs
+    /// has no FMODE_NOWAIT on some kernels) is read on without O_NONBLOCK; where
+    /// the kernel retries by itself, it simply reads.
+    #[test]
+    fn a_regular_file_reads_whole_whatever_its_filesystem_does_with_o_nonblock() {
+        let path = Path::new("/proc/self/stat");
+        for o in option_sets().into_iter().filter(|o| !o.direct) {
+            let Some(mut e) = engine(o) else { return };
+            let bytes =
+                read_whole(&mut e, path, 1 << 15).unwrap_or_else(|err| panic!("{o:?}: {err}"));
+            assert!(bytes.ends_with(b"\n"), "{o:?}: {bytes:?}");
+            eprintln!(
+                "{o:?}: /proc/self/stat read, O_NONBLOCK {}",
+                if e.nonblocking_reads {
+                    "kept"
+                } else {
+                    "dropped after EAGAIN"
+                }
+            );
+        }
+    }
 }
