@@ -336,7 +336,7 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
         }
         let mut files = 0u64;
         count_files(local, &mut files).map_err(|e| format!("{}: {e}", local.display()))?;
-        store.delete_all(UPLOAD_CONCURRENCY).await?;
+        store.empty_owned(UPLOAD_CONCURRENCY).await?;
         let bar = progress::bar(files, &format!("uploading to {url}"), "files");
         let (n, bytes) = store
             .upload_dir(local, Some(MANIFEST), UPLOAD_CONCURRENCY, &|n, _| {

@@ -172,7 +172,7 @@ pub fn verify_objects(
     match objects.keys() {
         Ok(keys) => {
             for key in keys {
-                if key == "zarr.json" {
+                if key == "zarr.json" || key == MARKER {
                 } else if let Some(c) = layout.parse_chunk_key(&key) {
                     found.insert(c);
                 } else {

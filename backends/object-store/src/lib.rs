@@ -131,7 +131,7 @@ impl ObjectStoreBackend {
         let in_name = |e: String| RunError::input(&input.url, e);
         if copied {
             if self.input.is_s3() {
-                store::block_on(input.delete_all(STAGING_CONCURRENCY))
+                store::block_on(input.empty_owned(STAGING_CONCURRENCY))
                     .map_err(in_name)?
                     .map_err(in_name)?;
             }
@@ -156,7 +156,7 @@ impl ObjectStoreBackend {
         }
         if self.output.is_s3() {
             let out_name = |e: String| RunError::output(&output.url, e);
-            let n = store::block_on(output.delete_all(STAGING_CONCURRENCY))
+            let n = store::block_on(output.empty_owned(STAGING_CONCURRENCY))
                 .map_err(out_name)?
                 .map_err(out_name)?;
             if n > 0 {

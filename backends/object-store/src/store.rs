@@ -160,6 +160,11 @@ pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const S3_MAX_RETRIES: usize = 2;
 pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The object that marks a prefix as written by the harness (the same name as the
+/// marker file of its local directories): [`Store::empty_owned`] deletes only
+/// under a prefix that holds it, or an empty one.
+pub const MARKER: &str = ".harness-owned";
+
 /// An open store with its root: the prefix every key is under.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -340,22 +345,38 @@ impl Store {
             .map_err(|e| format!("{}: {}", self.name(key).display(), describe(&e)))
     }
 
-    /// Deletes every object under the root, at most `concurrency` requests at once.
-    pub async fn delete_all(&self, concurrency: usize) -> Result<u64, String> {
+    /// Empties the root for the harness: deletes every object under it (at most
+    /// `concurrency` requests at once) and leaves the [`MARKER`] object, but only
+    /// if the root is empty or already holds that marker. A prefix holding objects
+    /// the harness did not write is refused, never deleted. Returns how many
+    /// objects were deleted (the marker aside).
+    pub async fn empty_owned(&self, concurrency: usize) -> Result<u64, String> {
         let keys = self.list().await?;
-        let n = keys.len() as u64;
-        futures::stream::iter(keys)
+        if !keys.is_empty() && !keys.iter().any(|k| k == MARKER) {
+            return Err(format!(
+                "refusing to empty {}: it holds {} objects (e.g. {}) and no {MARKER} object, \
+                 so the harness did not write them; use an empty prefix, or delete them \
+                 yourself",
+                self.url,
+                keys.len(),
+                keys[0]
+            ));
+        }
+        let n = keys.iter().filter(|k| *k != MARKER).count() as u64;
+        futures::stream::iter(keys.iter().filter(|k| *k != MARKER))
             .map(|k| async move {
-                self.inner.delete(&self.path(&k)).await.map_err(|e| {
+                self.inner.delete(&self.path(k)).await.map_err(|e| {
                     format!(
                         "{}: cannot delete: {}",
-                        self.name(&k).display(),
+                        self.name(k).display(),
                         describe(&e)
                     )
                 })
             })
             .buffer_unordered(concurrency.max(1))
             .try_collect::<Vec<_>>()
+            .await?;
+        self.put(MARKER, b"{\"made_by\":\"harness\"}".to_vec())
             .await?;
         Ok(n)
     }
