@@ -428,7 +428,9 @@ impl Store {
 
     /// Writes every object under the root into `dir` (keys as relative paths).
     pub async fn download_to(&self, dir: &Path) -> Result<u64, String> {
-        let keys = self.list().await?;
+        let mut keys = self.list().await?;
+        // The prefix's own marker stays with the prefix.
+        keys.retain(|k| k != MARKER);
         for key in &keys {
             let bytes = self.get(key).await?;
             let path = dir.join(key);
