@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use backend_object_store::store::{S3Config, StoreUrl};
 use backend_object_store::ObjectStoreBackend;
 use backend_sequential::Sequential;
 use backend_tokio::{Bridge, IoMode, SpawnBlocking, TokioRayon};
@@ -13,6 +12,7 @@ use backend_uring::{Options as UringOptions, Uring, UringWorkers};
 use rechunk_contract::{
     Availability, Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
+use stores::{S3Config, StoreUrl};
 
 use crate::mock::Mock;
 use crate::scenario::BackendSpec;

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use backend_object_store::store::{self, S3Config, Store, StoreUrl};
 use rechunk_contract::input::{open_input, read_input};
 use rechunk_contract::nwp::generate::{generate_until, Stopped};
 use rechunk_contract::nwp::message::HEADER_LEN;
 use rechunk_contract::nwp::{DatasetParams, Layout};
 use serde::{Deserialize, Serialize};
+use stores::{S3Config, Store, StoreUrl};
 
 use crate::safety::{self, DataDir, Kind};
 use crate::{progress, signals, sizes};
@@ -326,7 +326,7 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
         .with_context(|| format!("{}: no manifest", local.display()))?;
     let store = Store::open(url, local, None, s3).map_err(anyhow::Error::msg)?;
     let start = Instant::now();
-    let r = store::block_on(async {
+    let r = stores::block_on(async {
         if let Some(there) = store.get_if_exists(MANIFEST).await? {
             let same = serde_json::from_slice::<Manifest>(&there).ok()
                 == serde_json::from_slice::<Manifest>(&manifest).ok();

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use backend_object_store::store::StoreUrl;
 use clap::{Parser, Subcommand};
 use harness::backends::{AnyBackend, ALL};
 use harness::runner::{self, Dirs};
@@ -12,6 +11,7 @@ use harness::scenario::{CacheMode, WorkloadKind};
 use harness::signals::{self, Interrupted};
 use harness::{dataset, scenario, verify, DEFAULT_SCENARIO};
 use rechunk_contract::Availability;
+use stores::StoreUrl;
 
 #[derive(Parser)]
 #[command(

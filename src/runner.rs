@@ -17,7 +17,7 @@ use rechunk_contract::readonly::ReadOnly;
 use rechunk_contract::{Availability, Cancel, Counters, Job, Recorder, Stage};
 use serde::{Deserialize, Serialize};
 
-use backend_object_store::store::StoreUrl;
+use stores::StoreUrl;
 
 use crate::backends::AnyBackend;
 use crate::cache::{self, CacheState};

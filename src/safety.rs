@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 /// The marker file in every directory the harness made and may remove (the same
 /// name marks an object-store prefix it wrote).
-pub const MARKER: &str = backend_object_store::store::MARKER;
+pub const MARKER: &str = stores::MARKER;
 /// The lock file in the data directory.
 pub const LOCK: &str = ".harness.lock";
 /// Where emptied outputs wait to be deleted, inside `<data>/outputs/`.

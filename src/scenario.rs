@@ -12,7 +12,7 @@ use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use backend_object_store::store::{S3Config, StoreUrl};
+use stores::{S3Config, StoreUrl};
 
 use crate::backends::{self, OptionKind};
 use crate::sizes;

@@ -11,12 +11,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use backend_object_store::store::{S3Config, Store, StoreUrl};
 use rayon::prelude::*;
 use rechunk_contract::nwp::values::splitmix64;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
 use serde::{Deserialize, Serialize};
+use stores::{S3Config, Store, StoreUrl};
 
 use crate::safety::MARKER;
 

@@ -5,7 +5,7 @@
 //! container) or `get_ranges` (`ranges_per_request` consecutive messages of a
 //! container in one call); writes are one `put` per object, atomic on every store.
 //!
-//! Input and output stores are chosen separately by URL ([`store::StoreUrl`]):
+//! Input and output stores are chosen separately by URL ([`stores::StoreUrl`]):
 //! `file://` (the job's local directories through `LocalFileSystem`), `memory://`
 //! (`InMemory`: the input is loaded from the job's local input by the backend's untimed `prepare`,
 //! before the timed region, and a memory output is copied to the job's local output
@@ -25,8 +25,6 @@
 //! `get_range` two (the same two with a range), `get_ranges` one, `put` one (write a
 //! staged file, rename it).
 
-pub mod store;
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -43,7 +41,7 @@ use rechunk_contract::{
 };
 use serde_json::{Map, Value};
 
-use store::{describe, S3Config, Store, StoreUrl};
+use stores::{describe, S3Config, Store, StoreUrl};
 
 const CAPABILITIES: Capabilities = Capabilities {
     byte_ranges: true,
@@ -131,11 +129,11 @@ impl ObjectStoreBackend {
         let in_name = |e: String| RunError::input(&input.url, e);
         if copied {
             if self.input.is_s3() {
-                store::block_on(input.empty_owned(STAGING_CONCURRENCY))
+                stores::block_on(input.empty_owned(STAGING_CONCURRENCY))
                     .map_err(in_name)?
                     .map_err(in_name)?;
             }
-            let (files, bytes) = store::block_on(input.upload_dir(
+            let (files, bytes) = stores::block_on(input.upload_dir(
                 &job.input_root,
                 None,
                 STAGING_CONCURRENCY,
@@ -156,7 +154,7 @@ impl ObjectStoreBackend {
         }
         if self.output.is_s3() {
             let out_name = |e: String| RunError::output(&output.url, e);
-            let n = store::block_on(output.empty_owned(STAGING_CONCURRENCY))
+            let n = stores::block_on(output.empty_owned(STAGING_CONCURRENCY))
                 .map_err(out_name)?
                 .map_err(out_name)?;
             if n > 0 {
@@ -177,7 +175,7 @@ impl ObjectStoreBackend {
             let started = Instant::now();
             let (_, output) = self.open(job)?;
             let out_name = |e: String| RunError::output(&output.url, e);
-            let n = store::block_on(output.download_to(&job.output_root))
+            let n = stores::block_on(output.download_to(&job.output_root))
                 .map_err(out_name)?
                 .map_err(out_name)?;
             details.insert(

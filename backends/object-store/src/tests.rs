@@ -13,7 +13,7 @@ use rechunk_contract::conformance::{self, Fixture};
 use rechunk_contract::nwp::{Codec, Layout};
 
 use super::*;
-use store::MARKER;
+use stores::MARKER;
 
 fn suite(backend: &impl Backend, what: &str) {
     let skipped = conformance::check_all(backend);
@@ -223,7 +223,7 @@ fn an_s3_prefix_the_harness_did_not_write_is_never_emptied() {
     let Some(bucket) = s3_bucket() else { return };
     let url = fresh_prefix(&bucket, "foreign");
     let store = Store::open(&url, Path::new("."), None, &S3Config::default()).unwrap();
-    store::block_on(async {
+    stores::block_on(async {
         // Someone else's object: refused, kept.
         store.put("theirs/data", b"keep".to_vec()).await.unwrap();
         let e = store.empty_owned(4).await.unwrap_err();
@@ -243,7 +243,7 @@ fn an_s3_prefix_the_harness_did_not_write_is_never_emptied() {
         &S3Config::default(),
     )
     .unwrap();
-    store::block_on(async {
+    stores::block_on(async {
         assert_eq!(fresh.empty_owned(4).await.unwrap(), 0);
         assert_eq!(fresh.list().await.unwrap(), vec![MARKER.to_string()]);
     })

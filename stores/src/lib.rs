@@ -1,6 +1,6 @@
-//! Stores by URL, and the blocking helpers the harness uses on them (upload a
-//! dataset, list, fetch and delete objects) so that datasets and outputs can live on
-//! any store the backend reads or writes.
+//! Stores by URL, and the helpers the harness and the `object-store` backend use on
+//! them (upload a dataset, list, fetch and delete objects), so that datasets and
+//! outputs can live on any store the backend reads or writes.
 //!
 //! | URL | store | root |
 //! |---|---|---|
