@@ -12,7 +12,7 @@ use rechunk_contract::nwp::generate::{generate_until, Stopped};
 use rechunk_contract::nwp::message::HEADER_LEN;
 use rechunk_contract::nwp::{DatasetParams, Layout};
 use serde::{Deserialize, Serialize};
-use stores::{S3Config, Store, StoreUrl};
+use stores::{S3Config, Store, StoreError, StoreUrl};
 
 use crate::safety::{self, DataDir, Kind};
 use crate::{progress, signals, sizes};
@@ -324,7 +324,7 @@ pub struct StoreCopy {
 pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::Result<StoreCopy> {
     let manifest = fs::read(local.join(MANIFEST))
         .with_context(|| format!("{}: no manifest", local.display()))?;
-    let store = Store::open(url, local, None, s3).map_err(anyhow::Error::msg)?;
+    let store = Store::open(url, local, None, s3)?;
     let start = Instant::now();
     let r = stores::block_on(async {
         if let Some(there) = store.get_if_exists(MANIFEST).await? {
@@ -335,7 +335,10 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
             }
         }
         let mut files = 0u64;
-        count_files(local, &mut files).map_err(|e| format!("{}: {e}", local.display()))?;
+        count_files(local, &mut files).map_err(|error| StoreError::Io {
+            path: local.to_path_buf(),
+            error,
+        })?;
         store.empty_owned(UPLOAD_CONCURRENCY).await?;
         let bar = progress::bar(files, &format!("uploading to {url}"), "files");
         let (n, bytes) = store
@@ -344,9 +347,8 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
             })
             .await?;
         bar.finish_and_clear();
-        Ok::<_, String>((true, n, bytes))
-    })
-    .map_err(anyhow::Error::msg)?
+        Ok::<_, StoreError>((true, n, bytes))
+    })?
     .map_err(|e| anyhow::anyhow!("copying the dataset to {url}: {e}"))?;
     Ok(StoreCopy {
         url: url.to_string(),

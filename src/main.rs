@@ -281,9 +281,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             store,
         } => {
             let s = load_scenario(scenario.as_deref())?;
-            let store = store
-                .map(|u| StoreUrl::parse(&u).map_err(anyhow::Error::msg))
-                .transpose()?;
+            let store = store.map(|u| StoreUrl::parse(&u)).transpose()?;
             if store.as_ref().is_some_and(|u| !u.is_s3()) {
                 anyhow::bail!("--store takes an s3://bucket/prefix URL");
             }
@@ -322,7 +320,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Verify { output, max_chunks } => {
             let objects: Box<dyn verify::Objects> = if output.starts_with("s3://") {
-                let url = StoreUrl::parse(&output).map_err(anyhow::Error::msg)?;
+                let url = StoreUrl::parse(&output)?;
                 Box::new(verify::InStore::open(&url, &Default::default())?)
             } else {
                 let dir = Path::new(&output);

@@ -116,7 +116,7 @@ pub struct InStore {
 
 impl InStore {
     pub fn open(url: &StoreUrl, s3: &S3Config) -> anyhow::Result<InStore> {
-        let store = Store::open(url, Path::new("."), None, s3).map_err(anyhow::Error::msg)?;
+        let store = Store::open(url, Path::new("."), None, s3)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -127,11 +127,15 @@ impl InStore {
 
 impl Objects for InStore {
     fn keys(&self) -> Result<Vec<String>, String> {
-        self.runtime.block_on(self.store.list())
+        self.runtime
+            .block_on(self.store.list())
+            .map_err(|e| e.to_string())
     }
     fn get(&self, key: &str) -> Result<Vec<u8>, String> {
         // The caller names the key.
-        self.runtime.block_on(self.store.fetch(key))
+        self.runtime
+            .block_on(self.store.fetch(key))
+            .map_err(|e| e.detail())
     }
 }
 

@@ -12,12 +12,14 @@
 //! environment variables; they are never printed: [`S3Config`]'s `Debug` redacts them
 //! and its serialized form leaves them out.
 
+#![warn(missing_docs)]
+
 mod error;
 mod s3;
 mod store;
 mod url;
 
-pub use error::describe;
+pub use error::{describe, Op, StoreError};
 pub use s3::{S3Config, S3_CONNECT_TIMEOUT, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT, S3_RETRY_TIMEOUT};
 pub use store::{block_on, Store, MARKER, MAX_UPLOAD_FILE};
 pub use url::StoreUrl;

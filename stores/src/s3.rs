@@ -10,14 +10,20 @@ use serde::{Deserialize, Serialize};
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`).
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3Config {
+    /// The server's URL (`http://127.0.0.1:3900`); else `AWS_ENDPOINT` or
+    /// `AWS_ENDPOINT_URL`; else AWS itself.
     pub endpoint: Option<String>,
+    /// The region the requests are signed for; else `AWS_REGION`.
     pub region: Option<String>,
     /// Secret: never serialized (the harness hands it to its child processes in the
-    /// environment instead).
+    /// environment instead) and redacted by `Debug`; else `AWS_ACCESS_KEY_ID`.
     #[serde(skip)]
     pub access_key_id: Option<String>,
+    /// Secret, like [`S3Config::access_key_id`]; else `AWS_SECRET_ACCESS_KEY`.
     #[serde(skip)]
     pub secret_access_key: Option<String>,
+    /// Allow plain `http://` (also implied by an `http://` endpoint or
+    /// `AWS_ALLOW_HTTP=true`).
     pub allow_http: Option<bool>,
 }
 
@@ -65,11 +71,16 @@ impl S3Config {
     }
 }
 
-/// Retries and timeouts for S3: a stopped server must end a run with an error within
-/// seconds, not after object_store's default three minutes of retrying.
+// Retries and timeouts for S3: a stopped server must end a run with an error within
+// seconds, not after object_store's default three minutes of retrying.
+
+/// How long connecting to the S3 server may take.
 pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one S3 request may take.
 pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a failed S3 request is retried.
 pub const S3_MAX_RETRIES: usize = 2;
+/// How long the retries of one S3 request may take together.
 pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
-use crate::error::describe;
+use crate::error::{Op, StoreError};
 use crate::s3::{
     S3Config, S3_CONNECT_TIMEOUT, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT, S3_RETRY_TIMEOUT,
 };
@@ -24,6 +24,8 @@ pub const MARKER: &str = ".harness-owned";
 /// An open store with its root: the prefix every key is under.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The object_store store itself, for requests the helpers here do not make
+    /// (the backend's reads and writes); keys go through [`Store::path`].
     pub inner: Arc<dyn ObjectStore>,
     /// The root, as `file://`, `memory://` or `s3://bucket/prefix`, for messages.
     pub url: String,
@@ -38,24 +40,23 @@ impl Store {
         local_root: &Path,
         memory: Option<&Arc<InMemory>>,
         s3: &S3Config,
-    ) -> Result<Store, String> {
+    ) -> Result<Store, StoreError> {
         match url {
             StoreUrl::File => {
-                let fs = LocalFileSystem::new_with_prefix(local_root).map_err(|e| {
-                    format!(
-                        "file://{}: cannot open: {}",
-                        local_root.display(),
-                        describe(&e)
-                    )
-                })?;
+                let root = format!("file://{}", local_root.display());
+                let fs = LocalFileSystem::new_with_prefix(local_root)
+                    .map_err(|e| StoreError::from_object_store(&root, Op::Open, e))?;
                 Ok(Store {
                     inner: Arc::new(fs),
-                    url: format!("file://{}", local_root.display()),
+                    url: root,
                     prefix: Vec::new(),
                 })
             }
             StoreUrl::Memory => {
-                let m = memory.ok_or("memory://: no in-memory store was prepared for this run")?;
+                let m = memory.ok_or_else(|| StoreError::Config {
+                    url: "memory://".into(),
+                    why: "no in-memory store was prepared for this run".into(),
+                })?;
                 Ok(Store {
                     inner: m.clone(),
                     url: "memory://".into(),
@@ -66,11 +67,9 @@ impl Store {
                 // Without credentials object_store would ask a cloud's instance
                 // metadata service (169.254.169.254): never from this tool.
                 if !s3.has_credentials() {
-                    return Err(format!(
-                        "{url}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-                         (or [s3] access_key_id and secret_access_key); for the local server, \
-                         eval \"$(scripts/s3-server env)\""
-                    ));
+                    return Err(StoreError::NoCredentials {
+                        url: url.to_string(),
+                    });
                 }
                 let endpoint = s3.endpoint();
                 let http = s3.allow_http.unwrap_or(false)
@@ -105,7 +104,7 @@ impl Store {
                 }
                 let store = b
                     .build()
-                    .map_err(|e| format!("{url}: cannot open: {}", describe(&e)))?;
+                    .map_err(|e| StoreError::from_object_store(url.to_string(), Op::Open, e))?;
                 Ok(Store {
                     inner: Arc::new(store),
                     url: url.to_string(),
@@ -137,7 +136,17 @@ impl Store {
 
     /// `store-url/key`, as errors name an object.
     pub fn name(&self, key: &str) -> PathBuf {
-        PathBuf::from(format!("{}/{key}", self.url.trim_end_matches('/')))
+        PathBuf::from(self.object_url(key))
+    }
+
+    /// `store-url/key`, as [`StoreError`]s name an object.
+    fn object_url(&self, key: &str) -> String {
+        format!("{}/{key}", self.url.trim_end_matches('/'))
+    }
+
+    /// The error for `e`, met doing `op` on the object at `key`.
+    fn error(&self, key: &str, op: Op, e: object_store::Error) -> StoreError {
+        StoreError::from_object_store(self.object_url(key), op, e)
     }
 
     /// `store-url/key` of an object path under the root (built only when an error
@@ -156,7 +165,7 @@ impl Store {
     }
 
     /// Every key under the root, sorted.
-    pub async fn list(&self) -> Result<Vec<String>, String> {
+    pub async fn list(&self) -> Result<Vec<String>, StoreError> {
         let root = self.root();
         let mut keys: Vec<String> = self
             .inner
@@ -164,41 +173,37 @@ impl Store {
             .map_ok(|meta| self.key_of(&meta.location))
             .try_collect()
             .await
-            .map_err(|e| format!("{}: cannot list: {}", self.url, describe(&e)))?;
+            .map_err(|e| StoreError::from_object_store(&self.url, Op::List, e))?;
         keys.sort();
         Ok(keys)
     }
 
-    /// The object at `key`; the error names the store and key.
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, String> {
-        self.fetch(key)
-            .await
-            .map_err(|e| format!("{}: {e}", self.name(key).display()))
-    }
-
-    /// The object at `key`; the error is the store's words only (the caller names
-    /// the key).
-    pub async fn fetch(&self, key: &str) -> Result<Vec<u8>, String> {
+    /// The object at `key`; the error names the store and key
+    /// ([`StoreError::NotFound`] if there is none; [`StoreError::detail`] leaves the
+    /// name out, for a caller that names the key itself).
+    pub async fn fetch(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let r = async { self.inner.get(&self.path(key)).await?.bytes().await };
-        r.await.map(Vec::from).map_err(|e| describe(&e))
+        r.await
+            .map(Vec::from)
+            .map_err(|e| self.error(key, Op::Get, e))
     }
 
     /// The object at `key`, or `None` if there is none (any other failure is an error).
-    pub async fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        let r = async { self.inner.get(&self.path(key)).await?.bytes().await };
-        match r.await {
-            Ok(b) => Ok(Some(Vec::from(b))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(format!("{}: {}", self.name(key).display(), describe(&e))),
+    pub async fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.fetch(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
-    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), String> {
+    /// Writes `bytes` as the object at `key` (one PUT: atomic on every store).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.inner
             .put(&self.path(key), PutPayload::from(bytes))
             .await
             .map(|_| ())
-            .map_err(|e| format!("{}: {}", self.name(key).display(), describe(&e)))
+            .map_err(|e| self.error(key, Op::Put, e))
     }
 
     /// Empties the root for the harness: deletes every object under it (at most
@@ -206,28 +211,18 @@ impl Store {
     /// if the root is empty or already holds that marker. A prefix holding objects
     /// the harness did not write is refused, never deleted. Returns how many
     /// objects were deleted (the marker aside).
-    pub async fn empty_owned(&self, concurrency: usize) -> Result<u64, String> {
+    pub async fn empty_owned(&self, concurrency: usize) -> Result<u64, StoreError> {
         let keys = self.list().await?;
         if !keys.is_empty() && !keys.iter().any(|k| k == MARKER) {
-            return Err(format!(
-                "refusing to empty {}: it holds {} objects (e.g. {}) and no {MARKER} object, \
-                 so the harness did not write them; use an empty prefix, or delete them \
-                 yourself",
-                self.url,
-                keys.len(),
-                keys[0]
-            ));
+            return Err(StoreError::refused(&self.url, &keys));
         }
         let n = keys.iter().filter(|k| *k != MARKER).count() as u64;
         futures::stream::iter(keys.iter().filter(|k| *k != MARKER))
             .map(|k| async move {
-                self.inner.delete(&self.path(k)).await.map_err(|e| {
-                    format!(
-                        "{}: cannot delete: {}",
-                        self.name(k).display(),
-                        describe(&e)
-                    )
-                })
+                self.inner
+                    .delete(&self.path(k))
+                    .await
+                    .map_err(|e| self.error(k, Op::Delete, e))
             })
             .buffer_unordered(concurrency.max(1))
             .try_collect::<Vec<_>>()
@@ -251,23 +246,30 @@ impl Store {
         last: Option<&str>,
         concurrency: usize,
         progress: &(dyn Fn(u64, u64) + Sync),
-    ) -> Result<(u64, u64), String> {
+    ) -> Result<(u64, u64), StoreError> {
         let mut files = Vec::new();
-        walk(dir, dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
+        walk(dir, dir, &mut files).map_err(|error| StoreError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
         let (mut tail, body): (Vec<_>, Vec<_>) =
             files.into_iter().partition(|k| Some(k.as_str()) == last);
         let upload = |key: String| async move {
             let path = dir.join(&key);
+            let read = path.clone();
             let bytes = tokio::task::spawn_blocking(move || {
-                rechunk_contract::input::read_input(&path, MAX_UPLOAD_FILE)
+                rechunk_contract::input::read_input(&read, MAX_UPLOAD_FILE)
             })
             .await
-            .map_err(|e| format!("{}: the read task failed: {e}", dir.join(&key).display()))?
-            .map_err(|e| local_error(&e))?;
+            .map_err(|error| StoreError::Task {
+                path: path.clone(),
+                error,
+            })?
+            .map_err(|e| local_error(path, e))?;
             let n = bytes.len() as u64;
             self.put(&key, bytes).await?;
             progress(1, n);
-            Ok::<_, String>(n)
+            Ok::<_, StoreError>(n)
         };
         let sizes: Vec<u64> = futures::stream::iter(body)
             .map(upload)
@@ -283,18 +285,20 @@ impl Store {
     }
 
     /// Writes every object under the root into `dir` (keys as relative paths).
-    pub async fn download_to(&self, dir: &Path) -> Result<u64, String> {
+    pub async fn download_to(&self, dir: &Path) -> Result<u64, StoreError> {
         let mut keys = self.list().await?;
         // The prefix's own marker stays with the prefix.
         keys.retain(|k| k != MARKER);
         for key in &keys {
-            let bytes = self.get(key).await?;
+            let bytes = self.fetch(key).await?;
             let path = dir.join(key);
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(|error| StoreError::Io {
+                    path: parent.to_path_buf(),
+                    error,
+                })?;
             }
-            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&path, bytes).map_err(|error| StoreError::Io { path, error })?;
         }
         Ok(keys.len() as u64)
     }
@@ -310,16 +314,22 @@ impl Store {
 /// refused whatever the bound).
 pub const MAX_UPLOAD_FILE: u64 = 4 << 30;
 
-/// A local read's error as these helpers word them: `path: what`.
-fn local_error(e: &rechunk_contract::RunError) -> String {
-    match e {
-        rechunk_contract::RunError::Input { path, detail } => {
-            format!("{}: {detail}", path.display())
-        }
-        other => other.to_string(),
+/// The error of [`rechunk_contract::input::read_input`] for the file at `path`:
+/// [`StoreError::NotRegular`] if that is what it is (one `stat`, on this error path
+/// only), else [`StoreError::LocalRead`] in the read's words.
+fn local_error(path: PathBuf, e: rechunk_contract::RunError) -> StoreError {
+    if let Some(kind) = rechunk_contract::input::not_regular(&path) {
+        return StoreError::NotRegular { path, kind };
     }
+    let detail = match e {
+        rechunk_contract::RunError::Input { detail, .. } => detail,
+        other => other.to_string(),
+    };
+    StoreError::LocalRead { path, detail }
 }
 
+/// Every file under `dir` (recursively; anything that is not a directory counts as a
+/// file, so that the read refuses it by name), as a path relative to `root`.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -336,12 +346,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 
 /// Runs `f` to completion on a small runtime of its own: the harness's blocking
 /// entry to the async helpers above.
-pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, StoreError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("building a Tokio runtime: {e}"))?;
+        .map_err(StoreError::Runtime)?;
     Ok(rt.block_on(f))
 }
 
@@ -361,7 +371,188 @@ mod tests {
             &S3Config::default(),
         )
         .unwrap_err();
-        assert!(e.contains("s3://b/p: no S3 credentials"), "{e}");
+        assert!(matches!(e, StoreError::NoCredentials { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with("s3://b/p: no S3 credentials"),
+            "{e}"
+        );
+    }
+
+    fn memory_store() -> Store {
+        let memory = Arc::new(InMemory::new());
+        Store::open(
+            &StoreUrl::Memory,
+            Path::new("/"),
+            Some(&memory),
+            &S3Config::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_memory_url_without_its_store_is_a_config_error() {
+        let e = Store::open(
+            &StoreUrl::Memory,
+            Path::new("/"),
+            None,
+            &S3Config::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, StoreError::Config { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "memory://: no in-memory store was prepared for this run"
+        );
+    }
+
+    /// A missing object is `NotFound`, named with its store and key (and without
+    /// them by `detail`, for callers that name the key themselves);
+    /// `get_if_exists` makes it `None`.
+    #[test]
+    fn a_missing_object_is_not_found_and_named() {
+        let store = memory_store();
+        block_on(async {
+            let e = store.fetch("a/b").await.unwrap_err();
+            assert!(
+                matches!(&e, StoreError::NotFound { url, op: Op::Get, .. } if url == "memory:/a/b"),
+                "{e:?}"
+            );
+            assert!(
+                e.to_string().starts_with("memory:/a/b: no such object"),
+                "{e}"
+            );
+            assert!(e.detail().starts_with("no such object"), "{}", e.detail());
+            assert_eq!(store.get_if_exists("a/b").await.unwrap(), None);
+            store.put("a/b", b"x".to_vec()).await.unwrap();
+            assert_eq!(
+                store.get_if_exists("a/b").await.unwrap(),
+                Some(b"x".to_vec())
+            );
+            assert_eq!(store.fetch("a/b").await.unwrap(), b"x");
+        })
+        .unwrap();
+    }
+
+    /// The `.harness-owned` rule on a store that needs no server: a root holding
+    /// objects and no marker is refused and kept; a marked one is emptied and stays
+    /// marked; an empty one is taken and marked. (The same against a real S3 server
+    /// in `empty_owned_on_s3`.)
+    #[test]
+    fn only_an_empty_or_marked_root_is_emptied() {
+        let store = memory_store();
+        block_on(async {
+            store.put("theirs/data", b"keep".to_vec()).await.unwrap();
+            store.put("theirs/more", b"keep".to_vec()).await.unwrap();
+            let e = store.empty_owned(4).await.unwrap_err();
+            assert!(matches!(e, StoreError::Refused { .. }), "{e:?}");
+            assert_eq!(
+                e.to_string(),
+                "refusing to empty memory://: it holds 2 objects (e.g. theirs/data) and no \
+                 .harness-owned object, so the harness did not write them; use an empty \
+                 prefix, or delete them yourself"
+            );
+            assert_eq!(store.fetch("theirs/data").await.unwrap(), b"keep");
+            store.put(MARKER, b"{}".to_vec()).await.unwrap();
+            assert_eq!(store.empty_owned(4).await.unwrap(), 2);
+            assert_eq!(store.list().await.unwrap(), vec![MARKER.to_string()]);
+            let fresh = memory_store();
+            assert_eq!(fresh.empty_owned(4).await.unwrap(), 0);
+            assert_eq!(fresh.list().await.unwrap(), vec![MARKER.to_string()]);
+            assert_eq!(
+                fresh.fetch(MARKER).await.unwrap(),
+                b"{\"made_by\":\"harness\"}"
+            );
+        })
+        .unwrap();
+    }
+
+    /// An upload puts the `last` key after every other; a download writes every
+    /// object but the marker; a download into a path that cannot be a directory is
+    /// an `Io` error naming it.
+    #[test]
+    fn uploads_and_downloads_round_trip() {
+        let store = memory_store();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("g/v")).unwrap();
+        std::fs::write(src.path().join("g/v/s0"), b"one").unwrap();
+        std::fs::write(src.path().join("manifest.json"), b"{}").unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let (files, bytes) = block_on(store.upload_dir(
+            src.path(),
+            Some("manifest.json"),
+            4,
+            &|n, b| seen.lock().unwrap().push((n, b)),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!((files, bytes), (2, 5));
+        assert_eq!(seen.into_inner().unwrap(), vec![(1, 3), (1, 2)]);
+        block_on(store.put(MARKER, b"{}".to_vec()))
+            .unwrap()
+            .unwrap();
+
+        let dst = tempfile::tempdir().unwrap();
+        assert_eq!(block_on(store.download_to(dst.path())).unwrap().unwrap(), 2);
+        assert_eq!(std::fs::read(dst.path().join("g/v/s0")).unwrap(), b"one");
+        assert!(!dst.path().join(MARKER).exists());
+
+        let file = dst.path().join("manifest.json");
+        let e = block_on(store.download_to(&file)).unwrap().unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Io { path, .. } if *path == file.join("g/v")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", file.join("g/v").display())),
+            "{e}"
+        );
+
+        let missing = src.path().join("nothing-here");
+        let e = block_on(store.upload_dir(&missing, None, 4, &|_, _| {}))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Io { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+    }
+
+    /// Port 9 (discard) on loopback: nothing listens, so a request fails to
+    /// connect, within the connect timeout and the retries, as `Unreachable`.
+    #[test]
+    fn a_server_that_is_not_there_is_unreachable() {
+        let s = Store::open(
+            &StoreUrl::parse("s3://nowhere/in").unwrap(),
+            Path::new("/"),
+            None,
+            &S3Config {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("garage".into()),
+                access_key_id: Some("GKdoesnotmatter".into()),
+                secret_access_key: Some("notasecret".into()),
+                allow_http: Some(true),
+            },
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = block_on(s.list()).unwrap().unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Unreachable { url, op: Op::List, .. } if url == "s3://nowhere/in"),
+            "{e:?}"
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("s3://nowhere/in: cannot list: "),
+            "{shown}"
+        );
+        assert!(shown.contains("Connection refused"), "{shown}");
+        assert!(!shown.contains("notasecret"), "{shown}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
     /// A FIFO or a symlink to /dev/zero in a directory being uploaded is an error
@@ -369,14 +560,7 @@ mod tests {
     #[test]
     fn uploads_refuse_what_is_not_a_regular_file() {
         use std::os::unix::ffi::OsStrExt;
-        let memory = Arc::new(InMemory::new());
-        let store = Store::open(
-            &StoreUrl::Memory,
-            Path::new("/"),
-            Some(&memory),
-            &S3Config::default(),
-        )
-        .unwrap();
+        let store = memory_store();
         let upload = |dir: &Path| block_on(store.upload_dir(dir, None, 4, &|_, _| {})).unwrap();
 
         let dir = tempfile::tempdir().unwrap();
@@ -388,8 +572,12 @@ mod tests {
         // SAFETY: a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         let e = upload(dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::NotRegular { path, kind: "a FIFO" } if *path == fifo),
+            "{e:?}"
+        );
         assert_eq!(
-            e,
+            e.to_string(),
             format!("{}: not a regular file (a FIFO)", fifo.display())
         );
         std::fs::remove_file(&fifo).unwrap();
@@ -397,8 +585,9 @@ mod tests {
         let zero = dir.path().join("zero");
         std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
         let e = upload(dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::NotRegular { .. }), "{e:?}");
         assert_eq!(
-            e,
+            e.to_string(),
             format!(
                 "{}: not a regular file (a character device)",
                 zero.display()

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StoreError;
+
 /// Where a store is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreUrl {
@@ -11,28 +13,35 @@ pub enum StoreUrl {
     File,
     /// An `InMemory` store of the running process.
     Memory,
-    /// A bucket and a key prefix (no leading or trailing `/`; may be empty).
-    S3 { bucket: String, prefix: String },
+    /// A bucket and a key prefix.
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// The prefix every key is under: no leading or trailing `/`; may be empty.
+        prefix: String,
+    },
 }
 
 impl StoreUrl {
     /// Parses `file://`, `memory://` or `s3://bucket[/prefix]`.
-    pub fn parse(s: &str) -> Result<StoreUrl, String> {
+    pub fn parse(s: &str) -> Result<StoreUrl, StoreError> {
         match s {
             "file://" | "file" => return Ok(StoreUrl::File),
             "memory://" | "memory" => return Ok(StoreUrl::Memory),
             _ => {}
         }
         let Some(rest) = s.strip_prefix("s3://") else {
-            return Err(format!(
-                "`{s}` is not a store URL: expected file://, memory:// or s3://bucket/prefix"
-            ));
+            return Err(StoreError::InvalidUrl {
+                url: s.to_string(),
+                why: "is not a store URL: expected file://, memory:// or s3://bucket/prefix",
+            });
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(format!(
-                "`{s}` names no bucket: expected s3://bucket/prefix"
-            ));
+            return Err(StoreError::InvalidUrl {
+                url: s.to_string(),
+                why: "names no bucket: expected s3://bucket/prefix",
+            });
         }
         Ok(StoreUrl::S3 {
             bucket: bucket.to_string(),
@@ -40,6 +49,7 @@ impl StoreUrl {
         })
     }
 
+    /// Whether this is an `s3://` store.
     pub fn is_s3(&self) -> bool {
         matches!(self, StoreUrl::S3 { .. })
     }
@@ -94,11 +104,17 @@ mod tests {
             StoreUrl::parse("s3://b").unwrap().join("x").to_string(),
             "s3://b/x"
         );
-        assert!(StoreUrl::parse("s3:///x")
-            .unwrap_err()
-            .contains("no bucket"));
-        assert!(StoreUrl::parse("gs://x")
-            .unwrap_err()
-            .contains("not a store URL"));
+        let e = StoreUrl::parse("s3:///x").unwrap_err();
+        assert!(matches!(e, StoreError::InvalidUrl { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "`s3:///x` names no bucket: expected s3://bucket/prefix"
+        );
+        let e = StoreUrl::parse("gs://x").unwrap_err();
+        assert!(matches!(e, StoreError::InvalidUrl { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "`gs://x` is not a store URL: expected file://, memory:// or s3://bucket/prefix"
+        );
     }
 }

@@ -41,7 +41,7 @@ use rechunk_contract::{
 };
 use serde_json::{Map, Value};
 
-use stores::{describe, S3Config, Store, StoreUrl};
+use stores::{describe, S3Config, Store, StoreError, StoreUrl};
 
 const CAPABILITIES: Capabilities = Capabilities {
     byte_ranges: true,
@@ -126,7 +126,7 @@ impl ObjectStoreBackend {
             m.output = (self.output == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
         }
         let (input, output) = self.open(job)?;
-        let in_name = |e: String| RunError::input(&input.url, e);
+        let in_name = |e: StoreError| RunError::input(&input.url, e);
         if copied {
             if self.input.is_s3() {
                 stores::block_on(input.empty_owned(STAGING_CONCURRENCY))
@@ -153,7 +153,7 @@ impl ObjectStoreBackend {
             );
         }
         if self.output.is_s3() {
-            let out_name = |e: String| RunError::output(&output.url, e);
+            let out_name = |e: StoreError| RunError::output(&output.url, e);
             let n = stores::block_on(output.empty_owned(STAGING_CONCURRENCY))
                 .map_err(out_name)?
                 .map_err(out_name)?;
@@ -174,7 +174,7 @@ impl ObjectStoreBackend {
         if self.output == StoreUrl::Memory || (self.stage && self.output.is_s3()) {
             let started = Instant::now();
             let (_, output) = self.open(job)?;
-            let out_name = |e: String| RunError::output(&output.url, e);
+            let out_name = |e: StoreError| RunError::output(&output.url, e);
             let n = stores::block_on(output.download_to(&job.output_root))
                 .map_err(out_name)?
                 .map_err(out_name)?;
