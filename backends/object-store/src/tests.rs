@@ -5,7 +5,6 @@
 //! env)"`, as `.ci/run` does); without one they say so and pass, unless
 //! `HARNESS_REQUIRE_S3` is set, when they fail.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,6 @@ use rechunk_contract::conformance::{self, Fixture};
 use rechunk_contract::nwp::{Codec, Layout};
 
 use super::*;
-use stores::MARKER;
 
 fn suite(backend: &impl Backend, what: &str) {
     let skipped = conformance::check_all(backend);
@@ -216,36 +214,4 @@ fn a_missing_s3_object_is_named_with_its_store_and_key() {
         shown.contains(&format!("input {}/{key}: no such object", b.input)),
         "{shown}"
     );
-}
-
-#[test]
-fn an_s3_prefix_the_harness_did_not_write_is_never_emptied() {
-    let Some(bucket) = s3_bucket() else { return };
-    let url = fresh_prefix(&bucket, "foreign");
-    let store = Store::open(&url, Path::new("."), None, &S3Config::default()).unwrap();
-    stores::block_on(async {
-        // Someone else's object: refused, kept.
-        store.put("theirs/data", b"keep".to_vec()).await.unwrap();
-        let e = store.empty_owned(4).await.unwrap_err().to_string();
-        assert!(e.contains("refusing to empty") && e.contains(MARKER), "{e}");
-        assert_eq!(store.fetch("theirs/data").await.unwrap(), b"keep");
-        // Once marked as the harness's, it is emptied and stays marked.
-        store.put(MARKER, b"{}".to_vec()).await.unwrap();
-        assert_eq!(store.empty_owned(4).await.unwrap(), 1);
-        assert_eq!(store.list().await.unwrap(), vec![MARKER.to_string()]);
-    })
-    .unwrap();
-    // An empty prefix is taken and marked.
-    let fresh = Store::open(
-        &fresh_prefix(&bucket, "empty"),
-        Path::new("."),
-        None,
-        &S3Config::default(),
-    )
-    .unwrap();
-    stores::block_on(async {
-        assert_eq!(fresh.empty_owned(4).await.unwrap(), 0);
-        assert_eq!(fresh.list().await.unwrap(), vec![MARKER.to_string()]);
-    })
-    .unwrap();
 }
