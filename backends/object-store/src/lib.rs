@@ -5,7 +5,8 @@
 //! container) or `get_ranges` (`ranges_per_request` consecutive messages of a
 //! container in one call); writes are one `put` per object, atomic on every store.
 //!
-//! Input and output stores are chosen separately by URL ([`stores::StoreUrl`]):
+//! Input and output stores are chosen separately by URL ([`stores::StoreUrl`]) and
+//! opened, emptied, loaded and copied through the [`stores`] crate:
 //! `file://` (the job's local directories through `LocalFileSystem`), `memory://`
 //! (`InMemory`: the input is loaded from the job's local input by the backend's untimed `prepare`,
 //! before the timed region, and a memory output is copied to the job's local output
