@@ -29,6 +29,7 @@ pub mod conformance;
 pub mod input;
 pub mod job;
 pub mod nwp;
+pub mod options;
 pub mod output;
 pub mod readonly;
 pub mod recorder;

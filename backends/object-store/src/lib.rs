@@ -25,6 +25,7 @@
 //! `get_range` two (the same two with a range), `get_ranges` one, `put` one (write a
 //! staged file, rename it).
 
+pub mod options;
 pub mod store;
 
 use std::path::PathBuf;

@@ -5,6 +5,8 @@
 //! would write the loop, with no concurrency at all: IO in flight is always at most
 //! one and `cpu_threads` is ignored (the results say so).
 
+pub mod options;
+
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;

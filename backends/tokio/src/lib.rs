@@ -25,11 +25,13 @@
 
 pub mod cpu;
 pub mod limits;
+pub mod options;
 pub mod pipeline;
 pub mod read_groups;
 
 use std::sync::Arc;
 
+use rechunk_contract::options::Configured;
 use rechunk_contract::{
     Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
@@ -60,13 +62,9 @@ pub struct TokioRayon {
 }
 
 impl Default for TokioRayon {
+    /// The declared defaults ([`options::TokioRayonOptions`]).
     fn default() -> Self {
-        TokioRayon {
-            bridge: Bridge::Oneshot,
-            io: IoMode::TokioFs,
-            tokio_workers: 1,
-            cpu_in_flight: None,
-        }
+        Self::from_options(Default::default())
     }
 }
 
@@ -109,12 +107,9 @@ pub struct SpawnBlocking {
 }
 
 impl Default for SpawnBlocking {
+    /// The declared defaults ([`options::SpawnBlockingOptions`]).
     fn default() -> Self {
-        SpawnBlocking {
-            io: IoMode::TokioFs,
-            tokio_workers: 1,
-            cpu_in_flight: None,
-        }
+        Self::from_options(Default::default())
     }
 }
 

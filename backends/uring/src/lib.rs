@@ -30,6 +30,7 @@
 //! `run` refuses with that reason.
 
 mod engine;
+pub mod options;
 pub mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -52,7 +53,7 @@ pub use engine::{Options, ALIGN};
 pub use workers::UringWorkers;
 
 /// See the crate documentation.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Uring {
     /// Operations in flight in the ring, at most; `None`: `io_in_flight`.
     pub queue_depth: Option<u32>,
@@ -64,6 +65,13 @@ pub struct Uring {
     pub cpu_in_flight: Option<usize>,
     /// Registered files, registered buffers, O_DIRECT, linked SQEs.
     pub options: Options,
+}
+
+impl Default for Uring {
+    /// The declared defaults ([`crate::options::UringOptions`]).
+    fn default() -> Self {
+        <Self as rechunk_contract::options::Configured>::from_options(Default::default())
+    }
 }
 
 /// Whether io_uring can be set up here, and if not, why (the kernel's own words).

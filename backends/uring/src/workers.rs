@@ -35,7 +35,7 @@ use crate::engine::{Engine, Event, Input, Options, Range, Setup};
 use crate::{catch_panic, cpu_task, cstring, keep_first, max_input, probe, record_setup};
 
 /// See the module documentation.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct UringWorkers {
     /// Worker threads; `None`: `cpu_threads`.
     pub workers: Option<usize>,
@@ -44,6 +44,13 @@ pub struct UringWorkers {
     pub sqpoll_idle_ms: Option<u32>,
     pub iowq_max_workers: Option<u32>,
     pub options: Options,
+}
+
+impl Default for UringWorkers {
+    /// The declared defaults ([`crate::options::UringWorkersOptions`]).
+    fn default() -> Self {
+        <Self as rechunk_contract::options::Configured>::from_options(Default::default())
+    }
 }
 
 impl Backend for UringWorkers {
