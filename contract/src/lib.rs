@@ -39,5 +39,5 @@ pub mod workload;
 pub use backend::{Availability, Backend, Cancel, Capabilities, RunError, RunOutcome};
 pub use budget::ByteBudget;
 pub use job::{ByteRange, Group, InputRef, Job, Limits};
-pub use recorder::{CounterSnapshot, Counters, Io, NullRecorder, Recorder, Stage};
+pub use recorder::{CounterSnapshot, Counters, Forward, Io, NullRecorder, Recorder, Stage};
 pub use workload::{Emission, GroupReducer, ItemCost, OutputObject, Workload, WorkloadError};

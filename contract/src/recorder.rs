@@ -3,6 +3,7 @@
 //! that everything else can report through it ([`crate::budget`] does).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -84,6 +85,84 @@ impl Recorder for NullRecorder {
     fn io_end(&self, _: Io) {}
     fn bytes_reserved(&self, _: u64) {}
     fn bytes_released(&self, _: u64) {}
+}
+
+/// A recorder that passes every event on to another one, `inner`: the base of
+/// recorders that change or watch finished stages and leave everything else
+/// alone. [`Forward::new`] passes everything on unchanged; with
+/// [`Forward::with_stage`], `on_stage` gets every `stage_done` instead, with
+/// `inner` to pass it on to (or not).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, Instant};
+/// use rechunk_contract::{Counters, Forward, Recorder, Stage};
+///
+/// let counters = Arc::new(Counters::new());
+/// // Every decode reported as taking at least a millisecond; the rest unchanged.
+/// let slow = Forward::with_stage(counters.clone(), |inner, stage, started, bytes| {
+///     let started = match stage {
+///         Stage::Decode => started.min(Instant::now() - Duration::from_millis(1)),
+///         _ => started,
+///     };
+///     inner.stage_done(stage, started, bytes)
+/// });
+/// slow.stage_done(Stage::Decode, Instant::now(), 10);
+/// assert_eq!(counters.items(Stage::Decode), 1);
+/// ```
+pub struct Forward<F = PassOn> {
+    inner: Arc<dyn Recorder>,
+    on_stage: F,
+}
+
+/// What a plain [`Forward`] does with a finished stage: passes it on.
+pub type PassOn = fn(&dyn Recorder, Stage, Instant, u64);
+
+impl Forward {
+    /// Passes every event on to `inner` unchanged.
+    pub fn new(inner: Arc<dyn Recorder>) -> Self {
+        Forward {
+            inner,
+            on_stage: |inner, stage, started, bytes| inner.stage_done(stage, started, bytes),
+        }
+    }
+}
+
+impl<F> Forward<F>
+where
+    F: Fn(&dyn Recorder, Stage, Instant, u64) + Send + Sync,
+{
+    /// Calls `on_stage(inner, stage, started, bytes)` for every finished stage and
+    /// passes every other event on to `inner`.
+    pub fn with_stage(inner: Arc<dyn Recorder>, on_stage: F) -> Self {
+        Forward { inner, on_stage }
+    }
+
+    /// The recorder events are passed on to.
+    pub fn inner(&self) -> &Arc<dyn Recorder> {
+        &self.inner
+    }
+}
+
+impl<F> Recorder for Forward<F>
+where
+    F: Fn(&dyn Recorder, Stage, Instant, u64) + Send + Sync,
+{
+    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
+        (self.on_stage)(&*self.inner, stage, started, bytes)
+    }
+    fn io_begin(&self, io: Io) {
+        self.inner.io_begin(io)
+    }
+    fn io_end(&self, io: Io) {
+        self.inner.io_end(io)
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.inner.bytes_reserved(n)
+    }
+    fn bytes_released(&self, n: u64) {
+        self.inner.bytes_released(n)
+    }
 }
 
 /// A gauge that remembers its maximum.
@@ -190,5 +269,37 @@ impl Recorder for Counters {
     }
     fn bytes_released(&self, n: u64) {
         self.budget.sub(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn forward_passes_every_event_on() {
+        let counters = Arc::new(Counters::new());
+        let plain = Forward::new(counters.clone());
+        let doubled = Forward::with_stage(counters.clone(), |inner, stage, started, bytes| {
+            inner.stage_done(stage, started, bytes);
+            inner.stage_done(stage, started, bytes);
+        });
+        for r in [&plain as &dyn Recorder, &doubled] {
+            r.stage_done(Stage::Write, Instant::now() - Duration::from_millis(1), 5);
+            r.io_begin(Io::Read);
+            r.bytes_reserved(7);
+        }
+        let snap = counters.snapshot();
+        assert_eq!((snap.items["write"], snap.bytes["write"]), (3, 15));
+        assert_eq!((snap.reads, snap.io_in_flight_now), (2, 2));
+        assert_eq!(snap.bytes_in_flight_now, 14);
+        plain.io_end(Io::Read);
+        doubled.io_end(Io::Read);
+        plain.bytes_released(7);
+        doubled.bytes_released(7);
+        let snap = counters.snapshot();
+        assert_eq!((snap.io_in_flight_now, snap.bytes_in_flight_now), (0, 0));
+        assert!(Arc::ptr_eq(plain.inner(), doubled.inner()));
     }
 }
