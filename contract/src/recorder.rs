@@ -38,7 +38,10 @@ impl Stage {
         Stage::Input,
         Stage::Group,
     ];
-    fn index(self) -> usize {
+    /// The stage's position in [`Stage::ALL`] (`0..Stage::ALL.len()`), to index
+    /// arrays kept per stage.
+    pub const fn index(self) -> usize {
+        // The variants are declared in the order of `ALL` (a test checks it).
         self as usize
     }
     pub fn name(self) -> &'static str {
@@ -276,6 +279,13 @@ impl Recorder for Counters {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn stage_indices_follow_all() {
+        for (i, stage) in Stage::ALL.into_iter().enumerate() {
+            assert_eq!(stage.index(), i, "{stage:?}");
+        }
+    }
 
     #[test]
     fn forward_passes_every_event_on() {
