@@ -99,6 +99,69 @@ impl RunError {
     }
 }
 
+/// Keeps the error that explains a failed run: the first real error, or
+/// [`RunError::Cancelled`] if nothing else came.
+///
+/// When one task fails, a backend stops the others, and they end with `Cancelled`;
+/// those may arrive before or after the failure that caused them. Every error is
+/// offered with [`FirstError::note`], and the one kept is what the run returns.
+///
+/// ```
+/// use rechunk_contract::{FirstError, RunError};
+///
+/// let mut first = FirstError::default();
+/// first.note(RunError::Cancelled);
+/// first.note(RunError::input("a.msg", "truncated"));
+/// first.note(RunError::input("b.msg", "truncated"));
+/// assert_eq!(first.into_result().unwrap_err().to_string(), "input a.msg: truncated");
+/// ```
+#[derive(Debug, Default)]
+pub struct FirstError(Option<RunError>);
+
+impl FirstError {
+    /// Nothing kept yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Offers `e`: kept if nothing is kept yet, or if it is a real error and only
+    /// `Cancelled` is kept so far; otherwise dropped.
+    pub fn note(&mut self, e: RunError) {
+        let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
+        if self
+            .0
+            .as_ref()
+            .is_none_or(|first| cancelled(first) && !cancelled(&e))
+        {
+            self.0 = Some(e);
+        }
+    }
+
+    /// Whether an error (`Cancelled` included) has been kept: the run is stopping.
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The error kept, if any.
+    pub fn get(&self) -> Option<&RunError> {
+        self.0.as_ref()
+    }
+
+    /// Takes the error kept out, leaving nothing kept.
+    pub fn take(&mut self) -> Option<RunError> {
+        self.0.take()
+    }
+
+    /// `Err` with the error kept, else `Ok(())`.
+    pub fn into_result(self) -> Result<(), RunError> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A group-rechunk backend.
 ///
 /// The job, workload and recorder come as `Arc`s so that backends built on tasks
@@ -160,5 +223,23 @@ pub trait Backend: Send + Sync {
     /// `job.output_root`, where it is verified. Default: nothing.
     fn finish(&self, _job: &Job) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
         Ok(Default::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_real_error_wins_over_cancelled() {
+        let mut first = FirstError::new();
+        assert!(!first.is_set());
+        first.note(RunError::Cancelled);
+        assert!(matches!(first.get(), Some(RunError::Cancelled)));
+        first.note(RunError::Job("one".into()));
+        first.note(RunError::Cancelled);
+        first.note(RunError::Job("two".into()));
+        assert_eq!(first.take().unwrap().to_string(), "invalid job: one");
+        assert!(first.into_result().is_ok());
     }
 }

@@ -7,7 +7,8 @@
 //!   group, encode) and what may run in parallel.
 //! - [`backend`]: the [`Backend`] trait (how the workload is scheduled), its
 //!   [`Capabilities`], [`Cancel`], and [`RunError`], whose data variants name the file
-//!   or key at fault.
+//!   or key at fault; [`FirstError`], which keeps the error that explains a failed
+//!   run.
 //! - [`job`]: the [`Job`] a backend receives: ordered groups of [`InputRef`]s, the
 //!   stores, the shared [`Limits`].
 //! - [`recorder`]: the one [`Recorder`] interface every backend reports through.
@@ -36,7 +37,7 @@ pub mod readonly;
 pub mod recorder;
 pub mod workload;
 
-pub use backend::{Availability, Backend, Cancel, Capabilities, RunError, RunOutcome};
+pub use backend::{Availability, Backend, Cancel, Capabilities, FirstError, RunError, RunOutcome};
 pub use budget::ByteBudget;
 pub use job::{ByteRange, Group, InputRef, Job, Limits};
 pub use recorder::{CounterSnapshot, Counters, Forward, Io, NullRecorder, Recorder, Stage};

@@ -44,8 +44,8 @@ use engine::{Engine, Event, EventFd, Input, Range, Setup, Slab};
 use io_uring::IoUring;
 use rechunk_contract::output::{io_detail, temp_path};
 use rechunk_contract::{
-    Availability, Backend, ByteBudget, Cancel, Capabilities, GroupReducer, Io, Job, OutputObject,
-    Recorder, RunError, RunOutcome, Stage, Workload,
+    Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
+    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
 };
 
 pub use engine::{Options, ALIGN};
@@ -200,7 +200,7 @@ impl Backend for Uring {
             next_group: 0,
             next_input: 0,
             dirs: HashSet::new(),
-            error: None,
+            error: FirstError::new(),
             outcome: RunOutcome::default(),
         };
         let result = io.run();
@@ -287,7 +287,7 @@ struct IoThread<W: Workload> {
     next_group: usize,
     next_input: usize,
     dirs: HashSet<PathBuf>,
-    error: Option<RunError>,
+    error: FirstError,
     outcome: RunOutcome,
 }
 
@@ -312,25 +312,14 @@ fn max_input<W: Workload>(job: &Job, workload: &W) -> usize {
     max
 }
 
-/// Keeps the error that explains the run: the first real one, else `Cancelled`.
-fn keep_first(slot: &mut Option<RunError>, e: RunError) {
-    let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
-    if slot
-        .as_ref()
-        .is_none_or(|first| cancelled(first) && !cancelled(&e))
-    {
-        *slot = Some(e);
-    }
-}
-
 impl<W: Workload> IoThread<W> {
     fn fail(&mut self, e: RunError) {
-        keep_first(&mut self.error, e);
+        self.error.note(e);
         self.engine.stop();
     }
 
     fn stopping(&self) -> bool {
-        self.error.is_some()
+        self.error.is_set()
     }
 
     fn run(&mut self) -> Result<(), RunError> {

@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use rechunk_contract::output::{io_detail, temp_path, write_atomic};
 use rechunk_contract::{
-    Availability, Backend, ByteBudget, Cancel, Capabilities, GroupReducer, Io, Job, OutputObject,
-    Recorder, RunError, RunOutcome, Stage, Workload,
+    Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
+    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
 };
 
 use crate::engine::{Engine, Event, Input, Options, Range, Setup};
-use crate::{catch_panic, cpu_task, cstring, keep_first, max_input, probe, record_setup};
+use crate::{catch_panic, cpu_task, cstring, max_input, probe, record_setup};
 
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -113,7 +113,7 @@ impl Backend for UringWorkers {
             }),
             stealers: deques.iter().map(Deque::stealer).collect(),
             stopping: AtomicBool::new(false),
-            error: Mutex::new(None),
+            error: Mutex::new(FirstError::new()),
             inputs: AtomicU64::new(0),
             input_bytes: AtomicU64::new(0),
             outputs: AtomicU64::new(0),
@@ -235,7 +235,7 @@ struct Shared<W: Workload> {
     cursor: Mutex<Cursor<W::Reducer>>,
     stealers: Vec<Stealer<Task<W::Reducer>>>,
     stopping: AtomicBool,
-    error: Mutex<Option<RunError>>,
+    error: Mutex<FirstError>,
     inputs: AtomicU64,
     input_bytes: AtomicU64,
     outputs: AtomicU64,
@@ -250,7 +250,7 @@ struct Shared<W: Workload> {
 
 impl<W: Workload> Shared<W> {
     fn fail(&self, e: RunError) {
-        keep_first(&mut self.error.lock().unwrap_or_else(|e| e.into_inner()), e);
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).note(e);
         self.stopping.store(true, Ordering::Release);
     }
 
