@@ -1,5 +1,7 @@
 //! The group-rechunk backend trait: how a workload is scheduled.
 
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,6 +99,12 @@ impl RunError {
             detail: detail.to_string(),
         }
     }
+
+    /// The error for a panic in `what` (`decode`, `a CPU step`), whose payload is
+    /// `payload`: `internal error: {what} panicked: {message}` (see [`panic_text`]).
+    pub fn panicked(what: &str, payload: Box<dyn Any + Send>) -> Self {
+        RunError::Internal(format!("{what} panicked: {}", panic_text(payload)))
+    }
 }
 
 /// Keeps the error that explains a failed run: the first real error, or
@@ -160,6 +168,27 @@ impl FirstError {
             None => Ok(()),
         }
     }
+}
+
+/// A panic's payload in words: the message of a `panic!` (a `&str` or a
+/// `String`), or `(a non-string panic payload)`. Takes the payload as
+/// `catch_unwind` and Tokio's `JoinError::into_panic` give it (a `&Box<dyn Any>`
+/// would itself be an `Any`, and never a string).
+pub fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast_ref::<&str>() {
+            Some(s) => s.to_string(),
+            None => "(a non-string panic payload)".to_string(),
+        },
+    }
+}
+
+/// Runs `f`, turning a panic in it into [`RunError::panicked`]`(what, …)`, so that
+/// a bug in a step fails the run with an error instead of ending a thread that
+/// others wait for.
+pub fn catch_panic<T>(what: &str, f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(RunError::panicked(what, p)))
 }
 
 /// A group-rechunk backend.
@@ -241,5 +270,24 @@ mod tests {
         first.note(RunError::Job("two".into()));
         assert_eq!(first.take().unwrap().to_string(), "invalid job: one");
         assert!(first.into_result().is_ok());
+    }
+
+    #[test]
+    fn panics_become_errors_that_quote_them() {
+        let e = catch_panic("decode", || -> Result<(), RunError> {
+            panic!("boom {}", 1)
+        });
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "internal error: decode panicked: boom 1"
+        );
+        let e = catch_panic("encode", || -> Result<(), RunError> { panic!("static") });
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "internal error: encode panicked: static"
+        );
+        let p = catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(panic_text(p), "(a non-string panic payload)");
+        assert_eq!(catch_panic("x", || Ok(3)).unwrap(), 3);
     }
 }

@@ -8,7 +8,7 @@
 //! - [`backend`]: the [`Backend`] trait (how the workload is scheduled), its
 //!   [`Capabilities`], [`Cancel`], and [`RunError`], whose data variants name the file
 //!   or key at fault; [`FirstError`], which keeps the error that explains a failed
-//!   run.
+//!   run, and [`backend::catch_panic`], which turns a panic into one.
 //! - [`job`]: the [`Job`] a backend receives: ordered groups of [`InputRef`]s, the
 //!   stores, the shared [`Limits`].
 //! - [`recorder`]: the one [`Recorder`] interface every backend reports through.

@@ -106,7 +106,6 @@ impl Cpu {
             _ = stop.wait() => return Err(RunError::Cancelled),
         };
         self.hops.fetch_add(1, Relaxed);
-        let panicked = |detail: String| RunError::Internal(format!("{what} panicked: {detail}"));
         match &self.pool {
             Pool::Oneshot(pool) => {
                 let (tx, rx) = oneshot::channel();
@@ -116,7 +115,7 @@ impl Cpu {
                 });
                 match rx.await {
                     Ok(Ok(r)) => Ok(r),
-                    Ok(Err(p)) => Err(panicked(panic_text(p))),
+                    Ok(Err(p)) => Err(RunError::panicked(what, p)),
                     Err(_) => Err(RunError::Internal(format!(
                         "{what}: the Rayon job was dropped without an answer"
                     ))),
@@ -125,25 +124,15 @@ impl Cpu {
             Pool::TokioRayon(pool) => pool
                 .spawn_async(move || catch_unwind(AssertUnwindSafe(f)))
                 .await
-                .map_err(|p| panicked(panic_text(p))),
+                .map_err(|p| RunError::panicked(what, p)),
             Pool::Blocking => tokio::task::spawn_blocking(f).await.map_err(|e| {
                 if e.is_panic() {
-                    panicked(panic_text(e.into_panic()))
+                    RunError::panicked(what, e.into_panic())
                 } else {
                     RunError::Internal(format!("{what}: the blocking task was cancelled"))
                 }
             }),
         }
-    }
-}
-
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a non-string panic payload)".to_string()
     }
 }
 

@@ -42,6 +42,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use engine::{Engine, Event, EventFd, Input, Range, Setup, Slab};
 use io_uring::IoUring;
+use rechunk_contract::backend::catch_panic;
 use rechunk_contract::output::{io_detail, temp_path};
 use rechunk_contract::{
     Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
@@ -490,7 +491,7 @@ impl<W: Workload> IoThread<W> {
             let wake = self.wake.clone();
             self.pool.spawn(move || {
                 let position = r.position;
-                let result = catch_panic(|| {
+                let result = catch_panic("a CPU step", || {
                     cpu_task(
                         &job, &*workload, &*recorder, &budget, &reducer, r.position, r.index,
                         r.bytes, r.started, r.reserved,
@@ -687,18 +688,6 @@ impl<W: Workload> IoThread<W> {
         }
         self.recorder.stage_done(Stage::Group, g.started, 0);
     }
-}
-
-/// Runs `f`, turning a panic into an error.
-fn catch_panic<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(RunError::Internal(format!("a CPU step panicked: {what}")))
-    })
 }
 
 /// Decode, push, and encode what the push completed; runs on the pool.

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
+use rechunk_contract::backend::catch_panic;
 use rechunk_contract::output::{io_detail, temp_path, write_atomic};
 use rechunk_contract::{
     Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
@@ -32,7 +33,7 @@ use rechunk_contract::{
 };
 
 use crate::engine::{Engine, Event, Input, Options, Range, Setup};
-use crate::{catch_panic, cpu_task, cstring, max_input, probe, record_setup};
+use crate::{cpu_task, cstring, max_input, probe, record_setup};
 
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -144,7 +145,7 @@ impl Backend for UringWorkers {
                                 events: Vec::new(),
                                 dirs: HashSet::new(),
                             };
-                            if let Err(e) = catch_panic(|| {
+                            if let Err(e) = catch_panic("a CPU step", || {
                                 w.run();
                                 Ok(())
                             }) {
@@ -498,7 +499,7 @@ impl<W: Workload> WorkerThread<'_, W> {
             return;
         }
         let position = task.group.position;
-        let result = catch_panic(|| {
+        let result = catch_panic("a CPU step", || {
             cpu_task(
                 &shared.job,
                 &*shared.workload,
