@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
 use rechunk_contract::backend::catch_panic;
-use rechunk_contract::output::{io_detail, temp_path, write_atomic};
+use rechunk_contract::output::{io_detail, temp_path, write_atomic, write_metadata};
 use rechunk_contract::{
     Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
     OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
@@ -90,16 +90,9 @@ impl Backend for UringWorkers {
             .collect::<Result<Vec<_>, _>>()?;
         let entries = engines[0].entries();
         let mut outcome = RunOutcome::default();
-        for object in workload.metadata() {
-            let t = Instant::now();
-            recorder.io_begin(Io::Write);
-            let written = write_atomic(&job.output_path(&object.key), &object.bytes);
-            recorder.io_end(Io::Write);
-            written?;
-            recorder.stage_done(Stage::Write, t, object.bytes.len() as u64);
-            outcome.outputs += 1;
-            outcome.output_bytes += object.bytes.len() as u64;
-        }
+        write_metadata(&**workload, &**recorder, &mut outcome, |key, bytes| {
+            write_atomic(&job.output_path(key), bytes)
+        })?;
         let deques: Vec<Deque<Task<W::Reducer>>> = (0..n).map(|_| Deque::new_fifo()).collect();
         let shared = Shared {
             job: job.clone(),
