@@ -112,14 +112,17 @@ pub fn encode_message(
     match codec {
         Codec::None => out.extend_from_slice(raw),
         Codec::Zstd => {
-            let bound = zstd::zstd_safe::compress_bound(raw.len());
-            out.reserve(bound);
-            let before = out.len();
-            // Compress straight into the message buffer: no intermediate allocation.
-            let n = zstd::zstd_safe::compress(spare_capacity(out, bound), raw, zstd_level)
+            // Compress straight into the message buffer, after the header: no
+            // intermediate allocation and no zero-filling. A `Cursor` over the Vec
+            // is zstd-safe's own output buffer for that: zstd writes into the
+            // capacity from the cursor on, and zstd-safe sets the length to what
+            // it wrote, so no byte is exposed that zstd did not write.
+            let payload_at = out.len() as u64;
+            out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+            let mut payload = std::io::Cursor::new(&mut *out);
+            payload.set_position(payload_at);
+            zstd::zstd_safe::compress(&mut payload, raw, zstd_level)
                 .expect("zstd compression into a compress_bound buffer cannot fail");
-            // SAFETY: zstd initialised exactly `n` bytes of the spare capacity.
-            unsafe { out.set_len(before + n) };
         }
         Codec::Lz4 => {
             let bound = lz4_flex::block::get_maximum_output_size(raw.len());
@@ -133,14 +136,6 @@ pub fn encode_message(
     let payload_len = (out.len() - len_at - 8) as u64;
     out[len_at..len_at + 8].copy_from_slice(&payload_len.to_le_bytes());
     debug_assert_eq!(out.len() - start, HEADER_LEN + payload_len as usize);
-}
-
-fn spare_capacity(v: &mut Vec<u8>, n: usize) -> &mut [u8] {
-    v.reserve(n);
-    let spare = v.spare_capacity_mut();
-    // SAFETY: zstd only writes into the buffer; u8 has no invalid bit patterns, and
-    // the caller sets the length to what zstd reports it wrote.
-    unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr() as *mut u8, n) }
 }
 
 /// The largest message a field of `ny`×`nx` can produce with any codec.
@@ -310,6 +305,39 @@ mod tests {
             let h = decode_message(&msg, (0, 1, 2, 5, 6), &mut out).unwrap();
             assert_eq!(h.codec, codec);
             assert_eq!(out, values, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn zstd_messages_are_the_bytes_they_always_were() {
+        let values = ValueParams {
+            variables: 2,
+            steps: 3,
+            ny: 64,
+            nx: 64,
+            seed: 1,
+            noise_bits: 4,
+        }
+        .field(1, 1, 2);
+        // Length and CRC-32C of "prefix" + the message, from the encoder before it
+        // compressed through zstd-safe's Cursor output buffer.
+        for (level, len, crc) in [
+            (1, 7149, 0xc7485fc4),
+            (3, 7426, 0x7ecd3901),
+            (19, 3316, 0x969c0a62),
+        ] {
+            let mut msg = b"prefix".to_vec();
+            encode_message(&mut msg, Codec::Zstd, level, 1, 1, 2, 64, 64, &values);
+            assert_eq!(
+                (msg.len(), crc32c::crc32c(&msg)),
+                (len, crc),
+                "level {level}"
+            );
+            // The payload is zstd's one-shot compression of the values, and what
+            // came before the message is untouched.
+            let expected = zstd::bulk::compress(f32_bytes(&values), level).unwrap();
+            assert_eq!(&msg[6 + HEADER_LEN..], &expected[..], "level {level}");
+            assert_eq!(&msg[..6], b"prefix");
         }
     }
 
