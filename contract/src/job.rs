@@ -1,6 +1,6 @@
 //! What a backend is asked to do: ordered groups of inputs, the stores, the limits.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,9 +80,5 @@ impl Job {
 
     pub fn output_path(&self, key: &str) -> PathBuf {
         self.output_root.join(key)
-    }
-
-    pub fn input_root(&self) -> &Path {
-        &self.input_root
     }
 }
