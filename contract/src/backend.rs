@@ -29,7 +29,10 @@ pub struct Capabilities {
 /// Whether a backend can run on this machine, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Availability {
+    /// It can run here.
     Available,
+    /// It cannot run here, for this reason (the system's own words where there are
+    /// some).
     Unavailable(String),
 }
 
@@ -38,12 +41,15 @@ pub enum Availability {
 pub struct Cancel(Arc<AtomicBool>);
 
 impl Cancel {
+    /// A signal not yet set.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Sets the signal, for this value and every clone; it stays set.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// Whether the signal has been set.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
@@ -60,9 +66,13 @@ impl Cancel {
 /// What a finished run did, beyond what the recorder counted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunOutcome {
+    /// Inputs read.
     pub inputs: u64,
+    /// Bytes of the inputs read.
     pub input_bytes: u64,
+    /// Objects written: metadata and chunks.
     pub outputs: u64,
+    /// Bytes of the objects written.
     pub output_bytes: u64,
     /// Facts about how the backend ran (IO mechanism, thread counts, options in
     /// effect), recorded in the results as they are.
@@ -72,27 +82,48 @@ pub struct RunOutcome {
 /// Why a run failed. Every variant that concerns data names the file or key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Opening, reading or decoding an input failed.
     #[error("input {path}: {detail}")]
-    Input { path: PathBuf, detail: String },
+    Input {
+        /// The input: its path, or its store and key.
+        path: PathBuf,
+        /// What went wrong, in words.
+        detail: String,
+    },
+    /// Encoding or writing an output failed.
     #[error("output {path}: {detail}")]
-    Output { path: PathBuf, detail: String },
+    Output {
+        /// The output: its path, or its store and key.
+        path: PathBuf,
+        /// What went wrong, in words.
+        detail: String,
+    },
+    /// The run stopped because it was cancelled (by the caller, or after another
+    /// error of the same run; see [`FirstError`]).
     #[error("cancelled")]
     Cancelled,
+    /// The job cannot be run as given: limits too small for the workload, options
+    /// the backend refuses, a reducer that did not get all its inputs.
     #[error("invalid job: {0}")]
     Job(String),
+    /// The backend cannot run on this machine, and why.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// A failure of the backend itself: a panic, a thread or runtime that could not
+    /// be started, a stall.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl RunError {
+    /// [`RunError::Input`] for the input at `path`.
     pub fn input(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
         RunError::Input {
             path: path.into(),
             detail: detail.to_string(),
         }
     }
+    /// [`RunError::Output`] for the output at `path`.
     pub fn output(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
         RunError::Output {
             path: path.into(),
@@ -225,6 +256,7 @@ pub trait Backend: Send + Sync {
     /// The name scenarios use.
     fn name(&self) -> &'static str;
 
+    /// What it can do (see [`Capabilities`]).
     fn capabilities(&self) -> Capabilities;
 
     /// Whether it can run here (io_uring enabled, a server reachable, …).
@@ -232,6 +264,8 @@ pub trait Backend: Send + Sync {
         Availability::Available
     }
 
+    /// Does `job` with `workload`, reporting to `recorder`, until done, failed or
+    /// `cancel`led; see the trait's contract above.
     fn run<W: Workload>(
         &self,
         job: &Arc<Job>,

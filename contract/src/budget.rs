@@ -19,6 +19,7 @@ pub struct ByteBudget {
 }
 
 impl ByteBudget {
+    /// A budget of `capacity` bytes, none reserved, reporting to `recorder`.
     pub fn new(capacity: u64, recorder: Arc<dyn Recorder>) -> Self {
         ByteBudget {
             capacity,
@@ -28,6 +29,7 @@ impl ByteBudget {
         }
     }
 
+    /// The bytes it holds at most.
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
@@ -67,6 +69,7 @@ impl ByteBudget {
         true
     }
 
+    /// Gives back `n` reserved bytes and wakes whoever waits for room.
     pub fn release(&self, n: u64) {
         if n == 0 {
             return;

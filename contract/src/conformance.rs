@@ -29,14 +29,19 @@ use crate::Workload as _;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip(pub String);
 
+/// What a check returns: passed, or skipped and why (failures panic).
 pub type CheckResult = Result<(), Skip>;
 
 /// A small dataset on disk plus an empty output directory.
 pub struct Fixture {
     _dir: tempfile::TempDir,
+    /// The dataset generated.
     pub params: DatasetParams,
+    /// The output's chunking and compression.
     pub output: OutputParams,
+    /// Where the dataset is (inside the fixture's temporary directory).
     pub input_root: PathBuf,
+    /// The output directory, empty until a backend writes into it.
     pub output_root: PathBuf,
 }
 
@@ -85,10 +90,12 @@ impl Fixture {
         }
     }
 
+    /// The NWP workload that turns this dataset into its output.
     pub fn workload(&self) -> NwpWorkload {
         NwpWorkload::new(self.params.clone(), self.output)
     }
 
+    /// The job over the whole dataset, with `limits` and groups one after another.
     pub fn job(&self, limits: Limits) -> Job {
         Job {
             groups: self

@@ -78,6 +78,7 @@ pub struct LocalWriter {
 }
 
 impl LocalWriter {
+    /// A writer of objects under `root` (which exists).
     pub fn new(root: &Path) -> Self {
         LocalWriter {
             root: root.to_path_buf(),

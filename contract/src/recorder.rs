@@ -29,6 +29,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in pipeline order.
     pub const ALL: [Stage; 7] = [
         Stage::Read,
         Stage::Decode,
@@ -44,6 +45,7 @@ impl Stage {
         // The variants are declared in the order of `ALL` (a test checks it).
         self as usize
     }
+    /// The stage's name in results and reports (`read`, `decode`, …).
     pub fn name(self) -> &'static str {
         match self {
             Stage::Read => "read",
@@ -60,7 +62,9 @@ impl Stage {
 /// Kinds of IO operation, for in-flight accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Io {
+    /// A read of an input.
     Read,
+    /// A write of an output object.
     Write,
 }
 
@@ -219,6 +223,7 @@ pub struct CounterSnapshot {
 }
 
 impl Counters {
+    /// Counters at zero.
     pub fn new() -> Self {
         Self::default()
     }
@@ -228,10 +233,12 @@ impl Counters {
         (self.io.now.load(Relaxed), self.budget.now.load(Relaxed))
     }
 
+    /// Items that finished `stage` so far.
     pub fn items(&self, stage: Stage) -> u64 {
         self.items[stage.index()].load(Relaxed)
     }
 
+    /// Everything counted so far.
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut items = std::collections::BTreeMap::new();
         let mut bytes = std::collections::BTreeMap::new();

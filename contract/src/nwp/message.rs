@@ -2,23 +2,32 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The first four bytes of every message.
 pub const MAGIC: &[u8; 4] = b"NWPF";
+/// The format version this crate writes and reads (bytes 4..6).
 pub const FORMAT_VERSION: u16 = 1;
+/// The dtype byte (byte 6) for float32 little-endian values, the only dtype.
 pub const DTYPE_F32LE: u8 = 1;
+/// The header's length in bytes; the payload follows it.
 pub const HEADER_LEN: usize = 40;
 
 /// How a message's payload is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
+    /// The values' bytes as they are.
     None,
+    /// Zstandard, one frame.
     Zstd,
+    /// An LZ4 block (no frame).
     Lz4,
 }
 
 impl Codec {
+    /// Every codec, in the order of their ids.
     pub const ALL: [Codec; 3] = [Codec::None, Codec::Zstd, Codec::Lz4];
 
+    /// The id the header stores (byte 7).
     pub fn id(self) -> u8 {
         match self {
             Codec::None => 0,
@@ -27,10 +36,12 @@ impl Codec {
         }
     }
 
+    /// The codec with header id `id`, if there is one.
     pub fn from_id(id: u8) -> Option<Codec> {
         Codec::ALL.into_iter().find(|c| c.id() == id)
     }
 
+    /// The name scenarios and reports use.
     pub fn name(self) -> &'static str {
         match self {
             Codec::None => "none",
@@ -43,45 +54,95 @@ impl Codec {
 /// The header fields that identify a message's content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// How the payload is encoded.
     pub codec: Codec,
+    /// The group (init time) the field belongs to.
     pub group: u32,
+    /// The field's variable.
     pub variable: u32,
+    /// The field's step.
     pub step: u32,
+    /// Rows of the field.
     pub ny: u32,
+    /// Columns of the field.
     pub nx: u32,
+    /// CRC-32C of the decoded values' bytes.
     pub crc32c: u32,
+    /// Bytes of payload after the header.
     pub payload_len: u64,
 }
 
 /// Why a message could not be decoded. The caller adds which input it was.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MessageError {
+    /// The message is shorter than a header.
     #[error("truncated: {len} bytes, shorter than the {HEADER_LEN}-byte header")]
-    ShortHeader { len: usize },
+    ShortHeader {
+        /// The message's length.
+        len: usize,
+    },
+    /// The first four bytes are not [`MAGIC`]; they are these.
     #[error("not an nwp-fields message (magic {0:02x?}, expected \"NWPF\")")]
     Magic([u8; 4]),
+    /// A format version other than [`FORMAT_VERSION`].
     #[error("unsupported format version {0} (this reader knows version 1)")]
     Version(u16),
+    /// A dtype other than [`DTYPE_F32LE`].
     #[error("unsupported dtype {0} (1 = float32 little-endian is the only one)")]
     Dtype(u8),
+    /// A codec id no [`Codec`] has.
     #[error("unknown codec id {0} (0 = none, 1 = zstd, 2 = lz4)")]
     CodecId(u8),
+    /// Fewer payload bytes than the header says.
     #[error("truncated: header says {expected} payload bytes, {actual} present")]
-    Truncated { expected: u64, actual: u64 },
+    Truncated {
+        /// Payload bytes the header says.
+        expected: u64,
+        /// Payload bytes present.
+        actual: u64,
+    },
+    /// Bytes after the payload the header announces.
     #[error("{actual} trailing bytes after a {expected}-byte payload")]
-    Trailing { expected: u64, actual: u64 },
+    Trailing {
+        /// Payload bytes the header says.
+        expected: u64,
+        /// Bytes after them.
+        actual: u64,
+    },
+    /// A header field differs from what the caller expects of this input.
     #[error("header says {what} = {found}, expected {expected}")]
     Mismatch {
+        /// The field (`group`, `variable`, `step`, `ny`, `nx`).
         what: &'static str,
+        /// Its value in the header.
         found: u64,
+        /// The value expected.
         expected: u64,
     },
+    /// The codec refused the payload.
     #[error("payload does not decode ({codec}): {detail}")]
-    Payload { codec: &'static str, detail: String },
+    Payload {
+        /// The codec's name.
+        codec: &'static str,
+        /// The codec's error.
+        detail: String,
+    },
+    /// The payload decoded to the wrong number of bytes.
     #[error("payload decodes to {actual} bytes, expected {expected}")]
-    DecodedLen { expected: usize, actual: usize },
+    DecodedLen {
+        /// Bytes of ny·nx float32 values.
+        expected: usize,
+        /// Bytes decoded.
+        actual: usize,
+    },
+    /// The decoded values do not have the header's CRC-32C.
     #[error("CRC-32C mismatch: header {expected:08x}, data {actual:08x} (corrupt payload)")]
-    Crc { expected: u32, actual: u32 },
+    Crc {
+        /// The CRC the header stores.
+        expected: u32,
+        /// The CRC of the decoded values.
+        actual: u32,
+    },
 }
 
 /// Appends a complete message for `values` (row-major ny·nx) to `out`.
