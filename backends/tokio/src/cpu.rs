@@ -44,12 +44,18 @@ pub struct Cpu {
 /// Which bridge carries CPU work, as the scenario names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bridge {
+    /// `rayon::ThreadPool::spawn`, the result sent back by a
+    /// `tokio::sync::oneshot` channel (`bridge = "oneshot"`).
     Oneshot,
+    /// The tokio-rayon crate's `AsyncThreadPool::spawn_async` (`bridge =
+    /// "tokio-rayon"`).
     TokioRayon,
+    /// `tokio::task::spawn_blocking`, no Rayon pool (the `spawn-blocking` backend).
     SpawnBlocking,
 }
 
 impl Bridge {
+    /// The mechanism, as the results record it.
     pub fn name(self) -> &'static str {
         match self {
             Bridge::Oneshot => "rayon::spawn + tokio::sync::oneshot",
@@ -90,6 +96,7 @@ impl Cpu {
         }
     }
 
+    /// Hand-overs made so far.
     pub fn hops(&self) -> u64 {
         self.hops.load(Relaxed)
     }

@@ -31,7 +31,9 @@ use crate::read_groups::{GroupReads, Input, IoMode, Reader};
 /// How a Tokio backend is set up.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Where CPU work runs and how it is handed over.
     pub bridge: Bridge,
+    /// How inputs are read and outputs written.
     pub io: IoMode,
     /// Tokio worker threads (they only drive IO and hand-overs).
     pub tokio_workers: usize,
@@ -75,6 +77,9 @@ struct ThreadCount {
     max: AtomicU64,
 }
 
+/// Runs `job` with `workload` on a Tokio runtime built for it, set up as `cfg`
+/// says: what [`rechunk_contract::Backend::run`] does for every backend built on
+/// this pipeline.
 pub fn run<W: Workload>(
     cfg: Config,
     job: &Arc<Job>,
