@@ -84,9 +84,15 @@ fn align_up(n: usize) -> usize {
 /// How operations are issued; each is recorded in the results.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
+    /// Open files straight into a registered file table and use them through it.
     pub fixed_files: bool,
+    /// Read into registered buffers from a bounded pool (`READ_FIXED`).
     pub fixed_buffers: bool,
+    /// Open inputs `O_DIRECT` and read whole [`ALIGN`]ed blocks into aligned
+    /// buffers.
     pub direct: bool,
+    /// Submit each whole-file read and each write as one linked chain (needs
+    /// `fixed_files`).
     pub linked: bool,
 }
 

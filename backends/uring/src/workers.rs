@@ -42,8 +42,12 @@ pub struct UringWorkers {
     pub workers: Option<usize>,
     /// Operations in flight per ring; `None`: `io_in_flight` shared out.
     pub queue_depth: Option<u32>,
+    /// Submission-queue polling by a kernel thread per ring; `Some(idle ms)` turns
+    /// it on.
     pub sqpoll_idle_ms: Option<u32>,
+    /// Caps the kernel's io-wq workers (bounded and unbounded) for each ring.
     pub iowq_max_workers: Option<u32>,
+    /// Registered files, registered buffers, O_DIRECT, linked SQEs.
     pub options: Options,
 }
 
