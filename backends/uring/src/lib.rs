@@ -43,10 +43,11 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use engine::{Engine, Event, EventFd, Input, Range, Setup, Slab};
 use io_uring::IoUring;
+use rechunk_contract::backend::catch_panic;
 use rechunk_contract::output::{io_detail, temp_path};
 use rechunk_contract::{
-    Availability, Backend, ByteBudget, Cancel, Capabilities, GroupReducer, Io, Job, OutputObject,
-    Recorder, RunError, RunOutcome, Stage, Workload,
+    Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
+    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
 };
 
 pub use engine::{Options, ALIGN};
@@ -208,7 +209,7 @@ impl Backend for Uring {
             next_group: 0,
             next_input: 0,
             dirs: HashSet::new(),
-            error: None,
+            error: FirstError::new(),
             outcome: RunOutcome::default(),
         };
         let result = io.run();
@@ -295,7 +296,7 @@ struct IoThread<W: Workload> {
     next_group: usize,
     next_input: usize,
     dirs: HashSet<PathBuf>,
-    error: Option<RunError>,
+    error: FirstError,
     outcome: RunOutcome,
 }
 
@@ -320,25 +321,14 @@ fn max_input<W: Workload>(job: &Job, workload: &W) -> usize {
     max
 }
 
-/// Keeps the error that explains the run: the first real one, else `Cancelled`.
-fn keep_first(slot: &mut Option<RunError>, e: RunError) {
-    let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
-    if slot
-        .as_ref()
-        .is_none_or(|first| cancelled(first) && !cancelled(&e))
-    {
-        *slot = Some(e);
-    }
-}
-
 impl<W: Workload> IoThread<W> {
     fn fail(&mut self, e: RunError) {
-        keep_first(&mut self.error, e);
+        self.error.note(e);
         self.engine.stop();
     }
 
     fn stopping(&self) -> bool {
-        self.error.is_some()
+        self.error.is_set()
     }
 
     fn run(&mut self) -> Result<(), RunError> {
@@ -509,7 +499,7 @@ impl<W: Workload> IoThread<W> {
             let wake = self.wake.clone();
             self.pool.spawn(move || {
                 let position = r.position;
-                let result = catch_panic(|| {
+                let result = catch_panic("a CPU step", || {
                     cpu_task(
                         &job, &*workload, &*recorder, &budget, &reducer, r.position, r.index,
                         r.bytes, r.started, r.reserved,
@@ -706,18 +696,6 @@ impl<W: Workload> IoThread<W> {
         }
         self.recorder.stage_done(Stage::Group, g.started, 0);
     }
-}
-
-/// Runs `f`, turning a panic into an error.
-fn catch_panic<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(RunError::Internal(format!("a CPU step panicked: {what}")))
-    })
 }
 
 /// Decode, push, and encode what the push completed; runs on the pool.
