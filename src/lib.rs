@@ -18,10 +18,10 @@
 
 pub mod backends;
 pub mod cache;
+pub mod ceilings;
 pub mod compare;
 pub mod dataset;
 pub mod export;
-pub mod limits;
 pub mod machine;
 pub mod mock;
 pub mod progress;

@@ -58,9 +58,9 @@ enum Cmd {
         /// The regression threshold for `--compare`, as a fraction.
         #[arg(long, default_value_t = harness::compare::DEFAULT_THRESHOLD)]
         threshold: f64,
-        /// Also measure the IO and CPU ceilings (as `[run] limits = true`).
-        #[arg(long)]
-        limits: bool,
+        /// Also measure the IO and CPU ceilings (as `[run] ceilings = true`).
+        #[arg(long, visible_alias = "limits")]
+        ceilings: bool,
     },
     /// Compare two results files backend by backend; exit 1 if any backend's
     /// throughput relative to sequential regressed beyond the threshold with 95 %
@@ -86,7 +86,8 @@ enum Cmd {
     },
     /// Measure the IO ceiling (read-only, best backend, 256 in flight) and the CPU
     /// ceiling (decode + reduce + encode from memory on all cores) of a scenario.
-    Limits {
+    #[command(visible_alias = "limits")]
+    Ceilings {
         scenario: PathBuf,
         /// Override `[run] cache`.
         #[arg(long, value_enum)]
@@ -229,7 +230,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Limits { scenario, cache } => {
+        Cmd::Ceilings { scenario, cache } => {
             let mut s = scenario::load(&scenario)?;
             let dirs = lock()?;
             if let Some(c) = cache {
@@ -238,8 +239,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     CacheArg::Cold => CacheMode::Cold,
                 };
             }
-            let c = harness::limits::measure(&s, &dirs)?;
-            print!("{}", harness::results::ceilings_table(&c));
+            let c = harness::ceilings::measure(&s, &dirs)?;
+            print!("{}", harness::ceilings::table(&c));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {
@@ -249,7 +250,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             workload,
             compare,
             threshold,
-            limits,
+            ceilings,
         } => {
             let mut s = load_scenario(scenario.as_deref())?;
             if let Some(c) = cache {
@@ -267,7 +268,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     WorkloadArg::ReadOnly => WorkloadKind::ReadOnly,
                 };
             }
-            if limits {
+            if ceilings {
                 s.run.limits = true;
             }
             let gate = compare.map(|base| (base, threshold));
@@ -477,8 +478,8 @@ fn run(
         return Ok(code);
     }
     if s.run.limits {
-        let c = harness::limits::measure(&s, dirs)?;
-        results.limits = Some(c);
+        let c = harness::ceilings::measure(&s, dirs)?;
+        results.ceilings = Some(c);
         results.save(&run_dir.join("results.json"))?;
     }
     println!(

@@ -407,7 +407,7 @@ pub fn markdown(results: &Results, figs: &[BackendFigures]) -> String {
         "Only verified repetitions count. CI: {:.0} % bootstrap interval of the median.\n",
         LEVEL * 100.0
     );
-    let limits = results.limits.as_ref();
+    let limits = results.ceilings.as_ref();
     let _ = writeln!(
         md,
         "| backend | {unit} (median) | 95 % CI | min – max | × sequential |{} CPU ms / 1000 (user + sys) | cores busy | IO in flight (max) | threads | peak RSS | verified |",
@@ -446,7 +446,7 @@ pub fn markdown(results: &Results, figs: &[BackendFigures]) -> String {
         let _ = writeln!(
             md,
             "\nEfficiency: throughput / the lower of the two ceilings measured in this run.\n\n{}",
-            crate::results::ceilings_table(c)
+            crate::ceilings::table(c)
         );
     }
     for k in &results.skipped {

@@ -49,26 +49,13 @@ pub struct Results {
     /// Backends not run because they cannot work on this machine, and why.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
-    /// The IO and CPU ceilings, when the run measured them (`[run] limits`).
-    #[serde(default)]
-    pub limits: Option<Ceilings>,
+    /// The IO and CPU ceilings, when the run measured them (`[run] ceilings`);
+    /// `limits` in files of schema 2 and older.
+    #[serde(default, alias = "limits")]
+    pub ceilings: Option<Ceilings>,
     /// Copies of the dataset on object stores that backends read from (`s3://`).
     #[serde(default)]
     pub store_copies: Vec<crate::dataset::StoreCopy>,
-}
-
-/// The ceilings as a small markdown table.
-pub fn ceilings_table(c: &Ceilings) -> String {
-    format!(
-        "| ceiling | fields/s | how |\n|---|---:|---|\n| IO | {:.0} | read-only, 256 in flight, best of the parallel backends: {} ({}) |\n| CPU | {:.0} | decode + reduce + encode from memory on {} threads |\n\nThe bound is {}: {:.0} fields/s.\n",
-        c.io_per_second,
-        c.io_backend,
-        c.io_results,
-        c.cpu_per_second,
-        c.cpu_threads,
-        c.bound_name(),
-        c.bound()
-    )
 }
 
 /// A backend of the scenario that was not run.
@@ -296,8 +283,8 @@ impl Results {
                 k.label, k.reason
             );
         }
-        if let Some(c) = &self.limits {
-            let _ = writeln!(out, "\n{}", ceilings_table(c));
+        if let Some(c) = &self.ceilings {
+            let _ = writeln!(out, "\n{}", crate::ceilings::table(c));
             let _ = writeln!(
                 out,
                 "| backend | efficiency (throughput / {} ceiling) |\n|---|---:|",
@@ -416,18 +403,4 @@ pub struct Ceilings {
     pub cpu_threads: usize,
     /// Each CPU repetition's fields/s.
     pub cpu_repetitions: Vec<f64>,
-}
-
-impl Ceilings {
-    /// The lower of the two: what no backend can beat.
-    pub fn bound(&self) -> f64 {
-        self.io_per_second.min(self.cpu_per_second)
-    }
-    pub fn bound_name(&self) -> &'static str {
-        if self.io_per_second <= self.cpu_per_second {
-            "IO"
-        } else {
-            "CPU"
-        }
-    }
 }

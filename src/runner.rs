@@ -146,7 +146,7 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
         interrupted: None,
         repetitions: Vec::new(),
         skipped: Vec::new(),
-        limits: None,
+        ceilings: None,
         store_copies: Vec::new(),
     };
     // A backend that cannot work here (io_uring switched off, say) is skipped, loudly

@@ -1,5 +1,6 @@
-//! `harness limits`: how fast could this machine go at all? Two ceilings, measured
-//! in one run on the scenario's own dataset.
+//! `harness ceilings` (alias `limits`): how fast could this machine go at all? Two
+//! ceilings, measured in one run on the scenario's own dataset; `[run] ceilings =
+//! true` or `harness run --ceilings` adds them to a run.
 //!
 //! - **IO ceiling**: read-only mode (every input read and counted, nothing else)
 //!   with the parallel backends at 256 operations in flight — `uring-workers` and
@@ -171,6 +172,34 @@ pub fn io_scenario(scenario: &Scenario) -> anyhow::Result<Scenario> {
     Ok(s)
 }
 
+impl Ceilings {
+    /// The lower of the two: what no backend can beat.
+    pub fn bound(&self) -> f64 {
+        self.io_per_second.min(self.cpu_per_second)
+    }
+    pub fn bound_name(&self) -> &'static str {
+        if self.io_per_second <= self.cpu_per_second {
+            "IO"
+        } else {
+            "CPU"
+        }
+    }
+}
+
+/// The ceilings as a small markdown table.
+pub fn table(c: &Ceilings) -> String {
+    format!(
+        "| ceiling | fields/s | how |\n|---|---:|---|\n| IO | {:.0} | read-only, 256 in flight, best of the parallel backends: {} ({}) |\n| CPU | {:.0} | decode + reduce + encode from memory on {} threads |\n\nThe bound is {}: {:.0} fields/s.\n",
+        c.io_per_second,
+        c.io_backend,
+        c.io_results,
+        c.cpu_per_second,
+        c.cpu_threads,
+        c.bound_name(),
+        c.bound()
+    )
+}
+
 /// Both ceilings for a scenario.
 pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
     let io = io_scenario(scenario)?;
@@ -206,4 +235,40 @@ pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
         cpu_threads: threads,
         cpu_repetitions: cpu,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::scenario;
+
+    const SCENARIO: &str = r#"
+[dataset]
+groups = 1
+variables = 2
+steps = 3
+ny = 8
+nx = 8
+[run]
+KEY
+[[backend]]
+name = "sequential"
+"#;
+
+    fn measures_ceilings(run: &str) -> bool {
+        let text = SCENARIO.replace("KEY", run);
+        scenario::parse(&text, "s.toml", "s", Path::new("s.toml"))
+            .unwrap()
+            .run
+            .limits
+    }
+
+    #[test]
+    fn the_scenario_key_is_ceilings_and_limits_still_reads() {
+        assert!(measures_ceilings("ceilings = true"));
+        assert!(measures_ceilings("limits = true"), "the old key");
+        assert!(!measures_ceilings("ceilings = false"));
+        assert!(!measures_ceilings(""));
+    }
 }
