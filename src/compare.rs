@@ -142,7 +142,7 @@ fn paired_ratios(r: &Results, label: &str, seq: &str) -> Vec<f64> {
             .iter()
             .find(|x| x.label == l && x.index == i && !x.warmup && x.counts)
             .and_then(|x| x.measurement.as_ref())
-            .map(|m| m.fields_per_second)
+            .map(|m| m.items_per_second)
     };
     (0..r.scenario.run.repetitions)
         .filter_map(|i| Some(rate(label, i)? / rate(seq, i)?))
@@ -151,7 +151,7 @@ fn paired_ratios(r: &Results, label: &str, seq: &str) -> Vec<f64> {
 }
 
 fn rates(ms: &[&Measurement]) -> Vec<f64> {
-    ms.iter().map(|m| m.fields_per_second).collect()
+    ms.iter().map(|m| m.items_per_second).collect()
 }
 
 fn baseline_label(r: &Results) -> Option<String> {

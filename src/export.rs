@@ -97,7 +97,7 @@ pub fn export(r: &Results, format: Format) -> anyhow::Result<String> {
                     rep.counts,
                     rep.cache.requested.name(),
                     f(m.map(|m| m.wall_seconds)),
-                    f(m.map(|m| m.fields_per_second)),
+                    f(m.map(|m| m.items_per_second)),
                     f(m.map(|m| m.user_seconds)),
                     f(m.map(|m| m.system_seconds)),
                     m.map_or(String::new(), |m| m.peak_rss_bytes.to_string()),

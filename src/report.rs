@@ -89,7 +89,7 @@ pub fn figures(results: &Results) -> anyhow::Result<Vec<BackendFigures>> {
         if reps.is_empty() {
             continue;
         }
-        let rates: Vec<f64> = reps.iter().map(|(_, m)| m.fields_per_second).collect();
+        let rates: Vec<f64> = reps.iter().map(|(_, m)| m.items_per_second).collect();
         let med = |f: &dyn Fn(&Measurement) -> f64| {
             stats::median(&reps.iter().map(|(_, m)| f(m)).collect::<Vec<_>>())
         };
@@ -114,9 +114,9 @@ pub fn figures(results: &Results) -> anyhow::Result<Vec<BackendFigures>> {
         let timeline = reps
             .iter()
             .min_by(|a, b| {
-                (a.1.fields_per_second - median_rate)
+                (a.1.items_per_second - median_rate)
                     .abs()
-                    .total_cmp(&(b.1.fields_per_second - median_rate).abs())
+                    .total_cmp(&(b.1.items_per_second - median_rate).abs())
             })
             .and_then(|(_, m)| m.timeline.clone());
         out.push(BackendFigures {

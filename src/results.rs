@@ -22,8 +22,10 @@ use crate::verify::Verification;
 
 /// Bumped whenever a field changes meaning or is removed, or a version's readers
 /// would misread what it adds. 2: per-stage latency histograms, timeline,
-/// `recording`, sweep points and skipped backends.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `recording`, sweep points and skipped backends. 3: `items_per_second` (was
+/// `fields_per_second`, which held inputs/s in read-only runs) and `ceilings` (was
+/// `limits`); files of schema 2 load, their old names read as aliases.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -106,8 +108,10 @@ pub struct Measurement {
     /// Most OS threads the backend used at once, its calling thread included
     /// (the process's count sampled every 100 ms, less the harness's own threads).
     pub threads: u64,
-    /// Inputs decoded per second of wall time.
-    pub fields_per_second: f64,
+    /// Items per second of wall time: inputs decoded in a rechunk run (fields/s),
+    /// inputs read in a read-only run (inputs/s). `fields_per_second` before schema 3.
+    #[serde(alias = "fields_per_second")]
+    pub items_per_second: f64,
     /// Decoded field data (inputs × ny × nx × 4 bytes) per second, in MB (10^6).
     pub decoded_mb_per_second: f64,
     /// Input bytes read per second, in MB (10^6).
@@ -195,7 +199,7 @@ impl Results {
                     .filter(|r| r.counts)
                     .filter_map(|r| r.measurement.as_ref())
                     .collect();
-                let fps: Vec<f64> = counted.iter().map(|m| m.fields_per_second).collect();
+                let fps: Vec<f64> = counted.iter().map(|m| m.items_per_second).collect();
                 BackendSummary {
                     label: b.label.clone(),
                     runs: runs.len(),
@@ -403,4 +407,62 @@ pub struct Ceilings {
     pub cpu_threads: usize,
     /// Each CPU repetition's fields/s.
     pub cpu_repetitions: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CI gate's committed baseline, written by schema 2.
+    fn ci_baseline() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results/baselines/ci.json")
+    }
+
+    #[test]
+    fn a_schema_2_file_loads_with_its_old_names() {
+        let path = ci_baseline();
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(raw["schema_version"], 2);
+        let r = Results::load(&path).unwrap();
+        assert_eq!(r.schema_version, 2);
+        // `fields_per_second` reads as `items_per_second`, value for value.
+        let old = raw["repetitions"].as_array().unwrap();
+        assert!(!old.is_empty());
+        assert_eq!(old.len(), r.repetitions.len());
+        for (o, n) in old.iter().zip(&r.repetitions) {
+            let m = n.measurement.as_ref().unwrap();
+            assert!(m.items_per_second > 0.0);
+            assert_eq!(
+                o["measurement"]["fields_per_second"].as_f64(),
+                Some(m.items_per_second)
+            );
+        }
+        // `limits` (the ceilings) reads as `ceilings`.
+        assert!(raw["limits"].is_null() && r.ceilings.is_none());
+        let mut with = raw.clone();
+        with["limits"] = serde_json::json!({
+            "io_per_second": 2000.0,
+            "io_backend": "uring",
+            "io_results": "x/results.json",
+            "cpu_per_second": 1000.0,
+            "cpu_threads": 2,
+            "cpu_repetitions": [1000.0],
+        });
+        let r: Results = serde_json::from_value(with).unwrap();
+        assert_eq!(r.ceilings.unwrap().cpu_per_second, 1000.0);
+    }
+
+    #[test]
+    fn a_saved_file_uses_the_new_names() {
+        let mut r = Results::load(&ci_baseline()).unwrap();
+        r.schema_version = SCHEMA_VERSION;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        r.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"items_per_second\"") && text.contains("\"ceilings\""));
+        assert!(!text.contains("fields_per_second"));
+        assert_eq!(Results::load(&path).unwrap(), r);
+    }
 }

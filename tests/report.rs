@@ -205,7 +205,7 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
     for rep in r.repetitions.iter_mut() {
         let i = seen.entry(rep.label.clone()).or_default();
         let m = rep.measurement.as_mut().unwrap();
-        m.fields_per_second = rates(&rep.label)[*i];
+        m.items_per_second = rates(&rep.label)[*i];
         m.wall_seconds = 1.0;
         m.user_seconds = 0.5;
         m.system_seconds = 0.25;
