@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::{GroupReducer, InputRef, Job, Workload};
 
+use crate::analysis::Analysis;
 pub use crate::results::Ceilings;
 use crate::runner::{self, Dirs};
 use crate::scenario::{BackendSpec, Recording, Scenario, WorkloadKind};
@@ -216,20 +217,18 @@ pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
     if let Some(signal) = crate::signals::received() {
         return Err(signal.into());
     }
-    let best = results
-        .summaries()
-        .into_iter()
-        .filter(|s| s.verified && s.median_fields_per_second.is_finite())
-        .max_by(|a, b| {
-            a.median_fields_per_second
-                .total_cmp(&b.median_fields_per_second)
-        })
+    let analysis = Analysis::of(&results);
+    let best = analysis
+        .backends
+        .iter()
+        .filter(|f| f.verified && f.median.is_finite())
+        .max_by(|a, b| a.median.total_cmp(&b.median))
         .context("no read-only backend finished verified: no IO ceiling")?;
     eprintln!("CPU ceiling: decode + reduce + encode from memory on all cores");
     let (cpu, threads) = cpu_ceiling(scenario, dirs)?;
     Ok(Ceilings {
-        io_per_second: best.median_fields_per_second,
-        io_backend: best.label,
+        io_per_second: best.median,
+        io_backend: best.label.clone(),
         io_results: run_dir.join("results.json").display().to_string(),
         cpu_per_second: stats::median(&cpu),
         cpu_threads: threads,

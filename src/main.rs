@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use backend_object_store::store::StoreUrl;
 use clap::{Parser, Subcommand};
+use harness::analysis::Analysis;
 use harness::backends::{AnyBackend, ALL};
 use harness::runner::{self, Dirs};
 use harness::scenario::{CacheMode, WorkloadKind};
@@ -207,7 +208,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             absolute,
         } => {
             let (b, n) = (load_results(&base)?, load_results(&new)?);
-            let c = harness::compare::compare(&b, &n, threshold, absolute);
+            let c = harness::compare::compare(
+                &Analysis::of(&b),
+                &Analysis::of(&n),
+                threshold,
+                absolute,
+            );
             print!("{}", harness::compare::markdown(&c));
             Ok(if c.fails() {
                 ExitCode::FAILURE
@@ -221,7 +227,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let r = load_results(&results)?;
-            let text = harness::export::export(&r, format)?;
+            let text = harness::export::export(&Analysis::of(&r), format)?;
             match out {
                 Some(p) => {
                     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
@@ -412,7 +418,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 path.parent()
                     .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
             });
-            let written = harness::report::write(&r, &dir)?;
+            let written = harness::report::write(&Analysis::of(&r), &dir)?;
             print_report(&written);
             Ok(ExitCode::SUCCESS)
         }
@@ -487,10 +493,12 @@ fn run(
         s.name,
         run_dir.join("results.json").display()
     );
-    print!("{}", results.summary_table());
+    // One analysis for the summary, the report and the gate.
+    let analysis = Analysis::of(&results);
+    print!("{}", harness::summary::table(&analysis));
     // The report is drawn from the results file alone; a failure to draw it does
     // not lose the results.
-    match harness::report::write(&results, &run_dir) {
+    match harness::report::write(&analysis, &run_dir) {
         Ok(written) => print_report(&written),
         Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
     }
@@ -519,7 +527,7 @@ fn run(
         );
     }
     if let (Some(base), Some((path, threshold))) = (base, gate) {
-        let c = harness::compare::compare(&base, &results, threshold, false);
+        let c = harness::compare::compare(&Analysis::of(&base), &analysis, threshold, false);
         println!("\ncompared with {}:\n", path.display());
         print!("{}", harness::compare::markdown(&c));
         if c.fails() {

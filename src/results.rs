@@ -1,8 +1,8 @@
-//! `results.json`: the one source of truth of a run. Every field is documented here;
-//! reports and summaries are derived from it alone.
+//! `results.json`: the one source of truth of a run. Every field is documented here,
+//! with loading (older schemas included) and saving; every figure shown is derived
+//! from it alone, by [`crate::analysis`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -17,7 +17,6 @@ use crate::cache::CacheState;
 use crate::dataset::DatasetInfo;
 use crate::machine::Machine;
 use crate::scenario::{Recording, Scenario};
-use crate::stats;
 use crate::verify::Verification;
 
 /// Bumped whenever a field changes meaning or is removed, or a version's readers
@@ -134,22 +133,6 @@ fn counters_only() -> Recording {
     Recording::Counters
 }
 
-/// Per-backend figures over its counted repetitions.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BackendSummary {
-    pub label: String,
-    pub runs: usize,
-    pub counted: usize,
-    pub median_fields_per_second: f64,
-    pub min_fields_per_second: f64,
-    pub max_fields_per_second: f64,
-    pub median_decoded_mb_per_second: f64,
-    /// Input bytes read per second, in MB: the figure of a read-only run.
-    pub median_input_mb_per_second: f64,
-    pub peak_rss_bytes: u64,
-    pub verified: bool,
-}
-
 impl Results {
     /// Writes the results file atomically (temporary file + rename).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
@@ -172,148 +155,6 @@ impl Results {
             );
         }
         Ok(r)
-    }
-
-    /// The counted (verified, not warm-up) repetitions of a backend label, with
-    /// their measurements.
-    pub fn counted(&self, label: &str) -> Vec<(&Repetition, &Measurement)> {
-        self.repetitions
-            .iter()
-            .filter(|r| r.label == label && !r.warmup && r.counts)
-            .filter_map(|r| r.measurement.as_ref().map(|m| (r, m)))
-            .collect()
-    }
-
-    pub fn summaries(&self) -> Vec<BackendSummary> {
-        self.scenario
-            .backends
-            .iter()
-            .map(|b| {
-                let runs: Vec<&Repetition> = self
-                    .repetitions
-                    .iter()
-                    .filter(|r| r.label == b.label && !r.warmup)
-                    .collect();
-                let counted: Vec<&Measurement> = runs
-                    .iter()
-                    .filter(|r| r.counts)
-                    .filter_map(|r| r.measurement.as_ref())
-                    .collect();
-                let fps: Vec<f64> = counted.iter().map(|m| m.items_per_second).collect();
-                BackendSummary {
-                    label: b.label.clone(),
-                    runs: runs.len(),
-                    counted: counted.len(),
-                    median_fields_per_second: stats::median(&fps),
-                    min_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::min),
-                    max_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::max),
-                    median_decoded_mb_per_second: stats::median(
-                        &counted
-                            .iter()
-                            .map(|m| m.decoded_mb_per_second)
-                            .collect::<Vec<_>>(),
-                    ),
-                    median_input_mb_per_second: stats::median(
-                        &counted
-                            .iter()
-                            .map(|m| m.input_mb_per_second)
-                            .collect::<Vec<_>>(),
-                    ),
-                    peak_rss_bytes: runs
-                        .iter()
-                        .filter_map(|r| r.measurement.as_ref())
-                        .map(|m| m.peak_rss_bytes)
-                        .max()
-                        .unwrap_or(0),
-                    verified: !runs.is_empty() && runs.iter().all(|r| r.counts),
-                }
-            })
-            .collect()
-    }
-
-    /// The summary table printed at the end of a run (markdown).
-    pub fn summary_table(&self) -> String {
-        let summaries = self.summaries();
-        let baseline = summaries
-            .iter()
-            .find(|s| {
-                self.scenario
-                    .backends
-                    .iter()
-                    .any(|b| b.label == s.label && b.name == "sequential")
-            })
-            .map(|s| s.median_fields_per_second);
-        let read_only = self.scenario.workload == crate::scenario::WorkloadKind::ReadOnly;
-        let rate = if read_only { "inputs/s" } else { "fields/s" };
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "| backend | {rate} (median) | {} | min – max {rate} | × sequential | peak RSS | verified |",
-            if read_only { "MB/s read" } else { "MB/s decoded" },
-        );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
-        for s in &summaries {
-            let ratio = match baseline {
-                Some(b) if b.is_finite() && s.median_fields_per_second.is_finite() => {
-                    format!("{:.2}", s.median_fields_per_second / b)
-                }
-                _ => "–".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} – {} | {} | {:.1} MiB | {} |",
-                s.label,
-                fmt_num(s.median_fields_per_second),
-                fmt_num(if read_only {
-                    s.median_input_mb_per_second
-                } else {
-                    s.median_decoded_mb_per_second
-                }),
-                fmt_num(s.min_fields_per_second),
-                fmt_num(s.max_fields_per_second),
-                ratio,
-                s.peak_rss_bytes as f64 / (1 << 20) as f64,
-                if s.verified {
-                    format!("yes ({}/{})", s.counted, s.runs)
-                } else {
-                    format!("NO ({}/{} verified)", s.counted, s.runs)
-                },
-            );
-        }
-        for k in &self.skipped {
-            let _ = writeln!(
-                out,
-                "| {} | – | – | – | – | – | skipped: {} |",
-                k.label, k.reason
-            );
-        }
-        if let Some(c) = &self.ceilings {
-            let _ = writeln!(out, "\n{}", crate::ceilings::table(c));
-            let _ = writeln!(
-                out,
-                "| backend | efficiency (throughput / {} ceiling) |\n|---|---:|",
-                c.bound_name()
-            );
-            for s in &summaries {
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.0} % |",
-                    s.label,
-                    s.median_fields_per_second / c.bound() * 100.0
-                );
-            }
-        }
-        out
-    }
-}
-
-fn fmt_num(x: f64) -> String {
-    if !x.is_finite() {
-        "–".to_string()
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
     }
 }
 
