@@ -242,7 +242,8 @@ struct RawRun {
     drop_caches: Option<bool>,
     overlap_groups: Option<bool>,
     verify_max_chunks: Option<u64>,
-    limits: Option<bool>,
+    #[serde(alias = "limits")]
+    ceilings: Option<bool>,
 }
 
 // ---------------------------------------------------------------- validation
@@ -425,7 +426,7 @@ pub fn parse(
         drop_caches: r.drop_caches.unwrap_or(false),
         overlap_groups: r.overlap_groups.unwrap_or(false),
         verify_max_chunks: r.verify_max_chunks.unwrap_or(2048),
-        limits: r.limits.unwrap_or(false),
+        limits: r.ceilings.unwrap_or(false),
     };
 
     if raw.backend.is_empty() {
