@@ -19,11 +19,13 @@
 //!
 //! Absolute throughput, p99 input latency and peak RSS are shown; absolute
 //! throughput gates only when asked (`--absolute`), as it moves with the machine.
+//!
+//! Each run's own figures (rates, medians, paired ratios, latency, RSS) come from
+//! its [`Analysis`]; only what spans the two runs is computed here.
 
 use std::fmt::Write as _;
 
-use crate::report::LEVEL;
-use crate::results::{Measurement, Results};
+use crate::analysis::{Analysis, LEVEL};
 use crate::stats;
 
 /// The default threshold: changes smaller than 10 % are never called.
@@ -61,7 +63,7 @@ pub struct Row {
     pub change: f64,
     pub ci: (f64, f64),
     pub verdict: Verdict,
-    /// What was gated: "× sequential" or "fields/s".
+    /// What was gated: "× sequential", or the rate's unit ("fields/s", "inputs/s").
     pub metric: &'static str,
     pub base_rate: f64,
     pub new_rate: f64,
@@ -83,6 +85,9 @@ pub struct Comparison {
     /// verified) repetition in either run, an interrupted run.
     pub broken: Vec<String>,
     pub threshold: f64,
+    /// The rate's unit: "fields/s", "inputs/s" (read-only), or "items/s" when
+    /// the two runs differ.
+    pub unit: &'static str,
 }
 
 impl Comparison {
@@ -97,69 +102,38 @@ impl Comparison {
 }
 
 /// What makes a comparison of `new` against `base` unjudgeable.
-fn broken(base: &Results, new: &Results) -> Vec<String> {
+fn broken(base: &Analysis, new: &Analysis) -> Vec<String> {
     let mut out = Vec::new();
     for (r, which) in [(base, "baseline"), (new, "new run")] {
-        if let Some(signal) = &r.interrupted {
+        if let Some(signal) = &r.results.interrupted {
             out.push(format!("the {which} was interrupted by {signal}"));
         }
     }
-    for b in &base.scenario.backends {
+    for b in &base.backends {
         let label = &b.label;
-        if !new.scenario.backends.iter().any(|n| &n.label == label) {
+        let Some(n) = new.backend(label) else {
             out.push(format!(
                 "`{label}` is in the baseline but not in the new run"
             ));
             continue;
-        }
-        if let Some(s) = new.skipped.iter().find(|s| &s.label == label) {
+        };
+        if let Some(s) = new.results.skipped.iter().find(|s| &s.label == label) {
             out.push(format!(
                 "`{label}` was skipped in the new run: {}",
                 s.reason
             ));
-        } else if new.counted(label).is_empty() {
+        } else if !n.measured() {
             out.push(format!(
                 "`{label}` has no counted (finished and verified) repetition in the new run"
             ));
         }
-        if base.counted(label).is_empty() {
+        if !b.measured() {
             out.push(format!(
                 "`{label}` has no counted repetition in the baseline: refresh the baseline"
             ));
         }
     }
     out
-}
-
-fn counted<'a>(r: &'a Results, label: &str) -> Vec<&'a Measurement> {
-    r.counted(label).into_iter().map(|(_, m)| m).collect()
-}
-
-/// backend / sequential per round (same repetition index), both counted.
-fn paired_ratios(r: &Results, label: &str, seq: &str) -> Vec<f64> {
-    let rate = |l: &str, i: u32| {
-        r.repetitions
-            .iter()
-            .find(|x| x.label == l && x.index == i && !x.warmup && x.counts)
-            .and_then(|x| x.measurement.as_ref())
-            .map(|m| m.fields_per_second)
-    };
-    (0..r.scenario.run.repetitions)
-        .filter_map(|i| Some(rate(label, i)? / rate(seq, i)?))
-        .filter(|x| x.is_finite())
-        .collect()
-}
-
-fn rates(ms: &[&Measurement]) -> Vec<f64> {
-    ms.iter().map(|m| m.fields_per_second).collect()
-}
-
-fn baseline_label(r: &Results) -> Option<String> {
-    r.scenario
-        .backends
-        .iter()
-        .find(|b| b.name == "sequential")
-        .map(|b| b.label.clone())
 }
 
 fn verdict(ci: (f64, f64), threshold: f64) -> Verdict {
@@ -192,73 +166,55 @@ fn ratio_of_ratios_ci(a0: &[f64], b0: &[f64], a1: &[f64], b1: &[f64]) -> (f64, f
     stats::interval(est, LEVEL)
 }
 
-fn p99_input(ms: &[&Measurement]) -> Option<f64> {
-    let xs: Vec<f64> = ms
-        .iter()
-        .filter_map(|m| m.stages.get("input").map(|s| s.p99_us))
-        .collect();
-    (!xs.is_empty()).then(|| stats::median(&xs))
-}
-
 /// Compares every backend label present in both runs.
-pub fn compare(base: &Results, new: &Results, threshold: f64, absolute: bool) -> Comparison {
-    let base_seq = baseline_label(base);
-    let new_seq = baseline_label(new);
-    let labels = |r: &Results| -> Vec<String> {
-        r.scenario
-            .backends
-            .iter()
-            .map(|b| b.label.clone())
-            .collect()
+pub fn compare(base: &Analysis, new: &Analysis, threshold: f64, absolute: bool) -> Comparison {
+    let unit = if base.unit == new.unit {
+        base.unit
+    } else {
+        "items/s"
     };
-    let (bl, nl) = (labels(base), labels(new));
+    let (base_seq, new_seq) = (base.baseline(), new.baseline());
     let mut rows = Vec::new();
-    for label in bl.iter().filter(|l| nl.contains(l)) {
-        let (b, n) = (counted(base, label), counted(new, label));
-        if b.is_empty() || n.is_empty() {
+    for b in &base.backends {
+        let Some(n) = new.backend(&b.label) else {
+            continue;
+        };
+        if !b.measured() || !n.measured() {
             continue;
         }
-        let (br, nr) = (rates(&b), rates(&n));
-        let is_seq = base_seq.as_deref() == Some(label.as_str());
-        let seqs = match (&base_seq, &new_seq) {
-            (Some(bs), Some(ns)) if !is_seq => {
-                let (bs, ns) = (rates(&counted(base, bs)), rates(&counted(new, ns)));
-                (!bs.is_empty() && !ns.is_empty()).then_some((bs, ns))
+        let (br, nr) = (&b.rates, &n.rates);
+        let seqs = match (base_seq, new_seq) {
+            (Some(bs), Some(ns)) if !b.baseline => {
+                (bs.measured() && ns.measured()).then_some((&bs.rates, &ns.rates))
             }
             _ => None,
         };
-        let pairs = match (&seqs, &base_seq, &new_seq) {
-            (Some(_), Some(bs), Some(ns)) => {
-                let (pb, pn) = (
-                    paired_ratios(base, label, bs),
-                    paired_ratios(new, label, ns),
-                );
-                (pb.len() >= 2 && pn.len() >= 2).then_some((pb, pn))
-            }
-            _ => None,
-        };
-        let (base_ratio, new_ratio) = match (&pairs, &seqs) {
+        let pairs = seqs.and_then(|_| {
+            let (pb, pn) = (&b.paired_ratios, &n.paired_ratios);
+            (pb.len() >= 2 && pn.len() >= 2).then_some((pb, pn))
+        });
+        let (base_ratio, new_ratio) = match (pairs, seqs) {
             (Some((pb, pn)), _) => (Some(stats::median(pb)), Some(stats::median(pn))),
             (None, Some((bs, ns))) => (
-                Some(stats::median(&br) / stats::median(bs)),
-                Some(stats::median(&nr) / stats::median(ns)),
+                Some(b.median / stats::median(bs)),
+                Some(n.median / stats::median(ns)),
             ),
             (None, None) => (None, None),
         };
-        let abs_change = stats::median(&nr) / stats::median(&br);
-        let abs_ci = stats::ratio_ci(&nr, &br, LEVEL, SEED);
-        let (change, ci, metric, gate) = match (&seqs, base_ratio, new_ratio) {
+        let abs_change = n.median / b.median;
+        let abs_ci = stats::ratio_ci(nr, br, LEVEL, SEED);
+        let (change, ci, metric, gate) = match (seqs, base_ratio, new_ratio) {
             (Some((bs, ns)), Some(b0), Some(n0)) => (
                 n0 / b0,
-                match &pairs {
+                match pairs {
                     Some((pb, pn)) => stats::ratio_ci(pn, pb, LEVEL, SEED),
-                    None => ratio_of_ratios_ci(&br, bs, &nr, ns),
+                    None => ratio_of_ratios_ci(br, bs, nr, ns),
                 },
                 "× sequential",
                 true,
             ),
             // The baseline itself (or no baseline): absolute, gated only if asked.
-            _ => (abs_change, abs_ci, "fields/s", absolute),
+            _ => (abs_change, abs_ci, unit, absolute),
         };
         let mut v = verdict(ci, threshold);
         if !gate && v == Verdict::Regressed {
@@ -269,27 +225,31 @@ pub fn compare(base: &Results, new: &Results, threshold: f64, absolute: bool) ->
             v = Verdict::Regressed;
         }
         rows.push(Row {
-            label: label.clone(),
+            label: b.label.clone(),
             base_ratio,
             new_ratio,
             change,
             ci,
             verdict: v,
             metric,
-            base_rate: stats::median(&br),
-            new_rate: stats::median(&nr),
-            base_p99_us: p99_input(&b),
-            new_p99_us: p99_input(&n),
-            base_rss: b.iter().map(|m| m.peak_rss_bytes).max().unwrap_or(0),
-            new_rss: n.iter().map(|m| m.peak_rss_bytes).max().unwrap_or(0),
+            base_rate: b.median,
+            new_rate: n.median,
+            base_p99_us: b.input_p99_us,
+            new_p99_us: n.input_p99_us,
+            base_rss: b.peak_rss,
+            new_rss: n.peak_rss,
         });
     }
+    let labels =
+        |a: &Analysis| -> Vec<String> { a.backends.iter().map(|f| f.label.clone()).collect() };
+    let (bl, nl) = (labels(base), labels(new));
     Comparison {
         rows,
         only_base: bl.iter().filter(|l| !nl.contains(l)).cloned().collect(),
         only_new: nl.iter().filter(|l| !bl.contains(l)).cloned().collect(),
         broken: broken(base, new),
         threshold,
+        unit,
     }
 }
 
@@ -306,8 +266,9 @@ pub fn markdown(c: &Comparison) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| backend | base × seq | new × seq | change | {:.0} % CI | verdict | base fields/s | new fields/s | p99 input latency base → new | peak RSS base → new |",
-        LEVEL * 100.0
+        "| backend | base × seq | new × seq | change | {:.0} % CI | verdict | base {unit} | new {unit} | p99 input latency base → new | peak RSS base → new |",
+        LEVEL * 100.0,
+        unit = c.unit,
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     let f2 = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
@@ -373,6 +334,27 @@ pub fn markdown(c: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_schema_2_baseline_compares_with_itself() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/baselines/ci.json");
+        let r = crate::results::Results::load(&path).unwrap();
+        assert_eq!(r.schema_version, 2);
+        let a = Analysis::of(&r);
+        let c = compare(&a, &a, DEFAULT_THRESHOLD, false);
+        assert!(c.broken.is_empty() && !c.fails(), "{}", markdown(&c));
+        assert_eq!(c.rows.len(), r.scenario.backends.len());
+        for row in &c.rows {
+            assert_eq!(row.change, 1.0, "{}", row.label);
+            let gated = if row.label == "sequential" {
+                "fields/s"
+            } else {
+                "× sequential"
+            };
+            assert_eq!(row.metric, gated);
+        }
+    }
 
     #[test]
     fn verdicts_follow_the_interval_and_threshold() {

@@ -9,19 +9,25 @@
 //! - [`runner`]: backend × repetition in fresh child processes, interleaved, with
 //!   the page cache prepared as asked ([`cache`]) and every output verified ([`verify`]).
 //! - [`record`]: the full recorder (per-thread HDR histograms per stage, timeline).
-//! - [`results`]: `results.json`, the one source of every figure and table.
-//! - [`report`] and [`stats`]: `report.md` and plots, drawn from a results file alone.
+//! - [`results`]: `results.json`, the one source of every figure and table: its
+//!   schema, loading (older schemas too) and saving.
+//! - [`analysis`]: every per-backend figure of a run, computed once from a results
+//!   file (with [`stats`]) and the run's baseline chosen; the [`summary`] table,
+//!   the [`report`] (`report.md` and plots), the [`export`]s and the regression
+//!   gate ([`compare`]) only format it.
+//! - [`ceilings`]: the IO and CPU ceilings of a scenario, and efficiency against them.
 //! - [`machine`]: what the run happened on.
 //!
 //! The workload, the backend trait and the formats live in `rechunk-contract`;
 //! the backends in `backends/`. This crate only drives them.
 
+pub mod analysis;
 pub mod backends;
 pub mod cache;
+pub mod ceilings;
 pub mod compare;
 pub mod dataset;
 pub mod export;
-pub mod limits;
 pub mod machine;
 pub mod mock;
 pub mod progress;
@@ -34,6 +40,7 @@ pub mod scenario;
 pub mod signals;
 pub mod sizes;
 pub mod stats;
+pub mod summary;
 pub mod verify;
 
 /// The scenario `harness run` uses when given none: small, under a minute.

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use harness::backends::{AnyBackend, ALL};
+use harness::analysis::Analysis;
+use harness::backends::{AnyBackend, REGISTRY};
 use harness::runner::{self, Dirs};
 use harness::scenario::{CacheMode, WorkloadKind};
 use harness::signals::{self, Interrupted};
@@ -58,9 +59,9 @@ enum Cmd {
         /// The regression threshold for `--compare`, as a fraction.
         #[arg(long, default_value_t = harness::compare::DEFAULT_THRESHOLD)]
         threshold: f64,
-        /// Also measure the IO and CPU ceilings (as `[run] limits = true`).
-        #[arg(long)]
-        limits: bool,
+        /// Also measure the IO and CPU ceilings (as `[run] ceilings = true`).
+        #[arg(long, visible_alias = "limits")]
+        ceilings: bool,
     },
     /// Compare two results files backend by backend; exit 1 if any backend's
     /// throughput relative to sequential regressed beyond the threshold with 95 %
@@ -86,7 +87,8 @@ enum Cmd {
     },
     /// Measure the IO ceiling (read-only, best backend, 256 in flight) and the CPU
     /// ceiling (decode + reduce + encode from memory on all cores) of a scenario.
-    Limits {
+    #[command(visible_alias = "limits")]
+    Ceilings {
         scenario: PathBuf,
         /// Override `[run] cache`.
         #[arg(long, value_enum)]
@@ -206,7 +208,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             absolute,
         } => {
             let (b, n) = (load_results(&base)?, load_results(&new)?);
-            let c = harness::compare::compare(&b, &n, threshold, absolute);
+            let c = harness::compare::compare(
+                &Analysis::of(&b),
+                &Analysis::of(&n),
+                threshold,
+                absolute,
+            );
             print!("{}", harness::compare::markdown(&c));
             Ok(if c.fails() {
                 ExitCode::FAILURE
@@ -220,7 +227,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let r = load_results(&results)?;
-            let text = harness::export::export(&r, format)?;
+            let text = harness::export::export(&Analysis::of(&r), format)?;
             match out {
                 Some(p) => {
                     std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
@@ -229,7 +236,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Limits { scenario, cache } => {
+        Cmd::Ceilings { scenario, cache } => {
             let mut s = scenario::load(&scenario)?;
             let dirs = lock()?;
             if let Some(c) = cache {
@@ -238,8 +245,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     CacheArg::Cold => CacheMode::Cold,
                 };
             }
-            let c = harness::limits::measure(&s, &dirs)?;
-            print!("{}", harness::results::ceilings_table(&c));
+            let c = harness::ceilings::measure(&s, &dirs)?;
+            print!("{}", harness::ceilings::table(&c));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {
@@ -249,7 +256,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             workload,
             compare,
             threshold,
-            limits,
+            ceilings,
         } => {
             let mut s = load_scenario(scenario.as_deref())?;
             if let Some(c) = cache {
@@ -267,7 +274,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     WorkloadArg::ReadOnly => WorkloadKind::ReadOnly,
                 };
             }
-            if limits {
+            if ceilings {
                 s.run.limits = true;
             }
             let gate = compare.map(|base| (base, threshold));
@@ -362,40 +369,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::List => {
-            println!("| backend | byte ranges | parallel | needs io_uring | S3 | available here | what it is |");
-            println!("|---|---|---|---|---|---|---|");
-            for (b, info) in AnyBackend::all_default().iter().zip(ALL) {
-                let c = b.capabilities();
-                let yn = |x: bool| if x { "yes" } else { "no" };
-                let avail = match b.availability() {
-                    Availability::Available => "yes".to_string(),
-                    Availability::Unavailable(why) => format!("no: {why}"),
-                };
-                println!(
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    b.name(),
-                    yn(c.byte_ranges),
-                    yn(c.parallel),
-                    yn(c.needs_io_uring),
-                    yn(c.s3),
-                    avail,
-                    info.summary
-                );
-            }
-            println!("\nBackend-specific keys of a [[backend]] table:");
-            for info in ALL {
-                for o in info.options {
-                    println!(
-                        "  {} {} ({}): {}",
-                        info.name,
-                        o.key,
-                        o.kind.describe(),
-                        o.help
-                    );
-                }
-            }
-            let io = harness::machine::io_uring_status();
-            println!("\nio_uring on this machine: {}", io.detail);
+            print!("{}", list());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Report { results, out } => {
@@ -409,7 +383,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 path.parent()
                     .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
             });
-            let written = harness::report::write(&r, &dir)?;
+            let written = harness::report::write(&Analysis::of(&r), &dir)?;
             print_report(&written);
             Ok(ExitCode::SUCCESS)
         }
@@ -475,8 +449,8 @@ fn run(
         return Ok(code);
     }
     if s.run.limits {
-        let c = harness::limits::measure(&s, dirs)?;
-        results.limits = Some(c);
+        let c = harness::ceilings::measure(&s, dirs)?;
+        results.ceilings = Some(c);
         results.save(&run_dir.join("results.json"))?;
     }
     println!(
@@ -484,10 +458,12 @@ fn run(
         s.name,
         run_dir.join("results.json").display()
     );
-    print!("{}", results.summary_table());
+    // One analysis for the summary, the report and the gate.
+    let analysis = Analysis::of(&results);
+    print!("{}", harness::summary::table(&analysis));
     // The report is drawn from the results file alone; a failure to draw it does
     // not lose the results.
-    match harness::report::write(&results, &run_dir) {
+    match harness::report::write(&analysis, &run_dir) {
         Ok(written) => print_report(&written),
         Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
     }
@@ -516,7 +492,7 @@ fn run(
         );
     }
     if let (Some(base), Some((path, threshold))) = (base, gate) {
-        let c = harness::compare::compare(&base, &results, threshold, false);
+        let c = harness::compare::compare(&Analysis::of(&base), &analysis, threshold, false);
         println!("\ncompared with {}:\n", path.display());
         print!("{}", harness::compare::markdown(&c));
         if c.fails() {
@@ -524,4 +500,49 @@ fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `harness list`: every listed backend from the registry, with its capabilities,
+/// whether it runs here, and its own options as its crate declares them.
+fn list() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| backend | byte ranges | parallel | needs io_uring | S3 | available here | what it is |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let yn = |x: bool| if x { "yes" } else { "no" };
+    for entry in REGISTRY.iter().filter(|e| e.listed) {
+        let b = AnyBackend::default_of(entry);
+        let c = b.capabilities();
+        let avail = match b.availability() {
+            Availability::Available => "yes".to_string(),
+            Availability::Unavailable(why) => format!("no: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            entry.name,
+            yn(c.byte_ranges),
+            yn(c.parallel),
+            yn(c.needs_io_uring),
+            yn(c.s3),
+            avail,
+            entry.summary
+        );
+    }
+    let _ = writeln!(out, "\nBackend-specific keys of a [[backend]] table:");
+    for entry in REGISTRY.iter().filter(|e| e.listed) {
+        for o in (entry.docs)() {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}; default {}): {}",
+                entry.name, o.key, o.kind, o.default, o.help
+            );
+        }
+    }
+    let io = harness::machine::io_uring_status();
+    let _ = writeln!(out, "\nio_uring on this machine: {}", io.detail);
+    out
 }

@@ -8,10 +8,53 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend_sequential::Sequential;
+use rechunk_contract::options::Configured;
 use rechunk_contract::{
     Availability, Backend, Cancel, Capabilities, Io, Job, Recorder, RunError, RunOutcome, Stage,
     Workload,
 };
+
+rechunk_contract::backend_options! {
+    /// The options of `mock`: scripted latencies (µs) and a per-input delay.
+    pub struct MockOptions {
+        /// Scripted read latency, µs.
+        read_us: Option<u64> = None, range 0..=60_000_000;
+        /// Scripted decode latency, µs.
+        decode_us: Option<u64> = None, range 0..=60_000_000;
+        /// Scripted reduce latency, µs.
+        reduce_us: Option<u64> = None, range 0..=60_000_000;
+        /// Scripted encode latency, µs.
+        encode_us: Option<u64> = None, range 0..=60_000_000;
+        /// Scripted write latency, µs.
+        write_us: Option<u64> = None, range 0..=60_000_000;
+        /// Scripted input end-to-end latency, µs.
+        input_us: Option<u64> = None, range 0..=60_000_000;
+        /// Busy-wait per input decoded, µs (a deliberately slowed backend).
+        delay_us: u64 = 0, range 0..=60_000_000;
+    }
+}
+
+impl Configured for Mock {
+    type Options = MockOptions;
+    const NAME: &'static str = "mock";
+    const SUMMARY: &'static str = "test only: sequential's work with scripted stage \
+        latencies and an optional per-input delay";
+
+    fn from_options(o: MockOptions) -> Mock {
+        Mock {
+            latency_us: [
+                o.read_us,
+                o.decode_us,
+                o.reduce_us,
+                o.encode_us,
+                o.write_us,
+                o.input_us,
+                None,
+            ],
+            delay_us: o.delay_us,
+        }
+    }
+}
 
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, Default)]

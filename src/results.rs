@@ -1,8 +1,8 @@
-//! `results.json`: the one source of truth of a run. Every field is documented here;
-//! reports and summaries are derived from it alone.
+//! `results.json`: the one source of truth of a run. Every field is documented here,
+//! with loading (older schemas included) and saving; every figure shown is derived
+//! from it alone, by [`crate::analysis`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -17,13 +17,14 @@ use crate::cache::CacheState;
 use crate::dataset::DatasetInfo;
 use crate::machine::Machine;
 use crate::scenario::{Recording, Scenario};
-use crate::stats;
 use crate::verify::Verification;
 
 /// Bumped whenever a field changes meaning or is removed, or a version's readers
 /// would misread what it adds. 2: per-stage latency histograms, timeline,
-/// `recording`, sweep points and skipped backends.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `recording`, sweep points and skipped backends. 3: `items_per_second` (was
+/// `fields_per_second`, which held inputs/s in read-only runs) and `ceilings` (was
+/// `limits`); files of schema 2 load, their old names read as aliases.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -49,26 +50,13 @@ pub struct Results {
     /// Backends not run because they cannot work on this machine, and why.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
-    /// The IO and CPU ceilings, when the run measured them (`[run] limits`).
-    #[serde(default)]
-    pub limits: Option<Ceilings>,
+    /// The IO and CPU ceilings, when the run measured them (`[run] ceilings`);
+    /// `limits` in files of schema 2 and older.
+    #[serde(default, alias = "limits")]
+    pub ceilings: Option<Ceilings>,
     /// Copies of the dataset on object stores that backends read from (`s3://`).
     #[serde(default)]
     pub store_copies: Vec<crate::dataset::StoreCopy>,
-}
-
-/// The ceilings as a small markdown table.
-pub fn ceilings_table(c: &Ceilings) -> String {
-    format!(
-        "| ceiling | fields/s | how |\n|---|---:|---|\n| IO | {:.0} | read-only, 256 in flight, best of the parallel backends: {} ({}) |\n| CPU | {:.0} | decode + reduce + encode from memory on {} threads |\n\nThe bound is {}: {:.0} fields/s.\n",
-        c.io_per_second,
-        c.io_backend,
-        c.io_results,
-        c.cpu_per_second,
-        c.cpu_threads,
-        c.bound_name(),
-        c.bound()
-    )
 }
 
 /// A backend of the scenario that was not run.
@@ -119,8 +107,10 @@ pub struct Measurement {
     /// Most OS threads the backend used at once, its calling thread included
     /// (the process's count sampled every 100 ms, less the harness's own threads).
     pub threads: u64,
-    /// Inputs decoded per second of wall time.
-    pub fields_per_second: f64,
+    /// Items per second of wall time: inputs decoded in a rechunk run (fields/s),
+    /// inputs read in a read-only run (inputs/s). `fields_per_second` before schema 3.
+    #[serde(alias = "fields_per_second")]
+    pub items_per_second: f64,
     /// Decoded field data (inputs × ny × nx × 4 bytes) per second, in MB (10^6).
     pub decoded_mb_per_second: f64,
     /// Input bytes read per second, in MB (10^6).
@@ -141,22 +131,6 @@ pub struct Measurement {
 
 fn counters_only() -> Recording {
     Recording::Counters
-}
-
-/// Per-backend figures over its counted repetitions.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BackendSummary {
-    pub label: String,
-    pub runs: usize,
-    pub counted: usize,
-    pub median_fields_per_second: f64,
-    pub min_fields_per_second: f64,
-    pub max_fields_per_second: f64,
-    pub median_decoded_mb_per_second: f64,
-    /// Input bytes read per second, in MB: the figure of a read-only run.
-    pub median_input_mb_per_second: f64,
-    pub peak_rss_bytes: u64,
-    pub verified: bool,
 }
 
 impl Results {
@@ -181,148 +155,6 @@ impl Results {
             );
         }
         Ok(r)
-    }
-
-    /// The counted (verified, not warm-up) repetitions of a backend label, with
-    /// their measurements.
-    pub fn counted(&self, label: &str) -> Vec<(&Repetition, &Measurement)> {
-        self.repetitions
-            .iter()
-            .filter(|r| r.label == label && !r.warmup && r.counts)
-            .filter_map(|r| r.measurement.as_ref().map(|m| (r, m)))
-            .collect()
-    }
-
-    pub fn summaries(&self) -> Vec<BackendSummary> {
-        self.scenario
-            .backends
-            .iter()
-            .map(|b| {
-                let runs: Vec<&Repetition> = self
-                    .repetitions
-                    .iter()
-                    .filter(|r| r.label == b.label && !r.warmup)
-                    .collect();
-                let counted: Vec<&Measurement> = runs
-                    .iter()
-                    .filter(|r| r.counts)
-                    .filter_map(|r| r.measurement.as_ref())
-                    .collect();
-                let fps: Vec<f64> = counted.iter().map(|m| m.fields_per_second).collect();
-                BackendSummary {
-                    label: b.label.clone(),
-                    runs: runs.len(),
-                    counted: counted.len(),
-                    median_fields_per_second: stats::median(&fps),
-                    min_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::min),
-                    max_fields_per_second: fps.iter().copied().fold(f64::NAN, f64::max),
-                    median_decoded_mb_per_second: stats::median(
-                        &counted
-                            .iter()
-                            .map(|m| m.decoded_mb_per_second)
-                            .collect::<Vec<_>>(),
-                    ),
-                    median_input_mb_per_second: stats::median(
-                        &counted
-                            .iter()
-                            .map(|m| m.input_mb_per_second)
-                            .collect::<Vec<_>>(),
-                    ),
-                    peak_rss_bytes: runs
-                        .iter()
-                        .filter_map(|r| r.measurement.as_ref())
-                        .map(|m| m.peak_rss_bytes)
-                        .max()
-                        .unwrap_or(0),
-                    verified: !runs.is_empty() && runs.iter().all(|r| r.counts),
-                }
-            })
-            .collect()
-    }
-
-    /// The summary table printed at the end of a run (markdown).
-    pub fn summary_table(&self) -> String {
-        let summaries = self.summaries();
-        let baseline = summaries
-            .iter()
-            .find(|s| {
-                self.scenario
-                    .backends
-                    .iter()
-                    .any(|b| b.label == s.label && b.name == "sequential")
-            })
-            .map(|s| s.median_fields_per_second);
-        let read_only = self.scenario.workload == crate::scenario::WorkloadKind::ReadOnly;
-        let rate = if read_only { "inputs/s" } else { "fields/s" };
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "| backend | {rate} (median) | {} | min – max {rate} | × sequential | peak RSS | verified |",
-            if read_only { "MB/s read" } else { "MB/s decoded" },
-        );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
-        for s in &summaries {
-            let ratio = match baseline {
-                Some(b) if b.is_finite() && s.median_fields_per_second.is_finite() => {
-                    format!("{:.2}", s.median_fields_per_second / b)
-                }
-                _ => "–".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} – {} | {} | {:.1} MiB | {} |",
-                s.label,
-                fmt_num(s.median_fields_per_second),
-                fmt_num(if read_only {
-                    s.median_input_mb_per_second
-                } else {
-                    s.median_decoded_mb_per_second
-                }),
-                fmt_num(s.min_fields_per_second),
-                fmt_num(s.max_fields_per_second),
-                ratio,
-                s.peak_rss_bytes as f64 / (1 << 20) as f64,
-                if s.verified {
-                    format!("yes ({}/{})", s.counted, s.runs)
-                } else {
-                    format!("NO ({}/{} verified)", s.counted, s.runs)
-                },
-            );
-        }
-        for k in &self.skipped {
-            let _ = writeln!(
-                out,
-                "| {} | – | – | – | – | – | skipped: {} |",
-                k.label, k.reason
-            );
-        }
-        if let Some(c) = &self.limits {
-            let _ = writeln!(out, "\n{}", ceilings_table(c));
-            let _ = writeln!(
-                out,
-                "| backend | efficiency (throughput / {} ceiling) |\n|---|---:|",
-                c.bound_name()
-            );
-            for s in &summaries {
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.0} % |",
-                    s.label,
-                    s.median_fields_per_second / c.bound() * 100.0
-                );
-            }
-        }
-        out
-    }
-}
-
-fn fmt_num(x: f64) -> String {
-    if !x.is_finite() {
-        "–".to_string()
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
     }
 }
 
@@ -418,16 +250,60 @@ pub struct Ceilings {
     pub cpu_repetitions: Vec<f64>,
 }
 
-impl Ceilings {
-    /// The lower of the two: what no backend can beat.
-    pub fn bound(&self) -> f64 {
-        self.io_per_second.min(self.cpu_per_second)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CI gate's committed baseline, written by schema 2.
+    fn ci_baseline() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results/baselines/ci.json")
     }
-    pub fn bound_name(&self) -> &'static str {
-        if self.io_per_second <= self.cpu_per_second {
-            "IO"
-        } else {
-            "CPU"
+
+    #[test]
+    fn a_schema_2_file_loads_with_its_old_names() {
+        let path = ci_baseline();
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(raw["schema_version"], 2);
+        let r = Results::load(&path).unwrap();
+        assert_eq!(r.schema_version, 2);
+        // `fields_per_second` reads as `items_per_second`, value for value.
+        let old = raw["repetitions"].as_array().unwrap();
+        assert!(!old.is_empty());
+        assert_eq!(old.len(), r.repetitions.len());
+        for (o, n) in old.iter().zip(&r.repetitions) {
+            let m = n.measurement.as_ref().unwrap();
+            assert!(m.items_per_second > 0.0);
+            assert_eq!(
+                o["measurement"]["fields_per_second"].as_f64(),
+                Some(m.items_per_second)
+            );
         }
+        // `limits` (the ceilings) reads as `ceilings`.
+        assert!(raw["limits"].is_null() && r.ceilings.is_none());
+        let mut with = raw.clone();
+        with["limits"] = serde_json::json!({
+            "io_per_second": 2000.0,
+            "io_backend": "uring",
+            "io_results": "x/results.json",
+            "cpu_per_second": 1000.0,
+            "cpu_threads": 2,
+            "cpu_repetitions": [1000.0],
+        });
+        let r: Results = serde_json::from_value(with).unwrap();
+        assert_eq!(r.ceilings.unwrap().cpu_per_second, 1000.0);
+    }
+
+    #[test]
+    fn a_saved_file_uses_the_new_names() {
+        let mut r = Results::load(&ci_baseline()).unwrap();
+        r.schema_version = SCHEMA_VERSION;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        r.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"items_per_second\"") && text.contains("\"ceilings\""));
+        assert!(!text.contains("fields_per_second"));
+        assert_eq!(Results::load(&path).unwrap(), r);
     }
 }

@@ -146,7 +146,7 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
         interrupted: None,
         repetitions: Vec::new(),
         skipped: Vec::new(),
-        limits: None,
+        ceilings: None,
         store_copies: Vec::new(),
     };
     // A backend that cannot work here (io_uring switched off, say) is skipped, loudly
@@ -352,7 +352,7 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
             (Some(e), _, _) => eprintln!("  FAILED: {e}"),
             (None, Some(v), Some(m)) => eprintln!(
                 "  {:.0} fields/s, {:.2} s wall, verified {}",
-                m.fields_per_second,
+                m.items_per_second,
                 m.wall_seconds,
                 if v.ok && scenario.workload == WorkloadKind::ReadOnly {
                     "ok (every input read once, nothing written)".to_string()
@@ -601,7 +601,7 @@ pub fn child(
                     voluntary_switches: usage_after.3 - usage_before.3,
                     involuntary_switches: usage_after.4 - usage_before.4,
                     threads,
-                    fields_per_second: inputs / wall,
+                    items_per_second: inputs / wall,
                     decoded_mb_per_second: inputs * params.field_bytes() as f64 / wall / 1e6,
                     input_mb_per_second: outcome.input_bytes as f64 / wall / 1e6,
                     counters: counters.snapshot(),

@@ -12,9 +12,9 @@ use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use stores::{S3Config, StoreUrl};
+use stores::S3Config;
 
-use crate::backends::{self, OptionKind};
+use crate::backends;
 use crate::sizes;
 
 /// A scenario error, pointing into the file.
@@ -242,7 +242,8 @@ struct RawRun {
     drop_caches: Option<bool>,
     overlap_groups: Option<bool>,
     verify_max_chunks: Option<u64>,
-    limits: Option<bool>,
+    #[serde(alias = "limits")]
+    ceilings: Option<bool>,
 }
 
 // ---------------------------------------------------------------- validation
@@ -425,7 +426,7 @@ pub fn parse(
         drop_caches: r.drop_caches.unwrap_or(false),
         overlap_groups: r.overlap_groups.unwrap_or(false),
         verify_max_chunks: r.verify_max_chunks.unwrap_or(2048),
-        limits: r.limits.unwrap_or(false),
+        limits: r.ceilings.unwrap_or(false),
     };
 
     if raw.backend.is_empty() {
@@ -749,15 +750,17 @@ fn backend_spec(ctx: &Ctx, table: &Spanned<RawTable>) -> Result<BackendSpec, Sce
             .map_err(|m| ctx.err(v.span(), format!("[[backend]] bytes_in_flight: {m}")))?,
     };
 
-    let mut options = BTreeMap::new();
+    // The backend's own keys, read by its crate's declaration of its options.
+    let docs = (info.docs)();
+    let mut own = toml::Table::new();
     for (key, value) in table.get_ref() {
         let k = key.get_ref().as_str();
         if SHARED_KEYS.contains(&k) {
             continue;
         }
-        let Some(opt) = info.options.iter().find(|o| o.key == k) else {
+        if !docs.iter().any(|d| d.key == k) {
             let mut valid: Vec<&str> = SHARED_KEYS.to_vec();
-            valid.extend(info.options.iter().map(|o| o.key));
+            valid.extend(docs.iter().map(|d| d.key));
             return Err(ctx.err(
                 key.span(),
                 format!(
@@ -765,49 +768,23 @@ fn backend_spec(ctx: &Ctx, table: &Spanned<RawTable>) -> Result<BackendSpec, Sce
                     valid.join(", ")
                 ),
             ));
-        };
-        let parsed = match (&opt.kind, value.get_ref()) {
-            (OptionKind::Bool, toml::Value::Boolean(b)) => serde_json::Value::from(*b),
-            (OptionKind::Choice(choices), toml::Value::String(s))
-                if choices.contains(&s.as_str()) =>
-            {
-                serde_json::Value::from(s.clone())
-            }
-            (OptionKind::Int { min, max }, toml::Value::Integer(i))
-                if (*min..=*max).contains(i) =>
-            {
-                serde_json::Value::from(*i)
-            }
-            (OptionKind::Store, toml::Value::String(s)) => match StoreUrl::parse(s) {
-                Ok(_) => serde_json::Value::from(s.clone()),
-                Err(e) => {
-                    return Err(ctx.err(value.span(), format!("[[backend]] {name}: {k}: {e}")))
-                }
-            },
-            (kind, _) => {
-                return Err(ctx.err(
-                    value.span(),
-                    format!("[[backend]] {name}: {k} must be {}", kind.describe()),
-                ))
-            }
-        };
-        options.insert(k.to_string(), parsed);
-    }
-    for key in table.get_ref().keys() {
-        let k = key.get_ref().as_str();
-        let Some(opt) = info.options.iter().find(|o| o.key == k) else {
-            continue;
-        };
-        if let Some(needed) = opt.requires {
-            let on = |k: &str| options.get(k).and_then(|v| v.as_bool()) == Some(true);
-            if on(k) && !on(needed) {
-                return Err(ctx.err(
-                    key.span(),
-                    format!("[[backend]] {name}: {k} = true needs {needed} = true"),
-                ));
-            }
         }
+        own.insert(k.to_string(), value.get_ref().clone());
     }
+    let options = (info.parse)(&own).map_err(|fault| {
+        let span = table
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == &fault.key)
+            .map_or(table.span(), |(k, v)| {
+                if fault.at_value {
+                    v.span()
+                } else {
+                    k.span()
+                }
+            });
+        ctx.err(span, format!("[[backend]] {name}: {}", fault.message))
+    })?;
     Ok(BackendSpec {
         label,
         name,
@@ -854,6 +831,7 @@ fn parse_bytes(value: &toml::Value) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stores::StoreUrl;
 
     const GOOD: &str = r#"
 [dataset]

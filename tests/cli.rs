@@ -40,7 +40,7 @@ fn run_verifies_and_writes_results_for_both_layouts() {
         );
 
         let r = only_results(dir.path());
-        assert_eq!(r["schema_version"], 2);
+        assert_eq!(r["schema_version"], 3);
         assert_eq!(r["dataset"]["messages"], 30);
         let reps = r["repetitions"].as_array().unwrap();
         assert_eq!(reps.len(), 2);

@@ -122,11 +122,11 @@ fn exports_are_what_the_other_tools_read() {
 }
 
 #[test]
-fn limits_measure_both_ceilings_and_a_run_with_limits_shows_efficiency() {
+fn ceilings_measure_both_and_a_run_with_ceilings_shows_efficiency() {
     let dir = tempfile::tempdir().unwrap();
     let s = dir.path().join("l.toml");
     fs::write(&s, SCENARIO.replace("DELAY", "0")).unwrap();
-    let out = harness(dir.path(), "l", &["limits", s.to_str().unwrap()]);
+    let out = harness(dir.path(), "l", &["ceilings", s.to_str().unwrap()]);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(
@@ -135,7 +135,11 @@ fn limits_measure_both_ceilings_and_a_run_with_limits_shows_efficiency() {
     );
     assert!(shown.contains("The bound is"), "{shown}");
 
-    let out = harness(dir.path(), "rl", &["run", s.to_str().unwrap(), "--limits"]);
+    let out = harness(
+        dir.path(),
+        "rl",
+        &["run", s.to_str().unwrap(), "--ceilings"],
+    );
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("efficiency"), "{shown}");
@@ -147,8 +151,29 @@ fn limits_measure_both_ceilings_and_a_run_with_limits_shows_efficiency() {
         .path();
     let r: serde_json::Value =
         serde_json::from_slice(&fs::read(run.join("results.json")).unwrap()).unwrap();
-    assert!(r["limits"]["cpu_per_second"].as_f64().unwrap() > 0.0);
-    assert!(r["limits"]["io_per_second"].as_f64().unwrap() > 0.0);
+    assert!(r["ceilings"]["cpu_per_second"].as_f64().unwrap() > 0.0);
+    assert!(r["ceilings"]["io_per_second"].as_f64().unwrap() > 0.0);
     let md = fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("efficiency"), "{md}");
+}
+
+#[test]
+fn limits_is_still_accepted_as_the_old_name_of_ceilings() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let out = harness(dir.path(), "x", args);
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let shown = help(&["--help"]);
+    assert!(
+        shown.contains("ceilings") && shown.contains("[alias: limits]"),
+        "{shown}"
+    );
+    assert!(help(&["limits", "--help"]).contains("Usage: harness ceilings"));
+    let shown = help(&["run", "--help"]);
+    assert!(
+        shown.contains("--ceilings") && shown.contains("[alias: --limits]"),
+        "{shown}"
+    );
 }

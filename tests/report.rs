@@ -8,6 +8,7 @@ use std::process::Output;
 mod common;
 use common::text;
 
+use harness::analysis::Analysis;
 use harness::report;
 use harness::results::Results;
 
@@ -205,7 +206,7 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
     for rep in r.repetitions.iter_mut() {
         let i = seen.entry(rep.label.clone()).or_default();
         let m = rep.measurement.as_mut().unwrap();
-        m.fields_per_second = rates(&rep.label)[*i];
+        m.items_per_second = rates(&rep.label)[*i];
         m.wall_seconds = 1.0;
         m.user_seconds = 0.5;
         m.system_seconds = 0.25;
@@ -215,8 +216,8 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
         m.counters.max_io_in_flight = 1;
         *i += 1;
     }
-    let figs = report::figures(&r).unwrap();
-    let md = report::markdown(&r, &figs);
+    let analysis = Analysis::of(&r);
+    let md = report::markdown(&analysis);
     let table: Vec<&str> = md
         .lines()
         .skip_while(|l| !l.starts_with("| backend | fields/s"))
@@ -231,7 +232,7 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
 | mock-delay_us-300 | 150 | 140 – 160 | 140 – 160 | 1.50 | 500 + 250 | 38 % | 1 | 3 | 10.0 MiB | 3/3 |
 | mock-counters | 200 | 200 – 200 | 200 – 200 | 2.00 | 500 + 250 | 38 % | 1 | 3 | 10.0 MiB | 3/3 |"
     );
-    let decision = report::decision(&r, &figs);
+    let decision = report::decision(&analysis);
     assert!(
         decision.starts_with("**mock-delay_us-0** was fastest on `mocked` (rechunk, warm cache): 300 fields/s (median of 3), 3.00× `sequential`"),
         "{decision}"

@@ -22,21 +22,26 @@ use crate::nwp::workload::NwpWorkload;
 use crate::nwp::zarr::{ArrayLayout, OutputParams};
 use crate::nwp::{Codec, DatasetParams, Layout};
 use crate::output::is_temp_name;
-use crate::recorder::{Counters, Io, Recorder, Stage};
+use crate::recorder::{Counters, Forward, Recorder, Stage};
 use crate::Workload as _;
 
 /// A check that did not apply to this backend, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip(pub String);
 
+/// What a check returns: passed, or skipped and why (failures panic).
 pub type CheckResult = Result<(), Skip>;
 
 /// A small dataset on disk plus an empty output directory.
 pub struct Fixture {
     _dir: tempfile::TempDir,
+    /// The dataset generated.
     pub params: DatasetParams,
+    /// The output's chunking and compression.
     pub output: OutputParams,
+    /// Where the dataset is (inside the fixture's temporary directory).
     pub input_root: PathBuf,
+    /// The output directory, empty until a backend writes into it.
     pub output_root: PathBuf,
 }
 
@@ -85,10 +90,12 @@ impl Fixture {
         }
     }
 
+    /// The NWP workload that turns this dataset into its output.
     pub fn workload(&self) -> NwpWorkload {
         NwpWorkload::new(self.params.clone(), self.output)
     }
 
+    /// The job over the whole dataset, with `limits` and groups one after another.
     pub fn job(&self, limits: Limits) -> Job {
         Job {
             groups: self
@@ -282,13 +289,10 @@ pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
         let counters = Arc::new(Counters::new());
         let held = Arc::new(std::sync::Mutex::new(Vec::new()));
         let h = held.clone();
-        let recorder: Arc<dyn Recorder> = Arc::new(Tap {
-            inner: counters.clone(),
-            on_stage: move |stage, c: &Counters| {
-                if stage == Stage::Group {
-                    h.lock().unwrap().push(c.snapshot().bytes_in_flight_now);
-                }
-            },
+        let recorder = tap(&counters, move |stage, c: &Counters| {
+            if stage == Stage::Group {
+                h.lock().unwrap().push(c.snapshot().bytes_in_flight_now);
+            }
         });
         let job = Arc::new(fx.job(limits));
         run_staged(backend, &job, &workload, &recorder, &Cancel::new())
@@ -589,28 +593,18 @@ pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
 
 /// Counts like [`Counters`] and calls `on_stage` after every finished stage, so a
 /// check can watch the run as it happens.
-struct Tap<F> {
-    inner: Arc<Counters>,
-    on_stage: F,
-}
-
-impl<F: Fn(Stage, &Counters) + Send + Sync> Recorder for Tap<F> {
-    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
-        self.inner.stage_done(stage, started, bytes);
-        (self.on_stage)(stage, &self.inner);
-    }
-    fn io_begin(&self, io: Io) {
-        self.inner.io_begin(io)
-    }
-    fn io_end(&self, io: Io) {
-        self.inner.io_end(io)
-    }
-    fn bytes_reserved(&self, n: u64) {
-        self.inner.bytes_reserved(n)
-    }
-    fn bytes_released(&self, n: u64) {
-        self.inner.bytes_released(n)
-    }
+fn tap(
+    counters: &Arc<Counters>,
+    on_stage: impl Fn(Stage, &Counters) + Send + Sync + 'static,
+) -> Arc<dyn Recorder> {
+    let c = counters.clone();
+    Arc::new(Forward::with_stage(
+        counters.clone(),
+        move |inner, stage, started, bytes| {
+            inner.stage_done(stage, started, bytes);
+            on_stage(stage, &c);
+        },
+    ))
 }
 
 /// A cancel before the run returns `Cancelled` without writing a chunk; a cancel
@@ -650,13 +644,10 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
     let counters = Arc::new(Counters::new());
     let cancel = Cancel::new();
     let c = cancel.clone();
-    let recorder: Arc<dyn Recorder> = Arc::new(Tap {
-        inner: counters.clone(),
-        on_stage: move |stage, counters: &Counters| {
-            if stage == Stage::Read && counters.items(Stage::Read) >= 10 {
-                c.cancel();
-            }
-        },
+    let recorder = tap(&counters, move |stage, counters: &Counters| {
+        if stage == Stage::Read && counters.items(Stage::Read) >= 10 {
+            c.cancel();
+        }
     });
     let r = run_staged(backend, &job, &workload, &recorder, &cancel);
     assert!(

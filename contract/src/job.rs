@@ -1,6 +1,6 @@
 //! What a backend is asked to do: ordered groups of inputs, the stores, the limits.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +13,12 @@ pub struct InputRef {
     pub range: Option<ByteRange>,
 }
 
+/// A byte range of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteRange {
+    /// The range's first byte, from the start of the file.
     pub offset: u64,
+    /// Its length in bytes.
     pub len: u64,
 }
 
@@ -59,30 +62,31 @@ pub struct Limits {
 /// The whole job.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// The groups, in the order they are to be processed.
     pub groups: Vec<Group>,
     /// Directory the inputs' paths are relative to.
     pub input_root: PathBuf,
     /// Directory the outputs are written under; it exists and is empty.
     pub output_root: PathBuf,
+    /// The limits the backend keeps to.
     pub limits: Limits,
     /// false: no read of group n+1 starts before group n's last output is written.
     pub overlap_groups: bool,
 }
 
 impl Job {
+    /// Inputs in all groups together.
     pub fn input_count(&self) -> usize {
         self.groups.iter().map(|g| g.inputs.len()).sum()
     }
 
+    /// Where `input` is: its path under [`Job::input_root`].
     pub fn input_path(&self, input: &InputRef) -> PathBuf {
         self.input_root.join(&*input.path)
     }
 
+    /// Where the output object `key` goes: its path under [`Job::output_root`].
     pub fn output_path(&self, key: &str) -> PathBuf {
         self.output_root.join(key)
-    }
-
-    pub fn input_root(&self) -> &Path {
-        &self.input_root
     }
 }

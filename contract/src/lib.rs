@@ -7,11 +7,13 @@
 //!   group, encode) and what may run in parallel.
 //! - [`backend`]: the [`Backend`] trait (how the workload is scheduled), its
 //!   [`Capabilities`], [`Cancel`], and [`RunError`], whose data variants name the file
-//!   or key at fault.
+//!   or key at fault; [`FirstError`], which keeps the error that explains a failed
+//!   run, and [`backend::catch_panic`], which turns a panic into one.
 //! - [`job`]: the [`Job`] a backend receives: ordered groups of [`InputRef`]s, the
 //!   stores, the shared [`Limits`].
-//! - [`recorder`]: the one [`Recorder`] interface every backend reports through, and
-//!   the [`ByteBudget`] that implements `bytes_in_flight` for thread-based backends.
+//! - [`recorder`]: the one [`Recorder`] interface every backend reports through.
+//! - [`budget`]: the [`ByteBudget`] that implements `bytes_in_flight` for
+//!   thread-based backends, reporting through a [`Recorder`].
 //! - [`input`]: opening and reading inputs: regular files only, never more than the
 //!   largest valid input.
 //! - [`output`]: atomic local writes (temporary name, then rename).
@@ -25,16 +27,19 @@
 //! The dependency direction is this crate ◄── `backends/*` ◄── the harness.
 
 pub mod backend;
+pub mod budget;
 pub mod conformance;
 pub mod input;
 pub mod job;
 pub mod nwp;
+pub mod options;
 pub mod output;
 pub mod readonly;
 pub mod recorder;
 pub mod workload;
 
-pub use backend::{Availability, Backend, Cancel, Capabilities, RunError, RunOutcome};
+pub use backend::{Availability, Backend, Cancel, Capabilities, FirstError, RunError, RunOutcome};
+pub use budget::ByteBudget;
 pub use job::{ByteRange, Group, InputRef, Job, Limits};
-pub use recorder::{ByteBudget, CounterSnapshot, Counters, Io, NullRecorder, Recorder, Stage};
+pub use recorder::{CounterSnapshot, Counters, Forward, Io, NullRecorder, Recorder, Stage};
 pub use workload::{Emission, GroupReducer, ItemCost, OutputObject, Workload, WorkloadError};

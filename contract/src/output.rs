@@ -1,12 +1,55 @@
-//! Atomic object writes to a local directory, shared by the std::fs-based backends.
+//! Writing outputs: a write reported the way the contract asks
+//! ([`write_recorded`]), the workload's metadata before any chunk
+//! ([`write_metadata`]), and atomic object writes to a local directory, shared by
+//! the std::fs-based backends.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use crate::backend::RunError;
+use crate::backend::{RunError, RunOutcome};
+use crate::recorder::{Io, Recorder, Stage};
+use crate::workload::{OutputObject, Workload};
+
+/// Writes `object` with `write(key, bytes)` and reports it: one write IO to
+/// `recorder` (begun before the call, ended after it, whatever it returned) and,
+/// once written, a [`Stage::Write`] of its size, counted in `outcome`.
+pub fn write_recorded(
+    recorder: &dyn Recorder,
+    outcome: &mut RunOutcome,
+    object: &OutputObject,
+    write: impl FnOnce(&str, &[u8]) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let t = Instant::now();
+    recorder.io_begin(Io::Write);
+    let r = write(&object.key, &object.bytes);
+    recorder.io_end(Io::Write);
+    r?;
+    let len = object.bytes.len() as u64;
+    recorder.stage_done(Stage::Write, t, len);
+    outcome.outputs += 1;
+    outcome.output_bytes += len;
+    Ok(())
+}
+
+/// Writes the workload's metadata objects ([`Workload::metadata`], e.g.
+/// `zarr.json`) one after the other with `write(key, bytes)`, each through
+/// [`write_recorded`]; the first error ends it. Call it before any chunk is
+/// written, as the [`Workload`] contract asks.
+pub fn write_metadata<W: Workload>(
+    workload: &W,
+    recorder: &dyn Recorder,
+    outcome: &mut RunOutcome,
+    mut write: impl FnMut(&str, &[u8]) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    for object in workload.metadata() {
+        write_recorded(recorder, outcome, &object, &mut write)?;
+    }
+    Ok(())
+}
 
 /// The temporary name an object is written under before the rename that makes it
 /// visible. It starts with a dot, so Zarr readers and verification see it as not
@@ -35,6 +78,7 @@ pub struct LocalWriter {
 }
 
 impl LocalWriter {
+    /// A writer of objects under `root` (which exists).
     pub fn new(root: &Path) -> Self {
         LocalWriter {
             root: root.to_path_buf(),

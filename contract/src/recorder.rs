@@ -1,13 +1,12 @@
 //! The one interface through which every backend reports what it does, and the
-//! shared byte budget that reports its reservations through it.
+//! recorders the contract provides. It depends on nothing else in this crate, so
+//! that everything else can report through it ([`crate::budget`] does).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-
-use crate::backend::{Cancel, RunError};
 
 /// A stage of the pipeline, per item (input or output chunk) or per group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,6 +29,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in pipeline order.
     pub const ALL: [Stage; 7] = [
         Stage::Read,
         Stage::Decode,
@@ -39,9 +39,13 @@ impl Stage {
         Stage::Input,
         Stage::Group,
     ];
-    fn index(self) -> usize {
+    /// The stage's position in [`Stage::ALL`] (`0..Stage::ALL.len()`), to index
+    /// arrays kept per stage.
+    pub const fn index(self) -> usize {
+        // The variants are declared in the order of `ALL` (a test checks it).
         self as usize
     }
+    /// The stage's name in results and reports (`read`, `decode`, …).
     pub fn name(self) -> &'static str {
         match self {
             Stage::Read => "read",
@@ -58,7 +62,9 @@ impl Stage {
 /// Kinds of IO operation, for in-flight accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Io {
+    /// A read of an input.
     Read,
+    /// A write of an output object.
     Write,
 }
 
@@ -86,6 +92,84 @@ impl Recorder for NullRecorder {
     fn io_end(&self, _: Io) {}
     fn bytes_reserved(&self, _: u64) {}
     fn bytes_released(&self, _: u64) {}
+}
+
+/// A recorder that passes every event on to another one, `inner`: the base of
+/// recorders that change or watch finished stages and leave everything else
+/// alone. [`Forward::new`] passes everything on unchanged; with
+/// [`Forward::with_stage`], `on_stage` gets every `stage_done` instead, with
+/// `inner` to pass it on to (or not).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, Instant};
+/// use rechunk_contract::{Counters, Forward, Recorder, Stage};
+///
+/// let counters = Arc::new(Counters::new());
+/// // Every decode reported as taking at least a millisecond; the rest unchanged.
+/// let slow = Forward::with_stage(counters.clone(), |inner, stage, started, bytes| {
+///     let started = match stage {
+///         Stage::Decode => started.min(Instant::now() - Duration::from_millis(1)),
+///         _ => started,
+///     };
+///     inner.stage_done(stage, started, bytes)
+/// });
+/// slow.stage_done(Stage::Decode, Instant::now(), 10);
+/// assert_eq!(counters.items(Stage::Decode), 1);
+/// ```
+pub struct Forward<F = PassOn> {
+    inner: Arc<dyn Recorder>,
+    on_stage: F,
+}
+
+/// What a plain [`Forward`] does with a finished stage: passes it on.
+pub type PassOn = fn(&dyn Recorder, Stage, Instant, u64);
+
+impl Forward {
+    /// Passes every event on to `inner` unchanged.
+    pub fn new(inner: Arc<dyn Recorder>) -> Self {
+        Forward {
+            inner,
+            on_stage: |inner, stage, started, bytes| inner.stage_done(stage, started, bytes),
+        }
+    }
+}
+
+impl<F> Forward<F>
+where
+    F: Fn(&dyn Recorder, Stage, Instant, u64) + Send + Sync,
+{
+    /// Calls `on_stage(inner, stage, started, bytes)` for every finished stage and
+    /// passes every other event on to `inner`.
+    pub fn with_stage(inner: Arc<dyn Recorder>, on_stage: F) -> Self {
+        Forward { inner, on_stage }
+    }
+
+    /// The recorder events are passed on to.
+    pub fn inner(&self) -> &Arc<dyn Recorder> {
+        &self.inner
+    }
+}
+
+impl<F> Recorder for Forward<F>
+where
+    F: Fn(&dyn Recorder, Stage, Instant, u64) + Send + Sync,
+{
+    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
+        (self.on_stage)(&*self.inner, stage, started, bytes)
+    }
+    fn io_begin(&self, io: Io) {
+        self.inner.io_begin(io)
+    }
+    fn io_end(&self, io: Io) {
+        self.inner.io_end(io)
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.inner.bytes_reserved(n)
+    }
+    fn bytes_released(&self, n: u64) {
+        self.inner.bytes_released(n)
+    }
 }
 
 /// A gauge that remembers its maximum.
@@ -139,6 +223,7 @@ pub struct CounterSnapshot {
 }
 
 impl Counters {
+    /// Counters at zero.
     pub fn new() -> Self {
         Self::default()
     }
@@ -148,10 +233,12 @@ impl Counters {
         (self.io.now.load(Relaxed), self.budget.now.load(Relaxed))
     }
 
+    /// Items that finished `stage` so far.
     pub fn items(&self, stage: Stage) -> u64 {
         self.items[stage.index()].load(Relaxed)
     }
 
+    /// Everything counted so far.
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut items = std::collections::BTreeMap::new();
         let mut bytes = std::collections::BTreeMap::new();
@@ -195,74 +282,41 @@ impl Recorder for Counters {
     }
 }
 
-/// A blocking counting semaphore over bytes: the shared implementation of the
-/// `bytes_in_flight` limit for thread-based backends. Every reservation and release
-/// is reported to the recorder, so limits are checked the same way for all.
-pub struct ByteBudget {
-    capacity: u64,
-    used: Mutex<u64>,
-    freed: Condvar,
-    recorder: Arc<dyn Recorder>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
-impl ByteBudget {
-    pub fn new(capacity: u64, recorder: Arc<dyn Recorder>) -> Self {
-        ByteBudget {
-            capacity,
-            used: Mutex::new(0),
-            freed: Condvar::new(),
-            recorder,
+    #[test]
+    fn stage_indices_follow_all() {
+        for (i, stage) in Stage::ALL.into_iter().enumerate() {
+            assert_eq!(stage.index(), i, "{stage:?}");
         }
     }
 
-    pub fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    /// Waits until `n` bytes fit, then reserves them. Fails at once if `n` can never
-    /// fit, and with `Cancelled` if `cancel` is set while waiting.
-    pub fn acquire(&self, n: u64, cancel: &Cancel) -> Result<(), RunError> {
-        if n > self.capacity {
-            return Err(RunError::Job(format!(
-                "one item needs {n} bytes but bytes_in_flight is {}",
-                self.capacity
-            )));
+    #[test]
+    fn forward_passes_every_event_on() {
+        let counters = Arc::new(Counters::new());
+        let plain = Forward::new(counters.clone());
+        let doubled = Forward::with_stage(counters.clone(), |inner, stage, started, bytes| {
+            inner.stage_done(stage, started, bytes);
+            inner.stage_done(stage, started, bytes);
+        });
+        for r in [&plain as &dyn Recorder, &doubled] {
+            r.stage_done(Stage::Write, Instant::now() - Duration::from_millis(1), 5);
+            r.io_begin(Io::Read);
+            r.bytes_reserved(7);
         }
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        while *used + n > self.capacity {
-            cancel.check()?;
-            // A timeout, so that a cancel is seen even if nobody releases.
-            used = self
-                .freed
-                .wait_timeout(used, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *used += n;
-        self.recorder.bytes_reserved(n);
-        Ok(())
-    }
-
-    /// Reserves `n` bytes if they fit now.
-    pub fn try_acquire(&self, n: u64) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if *used + n > self.capacity {
-            return false;
-        }
-        *used += n;
-        self.recorder.bytes_reserved(n);
-        true
-    }
-
-    pub fn release(&self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        debug_assert!(*used >= n, "released more than was reserved");
-        *used -= n;
-        self.recorder.bytes_released(n);
-        drop(used);
-        self.freed.notify_all();
+        let snap = counters.snapshot();
+        assert_eq!((snap.items["write"], snap.bytes["write"]), (3, 15));
+        assert_eq!((snap.reads, snap.io_in_flight_now), (2, 2));
+        assert_eq!(snap.bytes_in_flight_now, 14);
+        plain.io_end(Io::Read);
+        doubled.io_end(Io::Read);
+        plain.bytes_released(7);
+        doubled.bytes_released(7);
+        let snap = counters.snapshot();
+        assert_eq!((snap.io_in_flight_now, snap.bytes_in_flight_now), (0, 0));
+        assert!(Arc::ptr_eq(plain.inner(), doubled.inner()));
     }
 }

@@ -8,6 +8,7 @@ use crate::job::{Group, Job};
 pub struct WorkloadError(pub String);
 
 impl WorkloadError {
+    /// An error saying `msg`.
     pub fn new(msg: impl Into<String>) -> Self {
         WorkloadError(msg.into())
     }
@@ -18,6 +19,7 @@ impl WorkloadError {
 pub struct OutputObject {
     /// Key relative to the output root, `/`-separated (`c/0/3/0/1/2`, `zarr.json`).
     pub key: String,
+    /// The object's content.
     pub bytes: Vec<u8>,
 }
 
@@ -40,6 +42,8 @@ pub struct ItemCost {
 }
 
 impl ItemCost {
+    /// Everything the input holds at once: `read + transient + retained`, what a
+    /// backend reserves before reading it.
     pub fn total(&self) -> u64 {
         self.read + self.transient + self.retained
     }
@@ -49,11 +53,14 @@ impl ItemCost {
 /// retained bytes (see [`ItemCost`]) are freed once those chunks are written.
 #[derive(Debug)]
 pub struct Emission<C> {
+    /// Chunks that became complete, to encode and write.
     pub chunks: Vec<C>,
+    /// Retained bytes to give back to the budget once all of `chunks` are written.
     pub retired_bytes: u64,
 }
 
 impl<C> Emission<C> {
+    /// Nothing completed, nothing retired.
     pub fn none() -> Self {
         Emission {
             chunks: Vec::new(),
@@ -118,7 +125,9 @@ pub trait Workload: Send + Sync + 'static {
 
 /// The accumulator of one group. See [`Workload`] for the contract.
 pub trait GroupReducer {
+    /// One decoded input, as [`Workload::decode`] makes it.
     type Decoded;
+    /// One complete output chunk, as [`Workload::encode`] takes it.
     type Chunk;
 
     /// Adds input `index` of the group; returns whatever became complete.

@@ -26,6 +26,8 @@
 //! `get_range` two (the same two with a range), `get_ranges` one, `put` one (write a
 //! staged file, rename it).
 
+pub mod options;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -58,13 +60,19 @@ const STAGING_CONCURRENCY: usize = 64;
 /// The object-store backend. See the crate documentation.
 #[derive(Debug)]
 pub struct ObjectStoreBackend {
+    /// The store inputs are read from.
     pub input: StoreUrl,
+    /// The store outputs are written to.
     pub output: StoreUrl,
+    /// Endpoint, region and credentials for `s3://` stores (the standard `AWS_*`
+    /// variables fill in what is not set).
     pub s3: S3Config,
     /// Consecutive messages of one container fetched by one `get_ranges`; 1: one
     /// `get_range` per message.
     pub ranges_per_request: usize,
+    /// How CPU work is handed to the Rayon pool, as in `tokio-rayon`.
     pub bridge: Bridge,
+    /// Tokio worker threads (they drive the requests and hand-overs).
     pub tokio_workers: usize,
     /// CPU jobs queued or running at once; `None`: 32 per CPU thread, as `tokio-rayon`.
     pub cpu_in_flight: Option<usize>,
@@ -82,6 +90,9 @@ struct Memory {
 }
 
 impl ObjectStoreBackend {
+    /// Reads from `input` and writes to `output`, one request per input, with
+    /// `tokio-rayon`'s defaults (oneshot bridge, one Tokio worker), no staging and
+    /// S3 settings from the environment only.
     pub fn new(input: StoreUrl, output: StoreUrl) -> Self {
         ObjectStoreBackend {
             input,

@@ -5,6 +5,8 @@
 //! would write the loop, with no concurrency at all: IO in flight is always at most
 //! one and `cpu_threads` is ignored (the results say so).
 
+pub mod options;
+
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rechunk_contract::input::open_input;
-use rechunk_contract::output::{io_detail, LocalWriter};
+use rechunk_contract::output::{io_detail, write_metadata, write_recorded, LocalWriter};
 use rechunk_contract::{
     Backend, ByteBudget, Cancel, Capabilities, Group, GroupReducer, InputRef, Io, Job,
     OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
@@ -52,9 +54,9 @@ impl Backend for Sequential {
             writer: LocalWriter::new(&job.output_root),
             outcome: RunOutcome::default(),
         };
-        for object in workload.metadata() {
-            run.write(object)?;
-        }
+        write_metadata(&**workload, recorder, &mut run.outcome, |key, bytes| {
+            run.writer.write(key, bytes)
+        })?;
         let mut reader = Reader::default();
         for group in &job.groups {
             let group_start = Instant::now();
@@ -121,16 +123,10 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn write(&mut self, object: OutputObject) -> Result<(), RunError> {
-        let t = Instant::now();
-        self.recorder.io_begin(Io::Write);
-        let r = self.writer.write(&object.key, &object.bytes);
-        self.recorder.io_end(Io::Write);
-        r?;
-        self.recorder
-            .stage_done(Stage::Write, t, object.bytes.len() as u64);
-        self.outcome.outputs += 1;
-        self.outcome.output_bytes += object.bytes.len() as u64;
-        Ok(())
+        let writer = &mut self.writer;
+        write_recorded(self.recorder, &mut self.outcome, &object, |key, bytes| {
+            writer.write(key, bytes)
+        })
     }
 }
 

@@ -44,12 +44,18 @@ pub struct Cpu {
 /// Which bridge carries CPU work, as the scenario names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bridge {
+    /// `rayon::ThreadPool::spawn`, the result sent back by a
+    /// `tokio::sync::oneshot` channel (`bridge = "oneshot"`).
     Oneshot,
+    /// The tokio-rayon crate's `AsyncThreadPool::spawn_async` (`bridge =
+    /// "tokio-rayon"`).
     TokioRayon,
+    /// `tokio::task::spawn_blocking`, no Rayon pool (the `spawn-blocking` backend).
     SpawnBlocking,
 }
 
 impl Bridge {
+    /// The mechanism, as the results record it.
     pub fn name(self) -> &'static str {
         match self {
             Bridge::Oneshot => "rayon::spawn + tokio::sync::oneshot",
@@ -90,6 +96,7 @@ impl Cpu {
         }
     }
 
+    /// Hand-overs made so far.
     pub fn hops(&self) -> u64 {
         self.hops.load(Relaxed)
     }
@@ -106,7 +113,6 @@ impl Cpu {
             _ = stop.wait() => return Err(RunError::Cancelled),
         };
         self.hops.fetch_add(1, Relaxed);
-        let panicked = |detail: String| RunError::Internal(format!("{what} panicked: {detail}"));
         match &self.pool {
             Pool::Oneshot(pool) => {
                 let (tx, rx) = oneshot::channel();
@@ -116,7 +122,7 @@ impl Cpu {
                 });
                 match rx.await {
                     Ok(Ok(r)) => Ok(r),
-                    Ok(Err(p)) => Err(panicked(panic_text(p))),
+                    Ok(Err(p)) => Err(RunError::panicked(what, p)),
                     Err(_) => Err(RunError::Internal(format!(
                         "{what}: the Rayon job was dropped without an answer"
                     ))),
@@ -125,25 +131,15 @@ impl Cpu {
             Pool::TokioRayon(pool) => pool
                 .spawn_async(move || catch_unwind(AssertUnwindSafe(f)))
                 .await
-                .map_err(|p| panicked(panic_text(p))),
+                .map_err(|p| RunError::panicked(what, p)),
             Pool::Blocking => tokio::task::spawn_blocking(f).await.map_err(|e| {
                 if e.is_panic() {
-                    panicked(panic_text(e.into_panic()))
+                    RunError::panicked(what, e.into_panic())
                 } else {
                     RunError::Internal(format!("{what}: the blocking task was cancelled"))
                 }
             }),
         }
-    }
-}
-
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a non-string panic payload)".to_string()
     }
 }
 

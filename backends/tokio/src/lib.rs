@@ -25,11 +25,13 @@
 
 pub mod cpu;
 pub mod limits;
+pub mod options;
 pub mod pipeline;
 pub mod read_groups;
 
 use std::sync::Arc;
 
+use rechunk_contract::options::Configured;
 use rechunk_contract::{
     Backend, Cancel, Capabilities, Job, Recorder, RunError, RunOutcome, Workload,
 };
@@ -48,8 +50,11 @@ const CAPABILITIES: Capabilities = Capabilities {
 /// IO on Tokio, CPU on Rayon. See the crate documentation.
 #[derive(Clone, Debug)]
 pub struct TokioRayon {
+    /// How CPU work is handed to the Rayon pool.
     pub bridge: Bridge,
+    /// How inputs are read and outputs written.
     pub io: IoMode,
+    /// Tokio worker threads (they only drive IO and hand-overs).
     pub tokio_workers: usize,
     /// CPU jobs queued or running on the pool at once; `None`: 32 per CPU thread.
     /// A short queue lets Rayon's threads run dry and sleep between hand-overs, and
@@ -60,13 +65,9 @@ pub struct TokioRayon {
 }
 
 impl Default for TokioRayon {
+    /// The declared defaults ([`options::TokioRayonOptions`]).
     fn default() -> Self {
-        TokioRayon {
-            bridge: Bridge::Oneshot,
-            io: IoMode::TokioFs,
-            tokio_workers: 1,
-            cpu_in_flight: None,
-        }
+        Self::from_options(Default::default())
     }
 }
 
@@ -101,7 +102,9 @@ impl Backend for TokioRayon {
 /// IO on Tokio, CPU in Tokio's blocking pool. See the crate documentation.
 #[derive(Clone, Debug)]
 pub struct SpawnBlocking {
+    /// How inputs are read and outputs written.
     pub io: IoMode,
+    /// Tokio worker threads (they only drive IO and hand-overs).
     pub tokio_workers: usize,
     /// CPU steps running at once; `None`: `cpu_threads`, so that the limit holds
     /// although the blocking pool itself would grow to hundreds of threads.
@@ -109,12 +112,9 @@ pub struct SpawnBlocking {
 }
 
 impl Default for SpawnBlocking {
+    /// The declared defaults ([`options::SpawnBlockingOptions`]).
     fn default() -> Self {
-        SpawnBlocking {
-            io: IoMode::TokioFs,
-            tokio_workers: 1,
-            cpu_in_flight: None,
-        }
+        Self::from_options(Default::default())
     }
 }
 

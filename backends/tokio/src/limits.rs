@@ -27,6 +27,8 @@ pub struct Stop {
 }
 
 impl Stop {
+    /// A stop signal that is set when `user` is cancelled (seen by waiters while
+    /// [`Stop::watch`] runs) or when [`Stop::stop`] is called.
     pub fn new(user: &Cancel) -> Self {
         Stop {
             user: user.clone(),
@@ -41,6 +43,7 @@ impl Stop {
         self.notify.notify_waiters();
     }
 
+    /// Whether the user cancelled or [`Stop::stop`] was called.
     pub fn is_set(&self) -> bool {
         self.user.is_cancelled() || self.internal.is_cancelled()
     }
@@ -87,6 +90,8 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A budget of `capacity` bytes (at most Tokio's largest semaphore), reporting
+    /// to `recorder`.
     pub fn new(capacity: u64, recorder: Arc<dyn Recorder>) -> Self {
         // Tokio caps a semaphore's permits; a larger budget is as good as unlimited.
         let permits = capacity.min(Semaphore::MAX_PERMITS as u64);
@@ -136,6 +141,7 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// Bytes it holds.
     pub fn bytes(&self) -> u64 {
         self.permit.as_ref().map_or(0, |p| p.num_permits() as u64)
     }
@@ -185,6 +191,8 @@ pub struct IoLimit {
 }
 
 impl IoLimit {
+    /// At most `io_in_flight` (at least 1) operations at once, reported to
+    /// `recorder`.
     pub fn new(io_in_flight: usize, recorder: Arc<dyn Recorder>) -> Self {
         IoLimit {
             sem: Arc::new(Semaphore::new(io_in_flight.max(1))),

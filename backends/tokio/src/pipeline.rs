@@ -19,7 +19,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use rechunk_contract::output::{io_detail, temp_path, write_atomic};
 use rechunk_contract::{
-    Cancel, GroupReducer, Io, Job, OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
+    Cancel, FirstError, GroupReducer, Io, Job, OutputObject, Recorder, RunError, RunOutcome, Stage,
+    Workload,
 };
 use tokio::task::JoinSet;
 
@@ -30,7 +31,9 @@ use crate::read_groups::{GroupReads, Input, IoMode, Reader};
 /// How a Tokio backend is set up.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Where CPU work runs and how it is handed over.
     pub bridge: Bridge,
+    /// How inputs are read and outputs written.
     pub io: IoMode,
     /// Tokio worker threads (they only drive IO and hand-overs).
     pub tokio_workers: usize,
@@ -74,6 +77,9 @@ struct ThreadCount {
     max: AtomicU64,
 }
 
+/// Runs `job` with `workload` on a Tokio runtime built for it, set up as `cfg`
+/// says: what [`rechunk_contract::Backend::run`] does for every backend built on
+/// this pipeline.
 pub fn run<W: Workload>(
     cfg: Config,
     job: &Arc<Job>,
@@ -170,29 +176,27 @@ pub fn run<W: Workload>(
     Ok(outcome)
 }
 
-/// Keeps the error that explains a failed run: the first real one, else `Cancelled`.
-#[derive(Default)]
-struct FirstError(Option<RunError>);
+/// Keeps `e` if it explains the run's failure (see [`FirstError`]) and tells every
+/// task to stop.
+fn fail(errors: &mut FirstError, stop: &Stop, e: RunError) {
+    stop.stop();
+    errors.note(e);
+}
 
-impl FirstError {
-    fn note(&mut self, stop: &Stop, e: RunError) {
-        stop.stop();
-        let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
-        if self
-            .0
-            .as_ref()
-            .is_none_or(|first| cancelled(first) && !cancelled(&e))
-        {
-            self.0 = Some(e);
-        }
-    }
-
-    fn joined(&mut self, stop: &Stop, r: Result<Result<(), RunError>, tokio::task::JoinError>) {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.note(stop, e),
-            Err(e) => self.note(stop, RunError::Internal(format!("a task failed: {e}"))),
-        }
+/// [`fail`] with what a joined task ended with, if it failed.
+fn joined(
+    errors: &mut FirstError,
+    stop: &Stop,
+    r: Result<Result<(), RunError>, tokio::task::JoinError>,
+) {
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => fail(errors, stop, e),
+        Err(e) => fail(
+            errors,
+            stop,
+            RunError::Internal(format!("a task failed: {e}")),
+        ),
     }
 }
 
@@ -219,7 +223,7 @@ async fn drive<W: Workload>(ctx: Arc<Ctx<W>>) -> (Result<(), RunError>, u64) {
     let mut draining = JoinSet::new();
     while let Some(mut reads) = groups.next().await {
         if ctx.stop.is_set() {
-            errors.note(&ctx.stop, RunError::Cancelled);
+            fail(&mut errors, &ctx.stop, RunError::Cancelled);
             break;
         }
         let state = Arc::new(GroupState {
@@ -231,28 +235,24 @@ async fn drive<W: Workload>(ctx: Arc<Ctx<W>>) -> (Result<(), RunError>, u64) {
         });
         let mut tasks = JoinSet::new();
         if let Err(e) = feed(&ctx, &mut reads, &state, &mut tasks).await {
-            errors.note(&ctx.stop, e);
+            fail(&mut errors, &ctx.stop, e);
         }
         draining.spawn(finish_group(ctx.clone(), state, tasks));
         if ctx.job.overlap_groups {
             while let Some(r) = draining.try_join_next() {
-                errors.joined(&ctx.stop, r);
+                joined(&mut errors, &ctx.stop, r);
             }
         } else if let Some(r) = draining.join_next().await {
-            errors.joined(&ctx.stop, r);
+            joined(&mut errors, &ctx.stop, r);
         }
-        if errors.0.is_some() {
+        if errors.is_set() {
             break;
         }
     }
     while let Some(r) = draining.join_next().await {
-        errors.joined(&ctx.stop, r);
+        joined(&mut errors, &ctx.stop, r);
     }
-    let hops = read_hops.load(Relaxed);
-    match errors.0 {
-        Some(e) => (Err(e), hops),
-        None => (Ok(()), hops),
-    }
+    (errors.into_result(), read_hops.load(Relaxed))
 }
 
 /// Spawns a task per input of one group as its read completes, until the group's
@@ -287,11 +287,9 @@ async fn finish_group<W: Workload>(
 ) -> Result<(), RunError> {
     let mut errors = FirstError::default();
     while let Some(r) = tasks.join_next().await {
-        errors.joined(&ctx.stop, r);
+        joined(&mut errors, &ctx.stop, r);
     }
-    if let Some(e) = errors.0 {
-        return Err(e);
-    }
+    errors.into_result()?;
     ctx.stop.check()?;
     let reducer = state
         .reducer

@@ -104,6 +104,7 @@ pub enum IoMode {
 }
 
 impl IoMode {
+    /// The mechanism, as the results record it.
     pub fn name(&self) -> String {
         match self {
             IoMode::TokioFs => "tokio::fs".into(),
@@ -182,9 +183,11 @@ pub struct Reader {
 
 /// One input whose read completed.
 pub struct Input {
-    /// The group's position in `job.groups`, and the input's index in that group.
+    /// The group's position in `job.groups`.
     pub position: usize,
+    /// The input's index in that group.
     pub index: usize,
+    /// What was read.
     pub bytes: Vec<u8>,
     /// What the budget holds for this input (none without a budget); dropping it
     /// gives the bytes back.
@@ -196,8 +199,9 @@ pub struct Input {
 /// One group's inputs, yielded as their reads complete (not in order). The first
 /// error ends the stream.
 pub struct GroupReads {
-    /// The group's position in `job.groups`, and its number.
+    /// The group's position in `job.groups`.
     pub position: usize,
+    /// The group's number ([`rechunk_contract::Group::index`]).
     pub group: u32,
     inputs: Pin<Box<dyn Stream<Item = Result<Input, RunError>> + Send>>,
 }
@@ -230,6 +234,9 @@ struct Shared {
 }
 
 impl Reader {
+    /// Reads `job`'s inputs with `tokio::fs`, `job.limits.io_in_flight` at once, no
+    /// budget, no bound on whole files but their end, reporting nowhere, never
+    /// stopped: the defaults the other methods change.
     pub fn new(job: Arc<Job>) -> Reader {
         Reader {
             job,
@@ -242,6 +249,7 @@ impl Reader {
         }
     }
 
+    /// Reads (and, for the pipeline, writes) as `mode` says.
     pub fn io_mode(mut self, mode: IoMode) -> Self {
         self.mode = mode;
         self
@@ -278,6 +286,8 @@ impl Reader {
         self
     }
 
+    /// Reports every read's `Read` stage to `recorder`, and its IO too unless
+    /// [`Reader::io_limit`] gave a limit (which reports to its own recorder).
     pub fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
         self.recorder = recorder;
         self
@@ -316,6 +326,8 @@ impl Reader {
         (Box::pin(groups), hops)
     }
 
+    /// Every group of the job, each a stream of its inputs (see the module
+    /// documentation).
     pub fn read_groups(self) -> Groups {
         self.read_groups_counting().0
     }

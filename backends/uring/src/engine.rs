@@ -84,9 +84,15 @@ fn align_up(n: usize) -> usize {
 /// How operations are issued; each is recorded in the results.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
+    /// Open files straight into a registered file table and use them through it.
     pub fixed_files: bool,
+    /// Read into registered buffers from a bounded pool (`READ_FIXED`).
     pub fixed_buffers: bool,
+    /// Open inputs `O_DIRECT` and read whole [`ALIGN`]ed blocks into aligned
+    /// buffers.
     pub direct: bool,
+    /// Submit each whole-file read and each write as one linked chain (needs
+    /// `fixed_files`).
     pub linked: bool,
 }
 
@@ -559,7 +565,7 @@ impl<T> Engine<T> {
     fn file_type(&mut self, i: usize) -> Option<std::fs::FileType> {
         let op = self.ops.get_mut(i);
         let Kind::Read { path, .. } = &op.kind else {
-            unreachable!()
+            unreachable!("file_type is asked only about reads (from not_regular and would_block)")
         };
         let meta = match op.file {
             File::Raw(fd) => {
@@ -844,7 +850,7 @@ impl<T> Engine<T> {
         let registered = self.setup.options.fixed_buffers;
         let op = self.ops.get_mut(i);
         let Kind::Read { limit, .. } = op.kind else {
-            unreachable!()
+            unreachable!("read_sqe is built only for reads (submit_phase and submit_read_chain check the kind)")
         };
         let done = op.done;
         // SAFETY (of the pointer arithmetic): done < limit <= the buffer's length.
@@ -878,7 +884,7 @@ impl<T> Engine<T> {
 
     fn rename_sqe(op: &Op<T>) -> squeue::Entry {
         let Kind::Write { tmp, dest } = &op.kind else {
-            unreachable!()
+            unreachable!("rename_sqe is built only for writes: reads never reach Phase::Rename")
         };
         opcode::RenameAt::new(
             Fd(libc::AT_FDCWD),
@@ -918,7 +924,9 @@ impl<T> Engine<T> {
         let slot = op.slot.expect("linked needs fixed files");
         op.file = File::Fixed(slot);
         let Kind::Read { max, .. } = op.kind else {
-            unreachable!()
+            unreachable!(
+                "submit_read_chain is called by Engine::read, for the read it just inserted"
+            )
         };
         let mut chain = vec![open];
         if direct {
@@ -1015,7 +1023,7 @@ impl<T> Engine<T> {
             Phase::Open => {
                 if let Some(e) = err {
                     let Kind::Read { path, .. } = &op.kind else {
-                        unreachable!()
+                        unreachable!("read_step gets only reads (complete dispatches on the kind)")
                     };
                     let path = path_of(path);
                     let msg = self.open_failure(&path, &e);
@@ -1068,7 +1076,7 @@ impl<T> Engine<T> {
             ..
         } = op.kind
         else {
-            unreachable!()
+            unreachable!("after_read is called only from read_step, for reads")
         };
         // O_DIRECT moves whole blocks; a read that ends mid-block hit the file's end.
         let ended = eof || (direct && op.done % ALIGN != 0);
@@ -1116,7 +1124,7 @@ impl<T> Engine<T> {
     fn read_failed(&mut self, i: usize, msg: String, events: &mut Vec<Event<T>>) {
         let op = self.ops.get_mut(i);
         let Kind::Read { path, range, .. } = &op.kind else {
-            unreachable!()
+            unreachable!("read_failed is called only for reads")
         };
         let error = RunError::input(path_of(path), msg);
         let open = range.is_none() && !matches!(op.file, File::None);
@@ -1144,7 +1152,7 @@ impl<T> Engine<T> {
             return;
         };
         let Kind::Read { range, skip, .. } = op.kind else {
-            unreachable!()
+            unreachable!("finish_read ends only reads")
         };
         let result = if ok {
             let len = range.map_or(op.done, |r| r.len);
@@ -1181,12 +1189,16 @@ impl<T> Engine<T> {
         op.file = File::None;
         let r = op.chain_res;
         let Kind::Read { max, .. } = op.kind else {
-            unreachable!()
+            unreachable!(
+                "read_chain_done gets only reads' chains (complete dispatches on the kind)"
+            )
         };
         if r[0] < 0 {
             let e = std::io::Error::from_raw_os_error(-r[0]);
             let Kind::Read { path, .. } = &op.kind else {
-                unreachable!()
+                unreachable!(
+                    "read_chain_done gets only reads' chains (complete dispatches on the kind)"
+                )
             };
             let path = path_of(path);
             let msg = self.open_failure(&path, &e);
@@ -1198,7 +1210,9 @@ impl<T> Engine<T> {
                 // the first read brought, unlinked and without O_NONBLOCK.
                 op.done = r[1].max(0) as usize;
                 let Kind::Read { limit, .. } = &mut op.kind else {
-                    unreachable!()
+                    unreachable!(
+                        "read_chain_done gets only reads' chains (complete dispatches on the kind)"
+                    )
                 };
                 *limit = if direct { align_up(max + 1) } else { max + 1 };
                 op.phase = Phase::Open;
@@ -1226,7 +1240,9 @@ impl<T> Engine<T> {
         if !settled {
             // Short: reopen and read on from `n`, unlinked.
             let Kind::Read { limit, .. } = &mut op.kind else {
-                unreachable!()
+                unreachable!(
+                    "read_chain_done gets only reads' chains (complete dispatches on the kind)"
+                )
             };
             *limit = if direct { align_up(max + 1) } else { max + 1 };
             op.phase = Phase::Open;
@@ -1344,7 +1360,7 @@ impl<T> Engine<T> {
         let stopping = self.stopping;
         let op = self.ops.get_mut(i);
         let Kind::Write { tmp, dest } = &op.kind else {
-            unreachable!()
+            unreachable!("write_failed is called only for writes")
         };
         if let Some(data) = op.data.take() {
             let result = match e {

@@ -30,6 +30,7 @@
 //! `run` refuses with that reason.
 
 mod engine;
+pub mod options;
 pub mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -42,17 +43,18 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use engine::{Engine, Event, EventFd, Input, Range, Setup, Slab};
 use io_uring::IoUring;
+use rechunk_contract::backend::catch_panic;
 use rechunk_contract::output::{io_detail, temp_path};
 use rechunk_contract::{
-    Availability, Backend, ByteBudget, Cancel, Capabilities, GroupReducer, Io, Job, OutputObject,
-    Recorder, RunError, RunOutcome, Stage, Workload,
+    Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
+    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
 };
 
 pub use engine::{Options, ALIGN};
 pub use workers::UringWorkers;
 
 /// See the crate documentation.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Uring {
     /// Operations in flight in the ring, at most; `None`: `io_in_flight`.
     pub queue_depth: Option<u32>,
@@ -64,6 +66,13 @@ pub struct Uring {
     pub cpu_in_flight: Option<usize>,
     /// Registered files, registered buffers, O_DIRECT, linked SQEs.
     pub options: Options,
+}
+
+impl Default for Uring {
+    /// The declared defaults ([`crate::options::UringOptions`]).
+    fn default() -> Self {
+        <Self as rechunk_contract::options::Configured>::from_options(Default::default())
+    }
 }
 
 /// Whether io_uring can be set up here, and if not, why (the kernel's own words).
@@ -200,7 +209,7 @@ impl Backend for Uring {
             next_group: 0,
             next_input: 0,
             dirs: HashSet::new(),
-            error: None,
+            error: FirstError::new(),
             outcome: RunOutcome::default(),
         };
         let result = io.run();
@@ -287,7 +296,7 @@ struct IoThread<W: Workload> {
     next_group: usize,
     next_input: usize,
     dirs: HashSet<PathBuf>,
-    error: Option<RunError>,
+    error: FirstError,
     outcome: RunOutcome,
 }
 
@@ -312,25 +321,14 @@ fn max_input<W: Workload>(job: &Job, workload: &W) -> usize {
     max
 }
 
-/// Keeps the error that explains the run: the first real one, else `Cancelled`.
-fn keep_first(slot: &mut Option<RunError>, e: RunError) {
-    let cancelled = |e: &RunError| matches!(e, RunError::Cancelled);
-    if slot
-        .as_ref()
-        .is_none_or(|first| cancelled(first) && !cancelled(&e))
-    {
-        *slot = Some(e);
-    }
-}
-
 impl<W: Workload> IoThread<W> {
     fn fail(&mut self, e: RunError) {
-        keep_first(&mut self.error, e);
+        self.error.note(e);
         self.engine.stop();
     }
 
     fn stopping(&self) -> bool {
-        self.error.is_some()
+        self.error.is_set()
     }
 
     fn run(&mut self) -> Result<(), RunError> {
@@ -501,7 +499,7 @@ impl<W: Workload> IoThread<W> {
             let wake = self.wake.clone();
             self.pool.spawn(move || {
                 let position = r.position;
-                let result = catch_panic(|| {
+                let result = catch_panic("a CPU step", || {
                     cpu_task(
                         &job, &*workload, &*recorder, &budget, &reducer, r.position, r.index,
                         r.bytes, r.started, r.reserved,
@@ -698,18 +696,6 @@ impl<W: Workload> IoThread<W> {
         }
         self.recorder.stage_done(Stage::Group, g.started, 0);
     }
-}
-
-/// Runs `f`, turning a panic into an error.
-fn catch_panic<T>(f: impl FnOnce() -> Result<T, RunError>) -> Result<T, RunError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(RunError::Internal(format!("a CPU step panicked: {what}")))
-    })
 }
 
 /// Decode, push, and encode what the push completed; runs on the pool.

@@ -25,25 +25,37 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Stealer, Worker as Deque};
-use rechunk_contract::output::{io_detail, temp_path, write_atomic};
+use rechunk_contract::backend::catch_panic;
+use rechunk_contract::output::{io_detail, temp_path, write_atomic, write_metadata};
 use rechunk_contract::{
-    Availability, Backend, ByteBudget, Cancel, Capabilities, GroupReducer, Io, Job, OutputObject,
-    Recorder, RunError, RunOutcome, Stage, Workload,
+    Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
+    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
 };
 
 use crate::engine::{Engine, Event, Input, Options, Range, Setup};
-use crate::{catch_panic, cpu_task, cstring, keep_first, max_input, probe, record_setup};
+use crate::{cpu_task, cstring, max_input, probe, record_setup};
 
 /// See the module documentation.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct UringWorkers {
     /// Worker threads; `None`: `cpu_threads`.
     pub workers: Option<usize>,
     /// Operations in flight per ring; `None`: `io_in_flight` shared out.
     pub queue_depth: Option<u32>,
+    /// Submission-queue polling by a kernel thread per ring; `Some(idle ms)` turns
+    /// it on.
     pub sqpoll_idle_ms: Option<u32>,
+    /// Caps the kernel's io-wq workers (bounded and unbounded) for each ring.
     pub iowq_max_workers: Option<u32>,
+    /// Registered files, registered buffers, O_DIRECT, linked SQEs.
     pub options: Options,
+}
+
+impl Default for UringWorkers {
+    /// The declared defaults ([`crate::options::UringWorkersOptions`]).
+    fn default() -> Self {
+        <Self as rechunk_contract::options::Configured>::from_options(Default::default())
+    }
 }
 
 impl Backend for UringWorkers {
@@ -89,16 +101,9 @@ impl Backend for UringWorkers {
             .collect::<Result<Vec<_>, _>>()?;
         let entries = engines[0].entries();
         let mut outcome = RunOutcome::default();
-        for object in workload.metadata() {
-            let t = Instant::now();
-            recorder.io_begin(Io::Write);
-            let written = write_atomic(&job.output_path(&object.key), &object.bytes);
-            recorder.io_end(Io::Write);
-            written?;
-            recorder.stage_done(Stage::Write, t, object.bytes.len() as u64);
-            outcome.outputs += 1;
-            outcome.output_bytes += object.bytes.len() as u64;
-        }
+        write_metadata(&**workload, &**recorder, &mut outcome, |key, bytes| {
+            write_atomic(&job.output_path(key), bytes)
+        })?;
         let deques: Vec<Deque<Task<W::Reducer>>> = (0..n).map(|_| Deque::new_fifo()).collect();
         let shared = Shared {
             job: job.clone(),
@@ -113,7 +118,7 @@ impl Backend for UringWorkers {
             }),
             stealers: deques.iter().map(Deque::stealer).collect(),
             stopping: AtomicBool::new(false),
-            error: Mutex::new(None),
+            error: Mutex::new(FirstError::new()),
             inputs: AtomicU64::new(0),
             input_bytes: AtomicU64::new(0),
             outputs: AtomicU64::new(0),
@@ -144,7 +149,7 @@ impl Backend for UringWorkers {
                                 events: Vec::new(),
                                 dirs: HashSet::new(),
                             };
-                            if let Err(e) = catch_panic(|| {
+                            if let Err(e) = catch_panic("a CPU step", || {
                                 w.run();
                                 Ok(())
                             }) {
@@ -235,7 +240,7 @@ struct Shared<W: Workload> {
     cursor: Mutex<Cursor<W::Reducer>>,
     stealers: Vec<Stealer<Task<W::Reducer>>>,
     stopping: AtomicBool,
-    error: Mutex<Option<RunError>>,
+    error: Mutex<FirstError>,
     inputs: AtomicU64,
     input_bytes: AtomicU64,
     outputs: AtomicU64,
@@ -250,7 +255,7 @@ struct Shared<W: Workload> {
 
 impl<W: Workload> Shared<W> {
     fn fail(&self, e: RunError) {
-        keep_first(&mut self.error.lock().unwrap_or_else(|e| e.into_inner()), e);
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).note(e);
         self.stopping.store(true, Ordering::Release);
     }
 
@@ -498,7 +503,7 @@ impl<W: Workload> WorkerThread<'_, W> {
             return;
         }
         let position = task.group.position;
-        let result = catch_panic(|| {
+        let result = catch_panic("a CPU step", || {
             cpu_task(
                 &shared.job,
                 &*shared.workload,

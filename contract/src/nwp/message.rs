@@ -2,23 +2,32 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The first four bytes of every message.
 pub const MAGIC: &[u8; 4] = b"NWPF";
+/// The format version this crate writes and reads (bytes 4..6).
 pub const FORMAT_VERSION: u16 = 1;
+/// The dtype byte (byte 6) for float32 little-endian values, the only dtype.
 pub const DTYPE_F32LE: u8 = 1;
+/// The header's length in bytes; the payload follows it.
 pub const HEADER_LEN: usize = 40;
 
 /// How a message's payload is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
+    /// The values' bytes as they are.
     None,
+    /// Zstandard, one frame.
     Zstd,
+    /// An LZ4 block (no frame).
     Lz4,
 }
 
 impl Codec {
+    /// Every codec, in the order of their ids.
     pub const ALL: [Codec; 3] = [Codec::None, Codec::Zstd, Codec::Lz4];
 
+    /// The id the header stores (byte 7).
     pub fn id(self) -> u8 {
         match self {
             Codec::None => 0,
@@ -27,10 +36,12 @@ impl Codec {
         }
     }
 
+    /// The codec with header id `id`, if there is one.
     pub fn from_id(id: u8) -> Option<Codec> {
         Codec::ALL.into_iter().find(|c| c.id() == id)
     }
 
+    /// The name scenarios and reports use.
     pub fn name(self) -> &'static str {
         match self {
             Codec::None => "none",
@@ -43,45 +54,95 @@ impl Codec {
 /// The header fields that identify a message's content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// How the payload is encoded.
     pub codec: Codec,
+    /// The group (init time) the field belongs to.
     pub group: u32,
+    /// The field's variable.
     pub variable: u32,
+    /// The field's step.
     pub step: u32,
+    /// Rows of the field.
     pub ny: u32,
+    /// Columns of the field.
     pub nx: u32,
+    /// CRC-32C of the decoded values' bytes.
     pub crc32c: u32,
+    /// Bytes of payload after the header.
     pub payload_len: u64,
 }
 
 /// Why a message could not be decoded. The caller adds which input it was.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MessageError {
+    /// The message is shorter than a header.
     #[error("truncated: {len} bytes, shorter than the {HEADER_LEN}-byte header")]
-    ShortHeader { len: usize },
+    ShortHeader {
+        /// The message's length.
+        len: usize,
+    },
+    /// The first four bytes are not [`MAGIC`]; they are these.
     #[error("not an nwp-fields message (magic {0:02x?}, expected \"NWPF\")")]
     Magic([u8; 4]),
+    /// A format version other than [`FORMAT_VERSION`].
     #[error("unsupported format version {0} (this reader knows version 1)")]
     Version(u16),
+    /// A dtype other than [`DTYPE_F32LE`].
     #[error("unsupported dtype {0} (1 = float32 little-endian is the only one)")]
     Dtype(u8),
+    /// A codec id no [`Codec`] has.
     #[error("unknown codec id {0} (0 = none, 1 = zstd, 2 = lz4)")]
     CodecId(u8),
+    /// Fewer payload bytes than the header says.
     #[error("truncated: header says {expected} payload bytes, {actual} present")]
-    Truncated { expected: u64, actual: u64 },
+    Truncated {
+        /// Payload bytes the header says.
+        expected: u64,
+        /// Payload bytes present.
+        actual: u64,
+    },
+    /// Bytes after the payload the header announces.
     #[error("{actual} trailing bytes after a {expected}-byte payload")]
-    Trailing { expected: u64, actual: u64 },
+    Trailing {
+        /// Payload bytes the header says.
+        expected: u64,
+        /// Bytes after them.
+        actual: u64,
+    },
+    /// A header field differs from what the caller expects of this input.
     #[error("header says {what} = {found}, expected {expected}")]
     Mismatch {
+        /// The field (`group`, `variable`, `step`, `ny`, `nx`).
         what: &'static str,
+        /// Its value in the header.
         found: u64,
+        /// The value expected.
         expected: u64,
     },
+    /// The codec refused the payload.
     #[error("payload does not decode ({codec}): {detail}")]
-    Payload { codec: &'static str, detail: String },
+    Payload {
+        /// The codec's name.
+        codec: &'static str,
+        /// The codec's error.
+        detail: String,
+    },
+    /// The payload decoded to the wrong number of bytes.
     #[error("payload decodes to {actual} bytes, expected {expected}")]
-    DecodedLen { expected: usize, actual: usize },
+    DecodedLen {
+        /// Bytes of ny·nx float32 values.
+        expected: usize,
+        /// Bytes decoded.
+        actual: usize,
+    },
+    /// The decoded values do not have the header's CRC-32C.
     #[error("CRC-32C mismatch: header {expected:08x}, data {actual:08x} (corrupt payload)")]
-    Crc { expected: u32, actual: u32 },
+    Crc {
+        /// The CRC the header stores.
+        expected: u32,
+        /// The CRC of the decoded values.
+        actual: u32,
+    },
 }
 
 /// Appends a complete message for `values` (row-major ny·nx) to `out`.
@@ -112,14 +173,17 @@ pub fn encode_message(
     match codec {
         Codec::None => out.extend_from_slice(raw),
         Codec::Zstd => {
-            let bound = zstd::zstd_safe::compress_bound(raw.len());
-            out.reserve(bound);
-            let before = out.len();
-            // Compress straight into the message buffer: no intermediate allocation.
-            let n = zstd::zstd_safe::compress(spare_capacity(out, bound), raw, zstd_level)
+            // Compress straight into the message buffer, after the header: no
+            // intermediate allocation and no zero-filling. A `Cursor` over the Vec
+            // is zstd-safe's own output buffer for that: zstd writes into the
+            // capacity from the cursor on, and zstd-safe sets the length to what
+            // it wrote, so no byte is exposed that zstd did not write.
+            let payload_at = out.len() as u64;
+            out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+            let mut payload = std::io::Cursor::new(&mut *out);
+            payload.set_position(payload_at);
+            zstd::zstd_safe::compress(&mut payload, raw, zstd_level)
                 .expect("zstd compression into a compress_bound buffer cannot fail");
-            // SAFETY: zstd initialised exactly `n` bytes of the spare capacity.
-            unsafe { out.set_len(before + n) };
         }
         Codec::Lz4 => {
             let bound = lz4_flex::block::get_maximum_output_size(raw.len());
@@ -133,14 +197,6 @@ pub fn encode_message(
     let payload_len = (out.len() - len_at - 8) as u64;
     out[len_at..len_at + 8].copy_from_slice(&payload_len.to_le_bytes());
     debug_assert_eq!(out.len() - start, HEADER_LEN + payload_len as usize);
-}
-
-fn spare_capacity(v: &mut Vec<u8>, n: usize) -> &mut [u8] {
-    v.reserve(n);
-    let spare = v.spare_capacity_mut();
-    // SAFETY: zstd only writes into the buffer; u8 has no invalid bit patterns, and
-    // the caller sets the length to what zstd reports it wrote.
-    unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr() as *mut u8, n) }
 }
 
 /// The largest message a field of `ny`×`nx` can produce with any codec.
@@ -310,6 +366,39 @@ mod tests {
             let h = decode_message(&msg, (0, 1, 2, 5, 6), &mut out).unwrap();
             assert_eq!(h.codec, codec);
             assert_eq!(out, values, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn zstd_messages_are_the_bytes_they_always_were() {
+        let values = ValueParams {
+            variables: 2,
+            steps: 3,
+            ny: 64,
+            nx: 64,
+            seed: 1,
+            noise_bits: 4,
+        }
+        .field(1, 1, 2);
+        // Length and CRC-32C of "prefix" + the message, from the encoder before it
+        // compressed through zstd-safe's Cursor output buffer.
+        for (level, len, crc) in [
+            (1, 7149, 0xc7485fc4),
+            (3, 7426, 0x7ecd3901),
+            (19, 3316, 0x969c0a62),
+        ] {
+            let mut msg = b"prefix".to_vec();
+            encode_message(&mut msg, Codec::Zstd, level, 1, 1, 2, 64, 64, &values);
+            assert_eq!(
+                (msg.len(), crc32c::crc32c(&msg)),
+                (len, crc),
+                "level {level}"
+            );
+            // The payload is zstd's one-shot compression of the values, and what
+            // came before the message is untouched.
+            let expected = zstd::bulk::compress(f32_bytes(&values), level).unwrap();
+            assert_eq!(&msg[6 + HEADER_LEN..], &expected[..], "level {level}");
+            assert_eq!(&msg[..6], b"prefix");
         }
     }
 

@@ -30,20 +30,30 @@ pub enum Layout {
 /// Everything that determines a dataset's bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetParams {
+    /// How the messages are stored.
     pub layout: Layout,
+    /// Groups (init times); each is one group of the job.
     pub groups: u32,
+    /// Variables per group.
     pub variables: u32,
+    /// Steps per variable.
     pub steps: u32,
+    /// Rows of every field.
     pub ny: u32,
+    /// Columns of every field.
     pub nx: u32,
+    /// How the messages' payloads are encoded.
     pub codec: Codec,
     /// Level of the zstd codec of the messages (unused by other codecs).
     pub zstd_level: i32,
+    /// 0..=8: how many low bits of noise each value carries (more compresses worse).
     pub noise_bits: u32,
+    /// The seed of the noise.
     pub seed: u64,
 }
 
 impl DatasetParams {
+    /// What the values depend on, for their closed form.
     pub fn values(&self) -> ValueParams {
         ValueParams {
             variables: self.variables,
@@ -55,10 +65,12 @@ impl DatasetParams {
         }
     }
 
+    /// Messages in the dataset: groups × variables × steps.
     pub fn messages(&self) -> u64 {
         self.groups as u64 * self.variables as u64 * self.steps as u64
     }
 
+    /// Bytes of one decoded field: ny · nx float32 values.
     pub fn field_bytes(&self) -> u64 {
         self.ny as u64 * self.nx as u64 * 4
     }
@@ -74,14 +86,18 @@ impl DatasetParams {
         ((index / s) as u32, (index % s) as u32)
     }
 
+    /// The path of message (g, v, s) in the files layout, relative to the root.
     pub fn message_path(g: u32, v: u32, s: u32) -> String {
         format!("g{g:05}/v{v:04}/s{s:05}.msg")
     }
 
+    /// The path of group `g`'s container in the container layout.
     pub fn container_path(g: u32) -> String {
         format!("g{g:05}.msgs")
     }
 
+    /// The path of group `g`'s index (lines `v s offset length`) in the container
+    /// layout.
     pub fn index_path(g: u32) -> String {
         format!("g{g:05}.idx")
     }

@@ -6,10 +6,15 @@
 /// The dataset parameters that the values depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueParams {
+    /// Variables per group.
     pub variables: u32,
+    /// Steps per variable.
     pub steps: u32,
+    /// Rows of every field.
     pub ny: u32,
+    /// Columns of every field.
     pub nx: u32,
+    /// The seed of the noise.
     pub seed: u64,
     /// 0..=8: how many low bits of noise each value carries.
     pub noise_bits: u32,

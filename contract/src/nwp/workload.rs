@@ -20,15 +20,20 @@ pub struct NwpWorkload {
 /// One output chunk before encoding.
 #[derive(Debug)]
 pub struct NwpChunk {
+    /// The group (init time).
     pub g: u32,
+    /// The variable.
     pub v: u32,
+    /// The chunk's index along y.
     pub iy: u32,
+    /// The chunk's index along x.
     pub ix: u32,
     /// `[steps, cy, cx]`, padded with the fill value.
     pub values: Vec<f32>,
 }
 
 impl NwpWorkload {
+    /// The rechunk of the dataset `dataset` into the array `output` describes.
     pub fn new(dataset: DatasetParams, output: OutputParams) -> Self {
         let layout = ArrayLayout::new(dataset, output);
         // A variable's chunks, raw and encoded, shared among its `steps` inputs.
@@ -42,6 +47,7 @@ impl NwpWorkload {
         }
     }
 
+    /// The output array's geometry.
     pub fn layout(&self) -> &ArrayLayout {
         &self.layout
     }

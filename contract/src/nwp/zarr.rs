@@ -13,17 +13,21 @@ pub struct OutputParams {
     pub cy: u32,
     /// Chunk extent along x.
     pub cx: u32,
+    /// Level of the zstd codec of the chunks.
     pub zstd_level: i32,
 }
 
 /// The array's geometry: dataset shape plus chunking.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArrayLayout {
+    /// The dataset the array is made from (its shape).
     pub dataset: DatasetParams,
+    /// The chunking and compression.
     pub output: OutputParams,
 }
 
 impl ArrayLayout {
+    /// The array of `dataset` chunked as `output` says.
     pub fn new(dataset: DatasetParams, output: OutputParams) -> Self {
         ArrayLayout { dataset, output }
     }
@@ -41,15 +45,18 @@ impl ArrayLayout {
         self.dataset.steps as usize * self.output.cy as usize * self.output.cx as usize
     }
 
+    /// Chunks of one variable of one group: the chunk grid's size.
     pub fn chunks_per_variable(&self) -> u64 {
         let (a, b) = self.chunk_grid();
         a as u64 * b as u64
     }
 
+    /// Chunks of the whole array.
     pub fn total_chunks(&self) -> u64 {
         self.dataset.groups as u64 * self.dataset.variables as u64 * self.chunks_per_variable()
     }
 
+    /// The key of chunk (g, v, 0, iy, ix) under the array's root, e.g. `c/0/3/0/1/2`.
     pub fn chunk_key(g: u32, v: u32, iy: u32, ix: u32) -> String {
         format!("c/{g}/{v}/0/{iy}/{ix}")
     }

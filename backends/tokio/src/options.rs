@@ -1,0 +1,115 @@
+//! The options of `tokio-rayon` and `spawn-blocking`, declared once (see
+//! [`rechunk_contract::options`]): scenarios, `harness list` and the backends'
+//! defaults all come from these declarations.
+
+use rechunk_contract::options::Configured;
+use rechunk_contract::{backend_options, choice_option};
+use serde::{Deserialize, Serialize};
+
+use crate::{Bridge, IoMode, SpawnBlocking, TokioRayon};
+
+/// How CPU work is handed to Rayon and awaited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BridgeChoice {
+    /// `rayon::spawn` and a `tokio::sync::oneshot`.
+    Oneshot,
+    /// The tokio-rayon crate.
+    TokioRayon,
+}
+choice_option!(BridgeChoice {
+    Oneshot = "oneshot",
+    TokioRayon = "tokio-rayon"
+});
+
+impl From<BridgeChoice> for Bridge {
+    fn from(c: BridgeChoice) -> Bridge {
+        match c {
+            BridgeChoice::Oneshot => Bridge::Oneshot,
+            BridgeChoice::TokioRayon => Bridge::TokioRayon,
+        }
+    }
+}
+
+/// How local files are read and written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoChoice {
+    /// `tokio::fs`: one blocking-pool hop per call.
+    TokioFs,
+    /// `std::fs` inside one `spawn_blocking` per read or write.
+    StdBlocking,
+}
+choice_option!(IoChoice {
+    TokioFs = "tokio-fs",
+    StdBlocking = "std-blocking"
+});
+
+impl From<IoChoice> for IoMode {
+    fn from(c: IoChoice) -> IoMode {
+        match c {
+            IoChoice::TokioFs => IoMode::TokioFs,
+            IoChoice::StdBlocking => IoMode::StdInBlocking,
+        }
+    }
+}
+
+backend_options! {
+    /// The options of `tokio-rayon`.
+    pub struct TokioRayonOptions {
+        /// How CPU work is handed to Rayon and awaited: rayon::spawn + tokio oneshot,
+        /// or the tokio-rayon crate.
+        bridge: BridgeChoice = BridgeChoice::Oneshot;
+        /// tokio-fs: tokio::fs, one blocking-pool hop per call; std-blocking: std::fs
+        /// inside one spawn_blocking per read or write.
+        io: IoChoice = IoChoice::TokioFs;
+        /// Tokio worker threads, which only drive IO and hand-overs.
+        tokio_workers: usize = 1, range 1..=64;
+        /// CPU jobs queued or running on the pool at once (unset: 32 × cpu_threads).
+        cpu_in_flight: Option<usize> = None, range 1..=65536;
+    }
+}
+
+backend_options! {
+    /// The options of `spawn-blocking`.
+    pub struct SpawnBlockingOptions {
+        /// tokio-fs: tokio::fs, one blocking-pool hop per call; std-blocking: std::fs
+        /// inside one spawn_blocking per read or write.
+        io: IoChoice = IoChoice::TokioFs;
+        /// Tokio worker threads, which only drive IO and hand-overs.
+        tokio_workers: usize = 1, range 1..=64;
+        /// CPU steps running at once in the blocking pool (unset: cpu_threads, which
+        /// honours the limit; more lets the pool oversubscribe the cores).
+        cpu_in_flight: Option<usize> = None, range 1..=65536;
+    }
+}
+
+impl Configured for TokioRayon {
+    type Options = TokioRayonOptions;
+    const NAME: &'static str = "tokio-rayon";
+    const SUMMARY: &'static str =
+        "IO on a Tokio runtime, decode/reduce/encode on a Rayon pool of cpu_threads";
+
+    fn from_options(o: TokioRayonOptions) -> TokioRayon {
+        TokioRayon {
+            bridge: o.bridge.into(),
+            io: o.io.into(),
+            tokio_workers: o.tokio_workers,
+            cpu_in_flight: o.cpu_in_flight,
+        }
+    }
+}
+
+impl Configured for SpawnBlocking {
+    type Options = SpawnBlockingOptions;
+    const NAME: &'static str = "spawn-blocking";
+    const SUMMARY: &'static str = "IO on a Tokio runtime, CPU steps in tokio::task::spawn_blocking";
+
+    fn from_options(o: SpawnBlockingOptions) -> SpawnBlocking {
+        SpawnBlocking {
+            io: o.io.into(),
+            tokio_workers: o.tokio_workers,
+            cpu_in_flight: o.cpu_in_flight,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The text of `report.md`, one function per section, from the run's [`Analysis`].
+
+use std::fmt::Write as _;
+
+use super::{decision, fmt_rate, fmt_us};
+use crate::analysis::{Analysis, BackendFigures, LEVEL};
+use crate::scenario::Recording;
+
+/// The markdown text (without the plot links).
+pub fn markdown(a: &Analysis) -> String {
+    [
+        header(a),
+        format!("## Decision\n\n{}\n", decision(a)),
+        throughput(a),
+        ceilings(a),
+        not_counted(a),
+        latency(a),
+        recording(a),
+    ]
+    .concat()
+}
+
+/// Title, and what the run happened on.
+fn header(a: &Analysis) -> String {
+    let r = a.results;
+    let (s, m) = (&r.scenario, &r.machine);
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}: {}\n", s.name, s.description);
+    let _ = writeln!(
+        md,
+        "{} · {} cores, {} · kernel {} · data on {} · cache {} · {} repetitions per backend · harness {} ({}{})\n",
+        r.started_at,
+        m.cores,
+        m.cpu_model,
+        m.kernel,
+        m.data_filesystem,
+        s.run.cache.name(),
+        s.run.repetitions,
+        r.harness_version,
+        r.git_commit.get(..12).unwrap_or(&r.git_commit),
+        if r.git_dirty { ", uncommitted changes" } else { "" },
+    );
+    md
+}
+
+/// The throughput table: one row per backend with counted repetitions.
+fn throughput(a: &Analysis) -> String {
+    let efficiency = a.ceilings().is_some();
+    let mut md = String::new();
+    let _ = writeln!(md, "## Throughput\n");
+    let _ = writeln!(
+        md,
+        "Only verified repetitions count. CI: {:.0} % bootstrap interval of the median.\n",
+        LEVEL * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| backend | {} (median) | 95 % CI | min – max | × sequential |{} CPU ms / 1000 (user + sys) | cores busy | IO in flight (max) | threads | peak RSS | verified |",
+        a.unit,
+        if efficiency { " efficiency |" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|{}---:|---:|---:|---:|---:|---|",
+        if efficiency { "---:|" } else { "" }
+    );
+    for f in a.measured() {
+        let _ = writeln!(md, "{}", throughput_row(f));
+    }
+    md
+}
+
+fn throughput_row(f: &BackendFigures) -> String {
+    let ratio = f.ratio.map_or("–".into(), |r| format!("{r:.2}"));
+    let efficiency = f
+        .efficiency
+        .map_or(String::new(), |e| format!(" {:.0} % |", e * 100.0));
+    format!(
+        "| {} | {} | {} – {} | {} – {} | {ratio} |{efficiency} {:.0} + {:.0} | {:.0} % | {} | {} | {:.1} MiB | {}/{} |",
+        f.label,
+        fmt_rate(f.median),
+        fmt_rate(f.ci.0),
+        fmt_rate(f.ci.1),
+        fmt_rate(f.min),
+        fmt_rate(f.max),
+        f.cpu_ms_per_1000.0,
+        f.cpu_ms_per_1000.1,
+        f.utilisation * 100.0,
+        f.max_io_in_flight,
+        f.threads,
+        f.peak_rss as f64 / (1u64 << 20) as f64,
+        f.rates.len(),
+        f.runs,
+    )
+}
+
+/// The ceilings the efficiencies are taken against, when measured.
+fn ceilings(a: &Analysis) -> String {
+    a.ceilings().map_or(String::new(), |c| {
+        format!(
+            "\nEfficiency: throughput / the lower of the two ceilings measured in this run.\n\n{}\n",
+            crate::ceilings::table(c)
+        )
+    })
+}
+
+/// Backends skipped, and repetitions that did not count, with why.
+fn not_counted(a: &Analysis) -> String {
+    let r = a.results;
+    let mut md = String::new();
+    for k in &r.skipped {
+        let _ = writeln!(md, "\n`{}` was skipped: {}", k.label, k.reason);
+    }
+    for rep in r.repetitions.iter().filter(|r| !r.counts && !r.warmup) {
+        let _ = writeln!(
+            md,
+            "\n`{}` repetition {} did not count: {}",
+            rep.label,
+            rep.index + 1,
+            rep.error.as_deref().unwrap_or("its output did not verify")
+        );
+    }
+    md
+}
+
+/// p50 / p99 / max per stage and backend, when any backend recorded histograms.
+fn latency(a: &Analysis) -> String {
+    let figs = a.measured();
+    let mut md = String::new();
+    if !figs.iter().any(|f| !f.stages.is_empty()) {
+        return md;
+    }
+    let _ = writeln!(md, "\n## Latency per stage\n");
+    let _ = writeln!(
+        md,
+        "Per item, merged over the verified repetitions: p50 / p99 / max.\n"
+    );
+    let stages = crate::record::stage_names();
+    let present: Vec<&str> = stages
+        .iter()
+        .copied()
+        .filter(|s| figs.iter().any(|f| f.stages.contains_key(*s)))
+        .collect();
+    let _ = writeln!(md, "| backend | {} |", present.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(present.len()));
+    for f in figs {
+        let cells: Vec<String> = present
+            .iter()
+            .map(|s| match f.stages.get(*s) {
+                Some(h) => format!(
+                    "{} / {} / {}",
+                    fmt_us(h.value_at_quantile(0.5) as f64 / 1e3),
+                    fmt_us(h.value_at_quantile(0.99) as f64 / 1e3),
+                    fmt_us(h.max() as f64 / 1e3)
+                ),
+                None => "–".into(),
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", f.label, cells.join(" | "));
+    }
+    md
+}
+
+/// Which backends kept counters only (no histograms, no timeline).
+fn recording(a: &Analysis) -> String {
+    let counters_only: Vec<&str> = a
+        .measured()
+        .into_iter()
+        .filter(|f| f.recording == Recording::Counters)
+        .map(|f| f.label.as_str())
+        .collect();
+    if counters_only.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nRecorded with counters only (no histograms or timeline): {}.\n",
+        counters_only.join(", ")
+    )
+}
