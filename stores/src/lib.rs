@@ -25,8 +25,6 @@
 //! Every failure is a [`StoreError`] naming the store, object or path at fault, in
 //! the words [`describe`] gives object_store's errors.
 
-#![warn(missing_docs)]
-
 mod error;
 mod s3;
 mod store;
