@@ -137,7 +137,7 @@ pub fn io_scenario(scenario: &Scenario) -> anyhow::Result<Scenario> {
     let mut s = scenario.clone();
     s.name = format!("{}-io-ceiling", scenario.name);
     s.workload = WorkloadKind::ReadOnly;
-    s.run.limits = false;
+    s.run.ceilings = false;
     s.output.root = scenario.output.root.with_file_name(format!(
         "{}-io-ceiling",
         scenario
@@ -260,7 +260,7 @@ name = "sequential"
         scenario::parse(&text, "s.toml", "s", Path::new("s.toml"))
             .unwrap()
             .run
-            .limits
+            .ceilings
     }
 
     #[test]

@@ -193,62 +193,22 @@ fn gen_force_command(path: Option<&Path>) -> String {
     }
 }
 
+/// Parses nothing, decides nothing: hands each subcommand to its function.
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    // The commands that write under the data directory hold its lock and stop
-    // cleanly on SIGINT / SIGTERM; the repetition's child has its own handlers.
-    let lock = || -> anyhow::Result<Dirs> {
-        signals::install(None)?;
-        Dirs::lock(&cli.data_dir, &cli.results_dir)
-    };
+    let paths = (cli.data_dir.as_path(), cli.results_dir.as_path());
     match cli.command {
         Cmd::Compare {
             base,
             new,
             threshold,
             absolute,
-        } => {
-            let (b, n) = (load_results(&base)?, load_results(&new)?);
-            let c = harness::compare::compare(
-                &Analysis::of(&b),
-                &Analysis::of(&n),
-                threshold,
-                absolute,
-            );
-            print!("{}", harness::compare::markdown(&c));
-            Ok(if c.fails() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        } => compare(&base, &new, threshold, absolute),
         Cmd::Export {
             results,
             format,
             out,
-        } => {
-            let r = load_results(&results)?;
-            let text = harness::export::export(&Analysis::of(&r), format)?;
-            match out {
-                Some(p) => {
-                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
-                }
-                None => print!("{text}"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Ceilings { scenario, cache } => {
-            let mut s = scenario::load(&scenario)?;
-            let dirs = lock()?;
-            if let Some(c) = cache {
-                s.run.cache = match c {
-                    CacheArg::Warm => CacheMode::Warm,
-                    CacheArg::Cold => CacheMode::Cold,
-                };
-            }
-            let c = harness::ceilings::measure(&s, &dirs)?;
-            print!("{}", harness::ceilings::table(&c));
-            Ok(ExitCode::SUCCESS)
-        }
+        } => export(&results, format, out.as_deref()),
+        Cmd::Ceilings { scenario, cache } => ceilings(&scenario, cache, paths),
         Cmd::Run {
             scenario,
             cache,
@@ -258,135 +218,33 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             threshold,
             ceilings,
         } => {
-            let mut s = load_scenario(scenario.as_deref())?;
-            if let Some(c) = cache {
-                s.run.cache = match c {
-                    CacheArg::Warm => CacheMode::Warm,
-                    CacheArg::Cold => CacheMode::Cold,
-                };
-            }
-            if let Some(r) = repetitions {
-                s.run.repetitions = r;
-            }
-            if let Some(w) = workload {
-                s.workload = match w {
-                    WorkloadArg::Rechunk => WorkloadKind::Rechunk,
-                    WorkloadArg::ReadOnly => WorkloadKind::ReadOnly,
-                };
-            }
-            if ceilings {
-                s.run.limits = true;
-            }
+            let overrides = Overrides {
+                cache,
+                repetitions,
+                workload,
+                ceilings,
+            };
             let gate = compare.map(|base| (base, threshold));
-            let dirs = lock()?;
-            run(s, &dirs, gate, &gen_force_command(scenario.as_deref()))
+            run(scenario.as_deref(), overrides, gate, paths)
         }
         Cmd::Gen {
             scenario,
             force,
             print_root,
             store,
-        } => {
-            let s = load_scenario(scenario.as_deref())?;
-            let store = store.map(|u| StoreUrl::parse(&u)).transpose()?;
-            if store.as_ref().is_some_and(|u| !u.is_s3()) {
-                anyhow::bail!("--store takes an s3://bucket/prefix URL");
-            }
-            let dirs = lock()?;
-            harness::sizes::check_machine(&s)?;
-            let root = dirs.dataset_root(&s)?;
-            let info = dataset::ensure(
-                &dirs.data,
-                &s.dataset.params,
-                &root,
-                force,
-                &gen_force_command(scenario.as_deref()),
-            )?;
-            if let Some(url) = &store {
-                eprintln!("{}", dataset::ensure_in_store(&root, url, &s.s3)?);
-            }
-            if print_root {
-                println!("{}", root.display());
-            } else if info.generated {
-                println!(
-                    "generated {} messages ({:.1} MB) at {} in {:.1} s: {:.0} messages/s",
-                    info.messages,
-                    info.bytes as f64 / 1e6,
-                    root.display(),
-                    info.generation_seconds,
-                    info.generation_rate
-                );
-            } else {
-                println!(
-                    "reused {} messages at {} (same parameters)",
-                    info.messages,
-                    root.display()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Verify { output, max_chunks } => {
-            let objects: Box<dyn verify::Objects> = if output.starts_with("s3://") {
-                let url = StoreUrl::parse(&output)?;
-                Box::new(verify::InStore::open(&url, &Default::default())?)
-            } else {
-                let dir = Path::new(&output);
-                match std::fs::metadata(dir) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => anyhow::bail!(
-                        "{output} is not a harness output: it is not a directory (give the \
-                         output directory that holds zarr.json)"
-                    ),
-                    Err(e) => anyhow::bail!("{output}: {e}"),
-                }
-                Box::new(verify::LocalDir(dir))
-            };
-            let layout = verify::layout_from_objects(objects.as_ref(), &output)?;
-            let v = verify::verify_objects(&layout, objects.as_ref(), max_chunks, 0);
-            println!(
-                "{}: {} of {} chunks present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
-                output,
-                v.chunks_found,
-                v.chunks_expected,
-                v.chunks_checked,
-                if v.sampled { " (random sample)" } else { "" },
-                v.missing,
-                v.unexpected,
-                v.wrong_chunks,
-                v.seconds
-            );
-            for p in &v.problems {
-                println!("  {p}");
-            }
-            if v.ok {
-                println!("verified");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                anyhow::bail!(
-                    "verification failed: {}",
-                    v.problems.first().map_or("", |p| p.as_str())
-                )
-            }
-        }
+        } => gen(
+            scenario.as_deref(),
+            force,
+            print_root,
+            store.as_deref(),
+            paths,
+        ),
+        Cmd::Verify { output, max_chunks } => verify_output(&output, max_chunks),
         Cmd::List => {
             print!("{}", list());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Report { results, out } => {
-            let path = if results.is_dir() {
-                results.join("results.json")
-            } else {
-                results
-            };
-            let r = harness::results::Results::load(&path)?;
-            let dir = out.unwrap_or_else(|| {
-                path.parent()
-                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-            });
-            let written = harness::report::write(&Analysis::of(&r), &dir)?;
-            print_report(&written);
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Report { results, out } => report(&results, out),
         Cmd::Rep {
             run_dir,
             backend,
@@ -394,13 +252,203 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             progress_label,
         } => {
             let ok = runner::child(&run_dir, backend, &cli.data_dir, &out, &progress_label)?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit(ok))
         }
     }
+}
+
+/// The data directory locked for this command, with SIGINT / SIGTERM handled: for
+/// the commands that write under it (the repetition's child has its own handlers).
+fn lock((data, results): (&Path, &Path)) -> anyhow::Result<Dirs> {
+    signals::install(None)?;
+    Dirs::lock(data, results)
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `harness compare`.
+fn compare(base: &Path, new: &Path, threshold: f64, absolute: bool) -> anyhow::Result<ExitCode> {
+    let (b, n) = (load_results(base)?, load_results(new)?);
+    let c = harness::compare::compare(&Analysis::of(&b), &Analysis::of(&n), threshold, absolute);
+    print!("{}", harness::compare::markdown(&c));
+    Ok(exit(!c.fails()))
+}
+
+/// `harness export`.
+fn export(
+    results: &Path,
+    format: harness::export::Format,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let r = load_results(results)?;
+    let text = harness::export::export(&Analysis::of(&r), format)?;
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `harness ceilings`.
+fn ceilings(
+    scenario: &Path,
+    cache: Option<CacheArg>,
+    paths: (&Path, &Path),
+) -> anyhow::Result<ExitCode> {
+    let mut s = scenario::load(scenario)?;
+    if let Some(c) = cache {
+        s.run.cache = c.into();
+    }
+    let dirs = lock(paths)?;
+    let c = harness::ceilings::measure(&s, &dirs)?;
+    print!("{}", harness::ceilings::table(&c));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `harness run`'s flags change in the scenario.
+struct Overrides {
+    cache: Option<CacheArg>,
+    repetitions: Option<u32>,
+    workload: Option<WorkloadArg>,
+    ceilings: bool,
+}
+
+impl Overrides {
+    fn apply(self, s: &mut scenario::Scenario) {
+        if let Some(c) = self.cache {
+            s.run.cache = c.into();
+        }
+        if let Some(r) = self.repetitions {
+            s.run.repetitions = r;
+        }
+        if let Some(w) = self.workload {
+            s.workload = match w {
+                WorkloadArg::Rechunk => WorkloadKind::Rechunk,
+                WorkloadArg::ReadOnly => WorkloadKind::ReadOnly,
+            };
+        }
+        if self.ceilings {
+            s.run.ceilings = true;
+        }
+    }
+}
+
+impl From<CacheArg> for CacheMode {
+    fn from(c: CacheArg) -> CacheMode {
+        match c {
+            CacheArg::Warm => CacheMode::Warm,
+            CacheArg::Cold => CacheMode::Cold,
+        }
+    }
+}
+
+/// `harness gen`.
+fn gen(
+    scenario: Option<&Path>,
+    force: bool,
+    print_root: bool,
+    store: Option<&str>,
+    paths: (&Path, &Path),
+) -> anyhow::Result<ExitCode> {
+    let s = load_scenario(scenario)?;
+    let store = store.map(StoreUrl::parse).transpose()?;
+    if store.as_ref().is_some_and(|u| !u.is_s3()) {
+        anyhow::bail!("--store takes an s3://bucket/prefix URL");
+    }
+    let dirs = lock(paths)?;
+    harness::sizes::check_machine(&s)?;
+    let root = dirs.dataset_root(&s)?;
+    let fix = gen_force_command(scenario);
+    let info = dataset::ensure(&dirs.data, &s.dataset.params, &root, force, &fix)?;
+    if let Some(url) = &store {
+        eprintln!("{}", dataset::ensure_in_store(&root, url, &s.s3)?);
+    }
+    if print_root {
+        println!("{}", root.display());
+    } else if info.generated {
+        println!(
+            "generated {} messages ({:.1} MB) at {} in {:.1} s: {:.0} messages/s",
+            info.messages,
+            info.bytes as f64 / 1e6,
+            root.display(),
+            info.generation_seconds,
+            info.generation_rate
+        );
+    } else {
+        println!(
+            "reused {} messages at {} (same parameters)",
+            info.messages,
+            root.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `harness verify`: a local output directory or `s3://bucket/prefix`.
+fn verify_output(output: &str, max_chunks: u64) -> anyhow::Result<ExitCode> {
+    let objects: Box<dyn verify::Objects> = if output.starts_with("s3://") {
+        let url = StoreUrl::parse(output)?;
+        Box::new(verify::InStore::open(&url, &Default::default())?)
+    } else {
+        let dir = Path::new(output);
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => anyhow::bail!(
+                "{output} is not a harness output: it is not a directory (give the \
+                 output directory that holds zarr.json)"
+            ),
+            Err(e) => anyhow::bail!("{output}: {e}"),
+        }
+        Box::new(verify::LocalDir(dir))
+    };
+    let layout = verify::layout_from_objects(objects.as_ref(), output)?;
+    let v = verify::verify_objects(&layout, objects.as_ref(), max_chunks, 0);
+    println!(
+        "{}: {} of {} chunks present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
+        output,
+        v.chunks_found,
+        v.chunks_expected,
+        v.chunks_checked,
+        if v.sampled { " (random sample)" } else { "" },
+        v.missing,
+        v.unexpected,
+        v.wrong_chunks,
+        v.seconds
+    );
+    for p in &v.problems {
+        println!("  {p}");
+    }
+    if !v.ok {
+        anyhow::bail!(
+            "verification failed: {}",
+            v.problems.first().map_or("", |p| p.as_str())
+        )
+    }
+    println!("verified");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `harness report`.
+fn report(results: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let path = if results.is_dir() {
+        results.join("results.json")
+    } else {
+        results.to_path_buf()
+    };
+    let r = harness::results::Results::load(&path)?;
+    let dir = out.unwrap_or_else(|| {
+        path.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    });
+    let written = harness::report::write(&Analysis::of(&r), &dir)?;
+    print_report(&written);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_results(path: &Path) -> anyhow::Result<harness::results::Results> {
@@ -423,18 +471,24 @@ fn print_report(written: &harness::report::Written) {
     }
 }
 
+/// `harness run`: the scenario (or the embedded quick one) with the flags' overrides,
+/// then the summary, the report and, with `--compare`, the gate.
 fn run(
-    s: scenario::Scenario,
-    dirs: &Dirs,
+    scenario: Option<&Path>,
+    overrides: Overrides,
     gate: Option<(PathBuf, f64)>,
-    fix: &str,
+    paths: (&Path, &Path),
 ) -> anyhow::Result<ExitCode> {
+    let mut s = load_scenario(scenario)?;
+    overrides.apply(&mut s);
+    let fix = gen_force_command(scenario);
     // The baseline is read first: a missing or unreadable one fails before the run.
     let base = match &gate {
         Some((path, _)) => Some(load_results(path)?),
         None => None,
     };
-    let (mut results, run_dir) = runner::run(&s, dirs, fix)?;
+    let dirs = &lock(paths)?;
+    let (mut results, run_dir) = runner::run(&s, dirs, &fix)?;
     let interrupted = |results: &harness::results::Results| -> Option<ExitCode> {
         results.interrupted.as_ref()?;
         let signal = signals::received().unwrap_or(Interrupted(libc::SIGINT));
@@ -448,7 +502,7 @@ fn run(
     if let Some(code) = interrupted(&results) {
         return Ok(code);
     }
-    if s.run.limits {
+    if s.run.ceilings {
         let c = harness::ceilings::measure(&s, dirs)?;
         results.ceilings = Some(c);
         results.save(&run_dir.join("results.json"))?;

@@ -24,7 +24,7 @@ use crate::cache::{self, CacheState};
 use crate::record::{self, FullRecorder, Sample};
 use crate::results::{Measurement, Repetition, Results, Skipped, SCHEMA_VERSION};
 use crate::safety::{DataDir, Kind, Trash};
-use crate::scenario::{CacheMode, Recording, Scenario, WorkloadKind};
+use crate::scenario::{BackendSpec, CacheMode, Recording, Scenario, WorkloadKind};
 use crate::{dataset, machine, progress, signals, verify};
 
 /// Where data and results live, with the data directory locked for this process
@@ -81,6 +81,10 @@ fn new_run_dir(results: &Path, name: &str) -> anyhow::Result<PathBuf> {
     bail!("no free run folder name in {}", results.display())
 }
 
+/// Set, this environment variable makes a backend that cannot run here (io_uring
+/// switched off, no S3 configured) fail the run instead of being skipped.
+pub const REQUIRE_ALL_BACKENDS: &str = "HARNESS_REQUIRE_ALL_BACKENDS";
+
 /// How many input files the residency check samples.
 const RESIDENCY_SAMPLE: usize = 256;
 
@@ -93,29 +97,376 @@ struct ChildReport {
 
 /// Runs a scenario; returns the results and the folder they were written to.
 ///
+/// Four steps: [`Run::prepare`] (paths, sizes, the dataset, the results skeleton,
+/// which backends can run, S3 copies, the page cache), [`schedule`], then
+/// [`Run::repetition`] for each scheduled one (the child process) followed by
+/// [`Run::verify`], and [`Run::finish`].
+///
 /// A signal (see [`crate::signals`]) stops it between steps: the running child is
 /// stopped, the results are saved marked `interrupted`, the trash is emptied, and
 /// the results are returned all the same (the caller exits with the signal's code).
 /// A signal during generation returns [`crate::signals::Interrupted`] as the error.
 /// `fix` is the command that makes a damaged dataset again, for the error.
 pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Results, PathBuf)> {
-    let input_root = dirs.dataset_root(scenario)?;
-    let output_root = dirs.output_root(scenario)?;
-    crate::sizes::check_machine(scenario)?;
-    let run_dir = new_run_dir(&dirs.results, &scenario.name)?;
-    fs::create_dir_all(run_dir.join("reps"))
-        .with_context(|| format!("creating {}", run_dir.display()))?;
-    let scenario_json = run_dir.join("scenario.json");
-    fs::write(&scenario_json, serde_json::to_vec_pretty(scenario)?)?;
+    let mut run = match Run::prepare(scenario, dirs, fix)? {
+        Prepared::Ready(run) => run,
+        Prepared::Stopped(results, dir) => return Ok((*results, dir)),
+    };
+    let schedule = schedule(scenario, &run.runnable);
+    for (step, slot) in schedule.iter().enumerate() {
+        if signals::received().is_some() {
+            break;
+        }
+        eprintln!(
+            "[{}/{}] {}{} repetition {}",
+            step + 1,
+            schedule.len(),
+            scenario.backends[slot.backend].label,
+            if slot.warmup { " warm-up" } else { "" },
+            slot.index + 1
+        );
+        let Some(rep) = run.repetition(step, slot)? else {
+            break;
+        };
+        run.results.repetitions.push(rep);
+        run.save()?;
+    }
+    run.finish()
+}
 
+/// One scheduled repetition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// Index of the backend in the scenario.
+    pub backend: usize,
+    /// Repetition (or warm-up round) number, from 0.
+    pub index: u32,
+    /// A warm-up round, never counted.
+    pub warmup: bool,
+}
+
+/// Warm-up rounds first, then the measured repetitions, each round interleaving the
+/// runnable backends (A B A B …) so that drift hits every backend alike.
+pub fn schedule(scenario: &Scenario, runnable: &[usize]) -> Vec<Slot> {
+    let rounds = (0..scenario.run.warmup)
+        .map(|i| (i, true))
+        .chain((0..scenario.run.repetitions).map(|i| (i, false)));
+    rounds
+        .flat_map(|(index, warmup)| {
+            runnable.iter().map(move |&backend| Slot {
+                backend,
+                index,
+                warmup,
+            })
+        })
+        .collect()
+}
+
+/// A run being carried out: what every repetition needs.
+struct Run<'a> {
+    scenario: &'a Scenario,
+    dirs: &'a Dirs,
+    run_dir: PathBuf,
+    results: Results,
+    output_root: PathBuf,
+    layout: ArrayLayout,
+    /// The dataset's files, for cache eviction and residency.
+    files: Vec<PathBuf>,
+    /// Files read to warm the cache before the first repetition.
+    warmed_files: u64,
+    trash: Trash,
+    /// Backends (by index) that can run here.
+    runnable: Vec<usize>,
+    /// Per backend, the S3 output it writes, verified in the store.
+    s3_outputs: Vec<Option<StoreUrl>>,
+}
+
+/// What [`Run::prepare`] ends with.
+enum Prepared<'a> {
+    Ready(Box<Run<'a>>),
+    /// A signal came while the cache was being prepared: the results so far.
+    Stopped(Box<Results>, PathBuf),
+}
+
+impl<'a> Run<'a> {
+    /// Everything before the first repetition.
+    fn prepare(scenario: &'a Scenario, dirs: &'a Dirs, fix: &str) -> anyhow::Result<Prepared<'a>> {
+        let input_root = dirs.dataset_root(scenario)?;
+        let output_root = dirs.output_root(scenario)?;
+        crate::sizes::check_machine(scenario)?;
+        let run_dir = new_run_dir(&dirs.results, &scenario.name)?;
+        fs::create_dir_all(run_dir.join("reps"))
+            .with_context(|| format!("creating {}", run_dir.display()))?;
+        fs::write(
+            run_dir.join("scenario.json"),
+            serde_json::to_vec_pretty(scenario)?,
+        )?;
+        let dataset = ensure_dataset(scenario, dirs, &input_root, fix)?;
+        let mut run = Box::new(Run {
+            scenario,
+            dirs,
+            results: new_results(scenario, dirs, dataset),
+            run_dir,
+            output_root,
+            layout: ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params),
+            files: cache::input_files(&scenario.dataset.params, &input_root),
+            warmed_files: 0,
+            trash: Trash::new(&dirs.data),
+            runnable: Vec::new(),
+            s3_outputs: vec![None; scenario.backends.len()],
+        });
+        let s3_inputs = run.choose_backends()?;
+        run.copy_to_stores(&input_root, &s3_inputs)?;
+        run.save()?;
+        if scenario.run.cache == CacheMode::Warm {
+            match cache::warm(&run.files) {
+                Ok(n) => run.warmed_files = n,
+                Err(e) => {
+                    let results = stopped(e, run.results, &|r| save_results(&run.run_dir, r))?;
+                    return Ok(Prepared::Stopped(Box::new(results), run.run_dir));
+                }
+            }
+        }
+        // Left by an earlier run that was stopped: no other run holds the lock now.
+        run.trash.empty(&dirs.data)?;
+        Ok(Prepared::Ready(run))
+    }
+
+    /// Which backends can run here; returns each backend's S3 input, if any. A
+    /// backend that cannot work here (io_uring switched off, say) is skipped, loudly
+    /// and in the results, never replaced by another; where every one must work
+    /// ([`REQUIRE_ALL_BACKENDS`], as in CI), the run fails instead.
+    fn choose_backends(&mut self) -> anyhow::Result<Vec<Option<StoreUrl>>> {
+        let mut s3_inputs = vec![None; self.scenario.backends.len()];
+        for (b, spec) in self.scenario.backends.iter().enumerate() {
+            let backend = AnyBackend::build(spec, &self.scenario.s3)?;
+            (s3_inputs[b], self.s3_outputs[b]) = backend.s3_stores();
+            match backend.availability() {
+                Availability::Available => self.runnable.push(b),
+                Availability::Unavailable(why) => {
+                    if std::env::var_os(REQUIRE_ALL_BACKENDS).is_some() {
+                        bail!("{} is unavailable here: {why}", spec.label);
+                    }
+                    eprintln!("{}: SKIPPED, unavailable here: {why}", spec.label);
+                    self.results.skipped.push(Skipped {
+                        label: spec.label.clone(),
+                        reason: why,
+                    });
+                }
+            }
+        }
+        Ok(s3_inputs)
+    }
+
+    /// Backends that read from S3 need the dataset there: uploaded once, reused
+    /// while the store's manifest matches.
+    fn copy_to_stores(
+        &mut self,
+        input_root: &Path,
+        s3_inputs: &[Option<StoreUrl>],
+    ) -> anyhow::Result<()> {
+        let mut copied: Vec<&StoreUrl> = Vec::new();
+        for &b in &self.runnable {
+            let Some(url) = &s3_inputs[b] else {
+                continue;
+            };
+            if copied.contains(&url) {
+                continue;
+            }
+            let copy = dataset::ensure_in_store(input_root, url, &self.scenario.s3)?;
+            eprintln!("  {copy}");
+            self.results.store_copies.push(copy);
+            copied.push(url);
+        }
+        Ok(())
+    }
+
+    /// Rewrites `results.json` (atomically).
+    fn save(&self) -> anyhow::Result<()> {
+        save_results(&self.run_dir, &self.results)
+    }
+
+    /// One repetition: the output emptied, the cache prepared, the child run and
+    /// its output verified. `None` when a signal stopped it before the child.
+    fn repetition(&mut self, step: usize, slot: &Slot) -> anyhow::Result<Option<Repetition>> {
+        // Moved aside, not deleted: on a filesystem like ext4 without a journal,
+        // creating files within minutes of deleting others makes the inode
+        // allocator skip every recently deleted inode, and that scan (measured:
+        // half the wall time of `sequential` on `quick`) would be charged to the
+        // next repetition. The trash goes when the run ends.
+        self.dirs
+            .data
+            .empty_output(&self.output_root, &self.trash)
+            .context("emptying the output directory before the repetition")?;
+        let Some(cache) = self.prepare_cache(step == 0)? else {
+            return Ok(None);
+        };
+        let spec = &self.scenario.backends[slot.backend];
+        let (status, report) = self.run_child(slot)?;
+        let (error, measurement) = match report {
+            Some(r) => (r.error, r.measurement),
+            None => (
+                Some(format!(
+                    "the child process died ({status}) without a report"
+                )),
+                None,
+            ),
+        };
+        let ok = error.is_none() && status.success();
+        let verification = ok.then(|| self.verify(slot, measurement.as_ref()));
+        say_outcome(self.scenario.workload, &error, &verification, &measurement);
+        Ok(Some(Repetition {
+            label: spec.label.clone(),
+            backend: spec.name.clone(),
+            index: slot.index,
+            warmup: slot.warmup,
+            ok,
+            error,
+            counts: verification.as_ref().is_some_and(|v| v.ok),
+            measurement,
+            cache,
+            verification,
+        }))
+    }
+
+    /// Evicts (cold) and samples the page cache before a repetition; `None` when a
+    /// signal stopped the eviction.
+    fn prepare_cache(&self, first: bool) -> anyhow::Result<Option<CacheState>> {
+        let mut state = CacheState {
+            requested: self.scenario.run.cache,
+            fadvise_files: 0,
+            warmed_files: if first { self.warmed_files } else { 0 },
+            dropped_page_cache: false,
+            sampled_files: 0,
+            resident_fraction: 0.0,
+        };
+        if self.scenario.run.cache == CacheMode::Cold {
+            match cache::evict(&self.files, self.scenario.run.drop_caches) {
+                Ok((advised, dropped)) => {
+                    state.fadvise_files = advised;
+                    state.dropped_page_cache = dropped;
+                }
+                Err(e) if e.is::<signals::Interrupted>() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        (state.sampled_files, state.resident_fraction) =
+            cache::resident_fraction(&self.files, RESIDENCY_SAMPLE);
+        Ok(Some(state))
+    }
+
+    /// Runs the repetition in a fresh child process of this binary; its exit status
+    /// and the report it wrote, if any.
+    fn run_child(
+        &self,
+        slot: &Slot,
+    ) -> anyhow::Result<(std::process::ExitStatus, Option<ChildReport>)> {
+        let (scenario, spec) = (self.scenario, &self.scenario.backends[slot.backend]);
+        let rep_file = self.run_dir.join("reps").join(format!(
+            "{}-{}{}.json",
+            spec.label,
+            if slot.warmup { "warmup-" } else { "" },
+            slot.index
+        ));
+        let mut child = Command::new(std::env::current_exe()?);
+        die_with_parent(&mut child);
+        // Credentials from the scenario's [s3] table are not in scenario.json: the
+        // child gets them in its environment, as if the user had exported them.
+        if let (Some(id), Some(secret)) =
+            (&scenario.s3.access_key_id, &scenario.s3.secret_access_key)
+        {
+            child
+                .env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+        let of = if slot.warmup {
+            scenario.run.warmup
+        } else {
+            scenario.run.repetitions
+        };
+        child
+            .arg("__rep")
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg("--backend")
+            .arg(slot.backend.to_string())
+            .arg("--data-dir")
+            .arg(self.dirs.data.path())
+            .arg("--out")
+            .arg(&rep_file)
+            .arg("--progress-label")
+            .arg(format!(
+                "{}{} {}/{of}",
+                spec.label,
+                if slot.warmup {
+                    " warm-up"
+                } else {
+                    " repetition"
+                },
+                slot.index + 1,
+            ));
+        let status = supervise(child)?;
+        let report = fs::read(&rep_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        Ok((status, report))
+    }
+
+    /// Verifies a finished repetition's output: the Zarr array against the closed
+    /// form (locally or in its S3 store), or for read-only runs that every input
+    /// was read once and nothing written.
+    fn verify(&self, slot: &Slot, measurement: Option<&Measurement>) -> verify::Verification {
+        let run = &self.scenario.run;
+        let seed = slot.index as u64;
+        match self.scenario.workload {
+            WorkloadKind::Rechunk => match &self.s3_outputs[slot.backend] {
+                None => {
+                    verify::verify(&self.layout, &self.output_root, run.verify_max_chunks, seed)
+                }
+                Some(url) => match verify::InStore::open(url, &self.scenario.s3) {
+                    Ok(objects) => {
+                        verify::verify_objects(&self.layout, &objects, run.verify_max_chunks, seed)
+                    }
+                    Err(e) => verify::Verification {
+                        problems: vec![format!("{url}: {e}")],
+                        ..Default::default()
+                    },
+                },
+            },
+            WorkloadKind::ReadOnly => verify::verify_read_only(
+                &self.output_root,
+                measurement.map_or(0, |m| m.outcome.inputs),
+                measurement.map_or(0, |m| m.outcome.input_bytes),
+                self.results.dataset.messages,
+                self.results.dataset.bytes,
+            ),
+        }
+    }
+
+    /// After the last repetition (or a signal): the results marked and saved for
+    /// the last time, the trash emptied.
+    fn finish(mut self) -> anyhow::Result<(Results, PathBuf)> {
+        if let Some(signal) = signals::received() {
+            self.results.interrupted = Some(signals::signal_name(signal.0));
+        }
+        self.results.finished_at = Some(chrono::Utc::now().to_rfc3339());
+        self.save()?;
+        if let Err(e) = self.trash.empty(&self.dirs.data) {
+            eprintln!("warning: the earlier outputs moved aside were not deleted: {e:#}");
+        }
+        Ok((self.results, self.run_dir))
+    }
+}
+
+/// Generates or reuses the scenario's dataset, and says which.
+fn ensure_dataset(
+    scenario: &Scenario,
+    dirs: &Dirs,
+    input_root: &Path,
+    fix: &str,
+) -> anyhow::Result<dataset::DatasetInfo> {
     eprintln!("dataset {}", input_root.display());
-    let dataset = dataset::ensure(
-        &dirs.data,
-        &scenario.dataset.params,
-        &input_root,
-        false,
-        fix,
-    )?;
+    let dataset = dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
     if dataset.generated {
         eprintln!(
             "  generated {} messages ({:.1} MB) in {:.1} s: {:.0} messages/s",
@@ -131,9 +482,13 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
             dataset.bytes as f64 / 1e6
         );
     }
+    Ok(dataset)
+}
 
+/// The results of a run about to start.
+fn new_results(scenario: &Scenario, dirs: &Dirs, dataset: dataset::DatasetInfo) -> Results {
     let (git_commit, git_dirty) = machine::git_commit();
-    let mut results = Results {
+    Results {
         schema_version: SCHEMA_VERSION,
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit,
@@ -148,248 +503,47 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
         skipped: Vec::new(),
         ceilings: None,
         store_copies: Vec::new(),
-    };
-    // A backend that cannot work here (io_uring switched off, say) is skipped, loudly
-    // and in the results, never replaced by another; where it must work
-    // (HARNESS_REQUIRE_IO_URING, as in CI), the run fails instead.
-    let mut runnable = Vec::new();
-    let mut s3_inputs = vec![None; scenario.backends.len()];
-    let mut s3_outputs = vec![None; scenario.backends.len()];
-    for (b, spec) in scenario.backends.iter().enumerate() {
-        let backend = AnyBackend::build(spec, &scenario.s3)?;
-        (s3_inputs[b], s3_outputs[b]) = backend.s3_stores();
-        match backend.availability() {
-            Availability::Available => runnable.push(b),
-            Availability::Unavailable(why) => {
-                if std::env::var_os("HARNESS_REQUIRE_IO_URING").is_some() {
-                    bail!("{} is unavailable here: {why}", spec.label);
-                }
-                eprintln!("{}: SKIPPED, unavailable here: {why}", spec.label);
-                results.skipped.push(Skipped {
-                    label: spec.label.clone(),
-                    reason: why,
-                });
-            }
-        }
     }
-    // Backends that read from S3 need the dataset there: uploaded once, reused while
-    // the store's manifest matches.
-    let mut copied: Vec<StoreUrl> = Vec::new();
-    for &b in &runnable {
-        let Some(url) = &s3_inputs[b] else {
-            continue;
-        };
-        if copied.contains(url) {
-            continue;
-        }
-        let copy = dataset::ensure_in_store(&input_root, url, &scenario.s3)?;
-        eprintln!("  {copy}");
-        results.store_copies.push(copy);
-        copied.push(url.clone());
-    }
-    let results_path = run_dir.join("results.json");
-    let save = |r: &Results| -> anyhow::Result<()> {
-        let tmp = run_dir.join(".results.json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(r)?)?;
-        fs::rename(&tmp, &results_path)
-            .with_context(|| format!("writing {}", results_path.display()))
-    };
-    save(&results)?;
+}
 
-    let files = cache::input_files(&scenario.dataset.params, &input_root);
-    let mut warmed_files = 0;
-    if scenario.run.cache == CacheMode::Warm {
-        match cache::warm(&files) {
-            Ok(n) => warmed_files = n,
-            Err(e) => return stopped(e, results, &save).map(|r| (r, run_dir)),
-        }
-    }
-    let trash = Trash::new(&dirs.data);
-    // Left by an earlier run that was stopped: no other run holds the lock now.
-    trash.empty(&dirs.data)?;
+/// Writes `results.json` into `run_dir` atomically (temporary file, rename).
+fn save_results(run_dir: &Path, results: &Results) -> anyhow::Result<()> {
+    let path = run_dir.join("results.json");
+    let tmp = run_dir.join(".results.json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(results)?)?;
+    fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
 
-    // Warm-ups first, then the measured repetitions interleaved across backends.
-    let mut schedule = Vec::new();
-    for w in 0..scenario.run.warmup {
-        for &b in &runnable {
-            schedule.push((b, w, true));
-        }
-    }
-    for rep in 0..scenario.run.repetitions {
-        for &b in &runnable {
-            schedule.push((b, rep, false));
-        }
-    }
-    let layout = ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params);
-    for (step, &(b, index, warmup)) in schedule.iter().enumerate() {
-        if let Some(signal) = signals::received() {
-            results.interrupted = Some(signals::signal_name(signal.0));
-            break;
-        }
-        let spec = &scenario.backends[b];
-        eprintln!(
-            "[{}/{}] {}{} repetition {}",
-            step + 1,
-            schedule.len(),
-            spec.label,
-            if warmup { " warm-up" } else { "" },
-            index + 1
-        );
-        // Moved aside, not deleted: on a filesystem like ext4 without a journal,
-        // creating files within minutes of deleting others makes the inode
-        // allocator skip every recently deleted inode, and that scan (measured:
-        // half the wall time of `sequential` on `quick`) would be charged to the
-        // next repetition. The trash goes when the run ends.
-        dirs.data
-            .empty_output(&output_root, &trash)
-            .context("emptying the output directory before the repetition")?;
-
-        let mut cache_state = CacheState {
-            requested: scenario.run.cache,
-            fadvise_files: 0,
-            warmed_files: if step == 0 { warmed_files } else { 0 },
-            dropped_page_cache: false,
-            sampled_files: 0,
-            resident_fraction: 0.0,
-        };
-        if scenario.run.cache == CacheMode::Cold {
-            let (advised, dropped) = match cache::evict(&files, scenario.run.drop_caches) {
-                Ok(x) => x,
-                Err(e) if e.is::<signals::Interrupted>() => break,
-                Err(e) => return Err(e),
-            };
-            cache_state.fadvise_files = advised;
-            cache_state.dropped_page_cache = dropped;
-        }
-        let (sampled, resident) = cache::resident_fraction(&files, RESIDENCY_SAMPLE);
-        cache_state.sampled_files = sampled;
-        cache_state.resident_fraction = resident;
-
-        let rep_file = run_dir.join("reps").join(format!(
-            "{}-{}{}.json",
-            spec.label,
-            if warmup { "warmup-" } else { "" },
-            index
-        ));
-        let mut child = Command::new(std::env::current_exe()?);
-        die_with_parent(&mut child);
-        // Credentials from the scenario's [s3] table are not in scenario.json: the
-        // child gets them in its environment, as if the user had exported them.
-        if let (Some(id), Some(secret)) =
-            (&scenario.s3.access_key_id, &scenario.s3.secret_access_key)
-        {
-            child
-                .env("AWS_ACCESS_KEY_ID", id)
-                .env("AWS_SECRET_ACCESS_KEY", secret);
-        }
-        child
-            .arg("__rep")
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .arg("--backend")
-            .arg(b.to_string())
-            .arg("--data-dir")
-            .arg(dirs.data.path())
-            .arg("--out")
-            .arg(&rep_file)
-            .arg("--progress-label")
-            .arg(format!(
-                "{}{} {}/{}",
-                spec.label,
-                if warmup { " warm-up" } else { " repetition" },
-                index + 1,
-                if warmup {
-                    scenario.run.warmup
-                } else {
-                    scenario.run.repetitions
-                }
-            ));
-        let status = supervise(child)?;
-        let report: Option<ChildReport> = fs::read(&rep_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let (error, measurement) = match report {
-            Some(r) => (r.error, r.measurement),
-            None => (
-                Some(format!(
-                    "the child process died ({status}) without a report"
-                )),
-                None,
-            ),
-        };
-        let ok = error.is_none() && status.success();
-        let verification = ok.then(|| match (scenario.workload, &measurement) {
-            (WorkloadKind::Rechunk, _) => match &s3_outputs[b] {
-                None => verify::verify(
-                    &layout,
-                    &output_root,
-                    scenario.run.verify_max_chunks,
-                    index as u64,
-                ),
-                Some(url) => match verify::InStore::open(url, &scenario.s3) {
-                    Ok(objects) => verify::verify_objects(
-                        &layout,
-                        &objects,
-                        scenario.run.verify_max_chunks,
-                        index as u64,
-                    ),
-                    Err(e) => verify::Verification {
-                        problems: vec![format!("{url}: {e}")],
-                        ..Default::default()
-                    },
-                },
+/// One line on the terminal per finished repetition.
+fn say_outcome(
+    workload: WorkloadKind,
+    error: &Option<String>,
+    verification: &Option<verify::Verification>,
+    measurement: &Option<Measurement>,
+) {
+    match (error, verification, measurement) {
+        (Some(e), _, _) => eprintln!("  FAILED: {e}"),
+        (None, Some(v), Some(m)) => eprintln!(
+            "  {:.0} {}/s, {:.2} s wall, verified {}",
+            m.items_per_second,
+            match workload {
+                WorkloadKind::Rechunk => "fields",
+                WorkloadKind::ReadOnly => "inputs",
             },
-            (WorkloadKind::ReadOnly, m) => verify::verify_read_only(
-                &output_root,
-                m.as_ref().map_or(0, |m| m.outcome.inputs),
-                m.as_ref().map_or(0, |m| m.outcome.input_bytes),
-                results.dataset.messages,
-                results.dataset.bytes,
-            ),
-        });
-        let counts = verification.as_ref().is_some_and(|v| v.ok);
-        match (&error, &verification, &measurement) {
-            (Some(e), _, _) => eprintln!("  FAILED: {e}"),
-            (None, Some(v), Some(m)) => eprintln!(
-                "  {:.0} fields/s, {:.2} s wall, verified {}",
-                m.items_per_second,
-                m.wall_seconds,
-                if v.ok && scenario.workload == WorkloadKind::ReadOnly {
-                    "ok (every input read once, nothing written)".to_string()
-                } else if v.ok {
-                    format!(
-                        "ok ({} of {} chunks checked)",
-                        v.chunks_checked, v.chunks_expected
-                    )
-                } else {
-                    format!("FAILED: {}", v.problems.join("; "))
-                }
-            ),
-            _ => {}
-        }
-        results.repetitions.push(Repetition {
-            label: spec.label.clone(),
-            backend: spec.name.clone(),
-            index,
-            warmup,
-            ok,
-            error,
-            counts,
-            measurement,
-            cache: cache_state,
-            verification,
-        });
-        save(&results)?;
+            m.wall_seconds,
+            if v.ok && workload == WorkloadKind::ReadOnly {
+                "ok (every input read once, nothing written)".to_string()
+            } else if v.ok {
+                format!(
+                    "ok ({} of {} chunks checked)",
+                    v.chunks_checked, v.chunks_expected
+                )
+            } else {
+                format!("FAILED: {}", v.problems.join("; "))
+            }
+        ),
+        _ => {}
     }
-    if let (None, Some(signal)) = (&results.interrupted, signals::received()) {
-        results.interrupted = Some(signals::signal_name(signal.0));
-    }
-    results.finished_at = Some(chrono::Utc::now().to_rfc3339());
-    save(&results)?;
-    if let Err(e) = trash.empty(&dirs.data) {
-        eprintln!("warning: the earlier outputs moved aside were not deleted: {e:#}");
-    }
-    Ok((results, run_dir))
 }
 
 /// A step before the repetitions failed with `e`: if a signal caused it, the
@@ -460,8 +614,9 @@ fn supervise(mut cmd: Command) -> anyhow::Result<std::process::ExitStatus> {
     }
 }
 
-/// The child side of one repetition: build the job, run the backend, measure, and
-/// write the report. Returns whether the backend succeeded.
+/// The child side of one repetition: build the job, run the backend between its
+/// untimed `prepare` and `finish`, measure, and write the report. Returns whether
+/// the backend succeeded.
 pub fn child(
     run_dir: &Path,
     backend: usize,
@@ -474,40 +629,85 @@ pub fn child(
         .backends
         .get(backend)
         .with_context(|| format!("no backend #{backend} in the scenario"))?;
-    let params = &scenario.dataset.params;
+    let job = Arc::new(child_job(&scenario, spec, data_dir)?);
+    let backend_impl = AnyBackend::build(spec, &scenario.s3)?;
+    // Untimed: loading a memory store, emptying an S3 output.
+    let prepared = match backend_impl.prepare(&job) {
+        Ok(d) => d,
+        Err(e) => return write_report(out, &ChildReport::failed(e.to_string())),
+    };
+    let cancel = Cancel::new();
+    // SIGINT or SIGTERM cancels the run; a second one exits at once.
+    signals::install(Some(cancel.clone()))?;
+    let timed = timed_run(
+        &scenario,
+        spec,
+        &job,
+        &backend_impl,
+        &cancel,
+        progress_label,
+    );
+    // Untimed, whether the run succeeded or not (the contract): copying a memory
+    // output to where it is verified. The run's own error comes first.
+    let finished = backend_impl.finish(&job);
+    let report = timed.report(&scenario, spec, prepared, finished);
+    write_report(out, &report)
+}
+
+/// The job of a repetition, as the parent described it in `scenario.json`.
+fn child_job(scenario: &Scenario, spec: &BackendSpec, data_dir: &Path) -> anyhow::Result<Job> {
     let input_root = data_dir.join(&scenario.dataset.root);
-    let job = Arc::new(Job {
-        groups: params
+    Ok(Job {
+        groups: scenario
+            .dataset
+            .params
             .groups_at(&input_root)
             .map_err(|e| anyhow::anyhow!(e))?,
         input_root,
         output_root: data_dir.join(&scenario.output.root),
         limits: spec.limits,
         overlap_groups: scenario.run.overlap_groups,
-    });
-    let nwp = NwpWorkload::new(params.clone(), scenario.output.params);
-    let (rechunk, read_only) = match scenario.workload {
-        WorkloadKind::Rechunk => (Some(Arc::new(nwp)), None),
-        WorkloadKind::ReadOnly => (None, Some(Arc::new(ReadOnly(nwp)))),
-    };
-    let backend_impl = AnyBackend::build(spec, &scenario.s3)?;
-    // Untimed: loading a memory store, emptying an S3 output.
-    let prepared = match backend_impl.prepare(&job) {
-        Ok(d) => d,
-        Err(e) => {
-            let report = ChildReport {
-                error: Some(e.to_string()),
-                measurement: None,
-            };
-            fs::write(out, serde_json::to_vec_pretty(&report)?)
-                .with_context(|| format!("writing {}", out.display()))?;
-            return Ok(false);
-        }
-    };
+    })
+}
 
-    let cancel = Cancel::new();
-    // SIGINT or SIGTERM cancels the run; a second one exits at once.
-    signals::install(Some(cancel.clone()))?;
+/// Writes the child's report; returns whether the backend succeeded.
+fn write_report(out: &Path, report: &ChildReport) -> anyhow::Result<bool> {
+    fs::write(out, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(report.error.is_none())
+}
+
+impl ChildReport {
+    fn failed(error: String) -> ChildReport {
+        ChildReport {
+            error: Some(error),
+            measurement: None,
+        }
+    }
+}
+
+/// What the timed region of a repetition gave.
+struct TimedRun {
+    result: Result<rechunk_contract::RunOutcome, rechunk_contract::RunError>,
+    wall_seconds: f64,
+    /// Threads the backend added at most.
+    threads: u64,
+    usage: Usage,
+    counters: Arc<Counters>,
+    full: Option<Arc<FullRecorder>>,
+    samples: Vec<Sample>,
+}
+
+/// Runs the backend once, timed, with a sampler thread that records the gauges
+/// and the thread count every bucket and drives the progress bar.
+fn timed_run(
+    scenario: &Scenario,
+    spec: &BackendSpec,
+    job: &Arc<Job>,
+    backend: &AnyBackend,
+    cancel: &Cancel,
+    progress_label: &str,
+) -> TimedRun {
     let counters = Arc::new(Counters::new());
     let full =
         (spec.recording == Recording::Full).then(|| Arc::new(FullRecorder::new(counters.clone())));
@@ -515,128 +715,195 @@ pub fn child(
         Some(f) => f.clone(),
         None => counters.clone(),
     };
-    let total = job.input_count() as u64;
+    let nwp = NwpWorkload::new(scenario.dataset.params.clone(), scenario.output.params);
     let done = AtomicBool::new(false);
-    // The harness's own threads (main, the Ctrl-C handler) before the run; the
+    // The harness's own threads (main, the signal handling) before the run; the
     // sampler thread started below takes the place of the calling thread in the count.
     let baseline_threads = thread_count();
-    let usage_before = rusage();
+    let before = Usage::now();
     let start = Instant::now();
     let timeline_start = full.as_ref().map_or(start, |f| f.start());
-    let (result, wall, (threads, samples)) = std::thread::scope(|s| {
+    let (result, wall_seconds, threads, samples) = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
-            let bar = progress::bar(
-                total,
-                &format!("{} {}", scenario.name, progress_label),
-                "fields",
-            );
-            let stage = match scenario.workload {
-                WorkloadKind::Rechunk => Stage::Reduce,
-                WorkloadKind::ReadOnly => Stage::Read,
-            };
-            let mut max_threads = 0;
-            let mut samples = Vec::new();
-            // One sample at the start and one after the end at least, so that even a
-            // run shorter than a bucket has its gauges.
-            loop {
-                let finished = done.load(Ordering::Acquire);
-                let threads = thread_count();
-                max_threads = max_threads.max(threads);
-                let c = counters.gauges();
-                samples.push(Sample {
-                    t: timeline_start.elapsed().as_secs_f64(),
-                    io_in_flight: c.0,
-                    bytes_in_flight: c.1,
-                    threads,
-                });
-                bar.set_position(counters.items(stage));
-                if finished {
-                    break;
-                }
-                std::thread::sleep(record::BUCKET);
-            }
-            bar.finish_and_clear();
-            (max_threads, samples)
+            sample_until_done(
+                scenario,
+                job,
+                &counters,
+                &done,
+                timeline_start,
+                progress_label,
+            )
         });
-        let r = match (&rechunk, &read_only) {
-            (Some(w), _) => backend_impl.run(&job, w, &recorder, &cancel),
-            (_, Some(w)) => backend_impl.run(&job, w, &recorder, &cancel),
-            (None, None) => unreachable!("one workload is built"),
+        let result = match scenario.workload {
+            WorkloadKind::Rechunk => backend.run(job, &Arc::new(nwp), &recorder, cancel),
+            WorkloadKind::ReadOnly => backend.run(job, &Arc::new(ReadOnly(nwp)), &recorder, cancel),
         };
         // Taken before joining the sampler, whose sleep must not count as the run's.
         let wall = start.elapsed().as_secs_f64();
         done.store(true, Ordering::Release);
-        let (mut threads, samples) = sampler.join().unwrap_or_default();
-        threads = threads.max(thread_count());
-        (r, wall, (threads.saturating_sub(baseline_threads), samples))
+        let (threads, samples) = sampler.join().unwrap_or_default();
+        let threads = threads.max(thread_count());
+        (
+            result,
+            wall,
+            threads.saturating_sub(baseline_threads),
+            samples,
+        )
     });
-    let (stages, timeline) = match &full {
-        Some(f) => {
-            let (stages, mut timeline) = f.finish();
-            timeline.samples = samples;
-            (stages, Some(timeline))
-        }
-        None => (Default::default(), None),
-    };
-    let usage_after = rusage();
-
-    // Untimed, whether the run succeeded or not (the contract): copying a memory
-    // output to where it is verified. The run's own error comes first.
-    let finished = backend_impl.finish(&job);
-    let result = result.and_then(|mut outcome| {
-        outcome.details.extend(prepared);
-        outcome.details.extend(finished?);
-        Ok(outcome)
-    });
-    let report = match result {
-        Ok(outcome) => {
-            let inputs = outcome.inputs as f64;
-            ChildReport {
-                error: None,
-                measurement: Some(Measurement {
-                    wall_seconds: wall,
-                    user_seconds: usage_after.0 - usage_before.0,
-                    system_seconds: usage_after.1 - usage_before.1,
-                    peak_rss_bytes: peak_rss().unwrap_or(usage_after.2),
-                    voluntary_switches: usage_after.3 - usage_before.3,
-                    involuntary_switches: usage_after.4 - usage_before.4,
-                    threads,
-                    items_per_second: inputs / wall,
-                    decoded_mb_per_second: inputs * params.field_bytes() as f64 / wall / 1e6,
-                    input_mb_per_second: outcome.input_bytes as f64 / wall / 1e6,
-                    counters: counters.snapshot(),
-                    outcome,
-                    recording: spec.recording,
-                    stages,
-                    timeline,
-                }),
-            }
-        }
-        Err(e) => ChildReport {
-            error: Some(e.to_string()),
-            measurement: None,
-        },
-    };
-    let ok = report.error.is_none();
-    fs::write(out, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(ok)
+    TimedRun {
+        result,
+        wall_seconds,
+        threads,
+        usage: Usage::now().since(&before),
+        counters,
+        full,
+        samples,
+    }
 }
 
-/// (user seconds, system seconds, peak RSS bytes, voluntary and involuntary context
-/// switches) of this process.
-fn rusage() -> (f64, f64, u64, u64, u64) {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (
-        secs(u.ru_utime),
-        secs(u.ru_stime),
-        u.ru_maxrss as u64 * 1024,
-        u.ru_nvcsw as u64,
-        u.ru_nivcsw as u64,
-    )
+/// The sampler: one sample at the start and one after the end at least, so that
+/// even a run shorter than a bucket has its gauges. Returns the most threads seen
+/// and the samples.
+fn sample_until_done(
+    scenario: &Scenario,
+    job: &Job,
+    counters: &Counters,
+    done: &AtomicBool,
+    timeline_start: Instant,
+    progress_label: &str,
+) -> (u64, Vec<Sample>) {
+    let bar = progress::bar(
+        job.input_count() as u64,
+        &format!("{} {}", scenario.name, progress_label),
+        "fields",
+    );
+    let stage = match scenario.workload {
+        WorkloadKind::Rechunk => Stage::Reduce,
+        WorkloadKind::ReadOnly => Stage::Read,
+    };
+    let mut max_threads = 0;
+    let mut samples = Vec::new();
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        let threads = thread_count();
+        max_threads = max_threads.max(threads);
+        let (io_in_flight, bytes_in_flight) = counters.gauges();
+        samples.push(Sample {
+            t: timeline_start.elapsed().as_secs_f64(),
+            io_in_flight,
+            bytes_in_flight,
+            threads,
+        });
+        bar.set_position(counters.items(stage));
+        if finished {
+            break;
+        }
+        std::thread::sleep(record::BUCKET);
+    }
+    bar.finish_and_clear();
+    (max_threads, samples)
+}
+
+impl TimedRun {
+    /// The report: the measurement if the run (and its untimed `finish`)
+    /// succeeded, else the first error.
+    fn report(
+        self,
+        scenario: &Scenario,
+        spec: &BackendSpec,
+        prepared: serde_json::Map<String, serde_json::Value>,
+        finished: Result<serde_json::Map<String, serde_json::Value>, rechunk_contract::RunError>,
+    ) -> ChildReport {
+        let (stages, timeline) = match &self.full {
+            Some(f) => {
+                let (stages, mut timeline) = f.finish();
+                timeline.samples = self.samples;
+                (stages, Some(timeline))
+            }
+            None => (Default::default(), None),
+        };
+        let outcome = self.result.and_then(|mut outcome| {
+            outcome.details.extend(prepared);
+            outcome.details.extend(finished?);
+            Ok(outcome)
+        });
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => return ChildReport::failed(e.to_string()),
+        };
+        let (inputs, wall) = (outcome.inputs as f64, self.wall_seconds);
+        let field_bytes = scenario.dataset.params.field_bytes() as f64;
+        ChildReport {
+            error: None,
+            measurement: Some(Measurement {
+                wall_seconds: wall,
+                user_seconds: self.usage.user_seconds,
+                system_seconds: self.usage.system_seconds,
+                peak_rss_bytes: peak_rss().unwrap_or(self.usage.max_rss_bytes),
+                voluntary_switches: self.usage.voluntary_switches,
+                involuntary_switches: self.usage.involuntary_switches,
+                threads: self.threads,
+                items_per_second: inputs / wall,
+                decoded_mb_per_second: inputs * field_bytes / wall / 1e6,
+                input_mb_per_second: outcome.input_bytes as f64 / wall / 1e6,
+                counters: self.counters.snapshot(),
+                outcome,
+                recording: spec.recording,
+                stages,
+                timeline,
+            }),
+        }
+    }
+}
+
+/// This process's resource use (`getrusage(RUSAGE_SELF)`), or a difference of two.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Usage {
+    user_seconds: f64,
+    system_seconds: f64,
+    /// `ru_maxrss`: only a fallback (see [`peak_rss`]).
+    max_rss_bytes: u64,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+}
+
+impl Usage {
+    /// Now; all zeros (said once on standard error) if getrusage fails.
+    fn now() -> Usage {
+        // SAFETY: getrusage fills the struct we pass; a zeroed rusage is valid.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: RUSAGE_SELF and a valid pointer.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+            eprintln!(
+                "warning: getrusage failed ({}): CPU time and context switches read as 0",
+                std::io::Error::last_os_error()
+            );
+            return Usage::default();
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Usage {
+            user_seconds: secs(u.ru_utime),
+            system_seconds: secs(u.ru_stime),
+            max_rss_bytes: u.ru_maxrss as u64 * 1024,
+            voluntary_switches: u.ru_nvcsw as u64,
+            involuntary_switches: u.ru_nivcsw as u64,
+        }
+    }
+
+    /// What was used between `before` and this (the peak is this one's).
+    fn since(&self, before: &Usage) -> Usage {
+        Usage {
+            user_seconds: self.user_seconds - before.user_seconds,
+            system_seconds: self.system_seconds - before.system_seconds,
+            max_rss_bytes: self.max_rss_bytes,
+            voluntary_switches: self
+                .voluntary_switches
+                .saturating_sub(before.voluntary_switches),
+            involuntary_switches: self
+                .involuntary_switches
+                .saturating_sub(before.involuntary_switches),
+        }
+    }
 }
 
 /// This process's peak resident set (`VmHWM`). Not getrusage's `ru_maxrss`: that

@@ -104,9 +104,10 @@ pub struct RunSpec {
     /// Chunks whose values are checked per repetition; all of them when there are at
     /// most this many, a seeded random sample of this many otherwise. 0: all.
     pub verify_max_chunks: u64,
-    /// Also measure the IO and CPU ceilings and each backend's efficiency.
-    #[serde(default)]
-    pub limits: bool,
+    /// Also measure the IO and CPU ceilings and each backend's efficiency (called
+    /// `limits` in results written before schema 3).
+    #[serde(default, alias = "limits")]
+    pub ceilings: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -426,7 +427,7 @@ pub fn parse(
         drop_caches: r.drop_caches.unwrap_or(false),
         overlap_groups: r.overlap_groups.unwrap_or(false),
         verify_max_chunks: r.verify_max_chunks.unwrap_or(2048),
-        limits: r.ceilings.unwrap_or(false),
+        ceilings: r.ceilings.unwrap_or(false),
     };
 
     if raw.backend.is_empty() {
