@@ -232,7 +232,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             print_root,
             store,
-        } => gen(scenario.as_deref(), force, print_root, store.as_deref(), paths),
+        } => gen(
+            scenario.as_deref(),
+            force,
+            print_root,
+            store.as_deref(),
+            paths,
+        ),
         Cmd::Verify { output, max_chunks } => verify_output(&output, max_chunks),
         Cmd::List => {
             print!("{}", list());
