@@ -15,7 +15,7 @@ use toml::Spanned;
 use backend_object_store::store::S3Config;
 
 use crate::backends;
-use crate::sizes;
+use crate::{kinds, sizes};
 
 /// A scenario error, pointing into the file.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,9 @@ pub struct Scenario {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSpec {
+    /// The dataset kind ([`crate::kinds::DATASET_KINDS`]).
+    #[serde(default = "crate::kinds::default_dataset_kind")]
+    pub kind: String,
     pub params: DatasetParams,
     /// Relative to the data directory.
     pub root: PathBuf,
@@ -87,6 +90,9 @@ pub struct DatasetSpec {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
+    /// The output layout ([`crate::kinds::OUTPUT_LAYOUTS`]).
+    #[serde(default = "crate::kinds::default_output_layout")]
+    pub layout: String,
     pub params: OutputParams,
     /// Relative to the data directory; emptied before every repetition.
     pub root: PathBuf,
@@ -206,6 +212,7 @@ struct RawSweep {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDataset {
+    kind: Option<Spanned<String>>,
     layout: Option<Layout>,
     groups: Spanned<u32>,
     variables: Spanned<u32>,
@@ -222,6 +229,7 @@ struct RawDataset {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    layout: Option<Spanned<String>>,
     root: Option<Spanned<String>>,
     cy: Option<Spanned<u32>>,
     cx: Option<Spanned<u32>>,
@@ -395,7 +403,8 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         seed: d.seed.unwrap_or(1),
     };
     let root = relative_root(ctx, &d.root, "[dataset] root", "datasets", name)?;
-    Ok(DatasetSpec { params, root })
+    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
+    Ok(DatasetSpec { kind, params, root })
 }
 
 /// `[output]`: chunk sizes within the field, zstd level and root.
@@ -428,7 +437,27 @@ fn output_spec(
             "[output] root must not contain or lie inside [dataset] root: it is emptied before every repetition",
         ));
     }
-    Ok(OutputSpec { params, root })
+    let layout = registered(ctx, &o.layout, kinds::OUTPUT_LAYOUTS, "[output] layout")?;
+    Ok(OutputSpec {
+        layout,
+        params,
+        root,
+    })
+}
+
+/// A name from one of [`crate::kinds`]'s registries (the first when absent).
+fn registered(
+    ctx: &Ctx,
+    value: &Option<Spanned<String>>,
+    registry: &'static [kinds::Kind],
+    key: &str,
+) -> Result<String, ScenarioError> {
+    match value {
+        None => Ok(registry[0].name.to_string()),
+        Some(v) => kinds::find(registry, v.get_ref())
+            .map(|k| k.name.to_string())
+            .map_err(|m| ctx.err(v.span(), format!("{key}: {m}"))),
+    }
 }
 
 /// `[run]`: repetitions and warm-up rounds (within [`sizes::MAX_REPETITIONS`]),
@@ -1076,6 +1105,26 @@ name = "sequential"
         let e = parse_err(&format!("[workload]\nkind = \"write-only\"\n{GOOD}"));
         assert!(e.starts_with("s.toml:2:8:"), "{e}");
         assert!(e.contains("`rechunk`") && e.contains("`read-only`"), "{e}");
+    }
+
+    #[test]
+    fn dataset_kinds_and_output_layouts_come_from_their_registries() {
+        let s = parse(GOOD, "s", "s", Path::new("s")).unwrap();
+        assert_eq!(
+            (s.dataset.kind.as_str(), s.output.layout.as_str()),
+            ("nwp-fields", "chunked")
+        );
+        let e = parse_err(&GOOD.replace("nx = 8\n", "nx = 8\nkind = \"grib3\"\n"));
+        assert!(e.starts_with("s.toml:8:8:"), "{e}");
+        assert!(
+            e.contains("[dataset] kind: `grib3` is not one of \"nwp-fields\""),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}\n[output]\nlayout = \"tiled\"\n"));
+        assert!(
+            e.contains("[output] layout: `tiled` is not one of \"chunked\""),
+            "{e}"
+        );
     }
 
     #[test]
