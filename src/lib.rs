@@ -28,6 +28,7 @@ pub mod ceilings;
 pub mod compare;
 pub mod dataset;
 pub mod export;
+pub mod kinds;
 pub mod machine;
 pub mod mock;
 pub mod progress;

@@ -596,6 +596,22 @@ fn list() -> String {
             );
         }
     }
+    for (title, registry) in [
+        (
+            "Dataset kinds ([dataset] kind)",
+            harness::kinds::DATASET_KINDS,
+        ),
+        (
+            "Output layouts ([output] layout)",
+            harness::kinds::OUTPUT_LAYOUTS,
+        ),
+    ] {
+        let _ = writeln!(out, "\n{title}:");
+        for (i, k) in registry.iter().enumerate() {
+            let default = if i == 0 { " (default)" } else { "" };
+            let _ = writeln!(out, "  {}{default}: {}", k.name, k.summary);
+        }
+    }
     let io = harness::machine::io_uring_status();
     let _ = writeln!(out, "\nio_uring on this machine: {}", io.detail);
     out

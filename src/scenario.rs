@@ -15,7 +15,7 @@ use toml::Spanned;
 use stores::S3Config;
 
 use crate::backends;
-use crate::sizes;
+use crate::{kinds, sizes};
 
 /// A scenario error, pointing into the file.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,9 @@ pub struct Scenario {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSpec {
+    /// The dataset kind ([`crate::kinds::DATASET_KINDS`]).
+    #[serde(default = "crate::kinds::default_dataset_kind")]
+    pub kind: String,
     pub params: DatasetParams,
     /// Relative to the data directory.
     pub root: PathBuf,
@@ -87,6 +90,9 @@ pub struct DatasetSpec {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
+    /// The output layout ([`crate::kinds::OUTPUT_LAYOUTS`]).
+    #[serde(default = "crate::kinds::default_output_layout")]
+    pub layout: String,
     pub params: OutputParams,
     /// Relative to the data directory; emptied before every repetition.
     pub root: PathBuf,
@@ -206,6 +212,7 @@ struct RawSweep {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDataset {
+    kind: Option<Spanned<String>>,
     layout: Option<Layout>,
     groups: Spanned<u32>,
     variables: Spanned<u32>,
@@ -222,6 +229,7 @@ struct RawDataset {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    layout: Option<Spanned<String>>,
     root: Option<Spanned<String>>,
     cy: Option<Spanned<u32>>,
     cx: Option<Spanned<u32>>,
@@ -300,11 +308,33 @@ pub fn parse(
         let span = e.span().unwrap_or(0..0);
         ctx.err(span, e.message().trim().to_string())
     })?;
+    let name = scenario_name(&ctx, &raw, default_name)?;
+    let dataset = dataset_spec(&ctx, &raw.dataset, &name)?;
+    let output = output_spec(&ctx, &raw.output, &name, &dataset)?;
+    let workload = raw.workload.kind.unwrap_or_default();
+    Ok(Scenario {
+        description: raw.description.clone().unwrap_or_default(),
+        source: source.to_path_buf(),
+        run: run_spec(&ctx, &raw.run)?,
+        backends: backend_specs(&ctx, &raw, &dataset.params, output.params, workload)?,
+        s3: s3_config(&ctx, raw.s3.as_ref())?,
+        name,
+        dataset,
+        output,
+        workload,
+    })
+}
 
-    let name = match &raw.name {
+/// `name`, or the file's name.
+fn scenario_name(
+    ctx: &Ctx,
+    raw: &RawScenario,
+    default_name: &str,
+) -> Result<String, ScenarioError> {
+    match &raw.name {
         Some(n) => {
             check_name(n.get_ref()).map_err(|m| ctx.err(n.span(), format!("name: {m}")))?;
-            n.get_ref().clone()
+            Ok(n.get_ref().clone())
         }
         None => {
             check_name(default_name).map_err(|m| {
@@ -313,11 +343,25 @@ pub fn parse(
                     format!("the file name makes the scenario name, and {m}; set `name`"),
                 )
             })?;
-            default_name.to_string()
+            Ok(default_name.to_string())
         }
-    };
+    }
+}
 
-    let d = &raw.dataset;
+/// A zstd level, 1 to 22 (default 1).
+fn zstd_level(ctx: &Ctx, v: &Option<Spanned<i32>>, key: &str) -> Result<i32, ScenarioError> {
+    match v {
+        Some(l) if !(1..=22).contains(l.get_ref()) => {
+            Err(ctx.err(l.span(), format!("{key} must be 1 to 22")))
+        }
+        Some(l) => Ok(*l.get_ref()),
+        None => Ok(1),
+    }
+}
+
+/// `[dataset]`: sizes (each at least 1, their products within [`sizes`]), codec,
+/// noise, seed and root.
+fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, ScenarioError> {
     let positive = |v: &Spanned<u32>, key: &str| -> Result<u32, ScenarioError> {
         if *v.get_ref() == 0 {
             Err(ctx.err(v.span(), format!("{key} must be at least 1")))
@@ -346,15 +390,6 @@ pub fn parse(
         Some(b) => *b.get_ref(),
         None => 4,
     };
-    let zstd_level = |v: &Option<Spanned<i32>>, key: &str| -> Result<i32, ScenarioError> {
-        match v {
-            Some(l) if !(1..=22).contains(l.get_ref()) => {
-                Err(ctx.err(l.span(), format!("{key} must be 1 to 22")))
-            }
-            Some(l) => Ok(*l.get_ref()),
-            None => Ok(1),
-        }
-    };
     let params = DatasetParams {
         layout: d.layout.unwrap_or(Layout::Files),
         groups,
@@ -363,13 +398,22 @@ pub fn parse(
         ny,
         nx,
         codec: d.codec.unwrap_or(Codec::Zstd),
-        zstd_level: zstd_level(&d.zstd_level, "[dataset] zstd_level")?,
+        zstd_level: zstd_level(ctx, &d.zstd_level, "[dataset] zstd_level")?,
         noise_bits,
         seed: d.seed.unwrap_or(1),
     };
-    let dataset_root = relative_root(&ctx, &d.root, "[dataset] root", "datasets", &name)?;
+    let root = relative_root(ctx, &d.root, "[dataset] root", "datasets", name)?;
+    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
+    Ok(DatasetSpec { kind, params, root })
+}
 
-    let o = &raw.output;
+/// `[output]`: chunk sizes within the field, zstd level and root.
+fn output_spec(
+    ctx: &Ctx,
+    o: &RawOutput,
+    name: &str,
+    dataset: &DatasetSpec,
+) -> Result<OutputSpec, ScenarioError> {
     let chunk = |v: &Option<Spanned<u32>>, key: &str, full: u32| -> Result<u32, ScenarioError> {
         match v {
             Some(c) if *c.get_ref() == 0 || *c.get_ref() > full => Err(ctx.err(
@@ -380,76 +424,95 @@ pub fn parse(
             None => Ok(full),
         }
     };
-    let output = OutputParams {
-        cy: chunk(&o.cy, "[output] cy", ny)?,
-        cx: chunk(&o.cx, "[output] cx", nx)?,
-        zstd_level: zstd_level(&o.zstd_level, "[output] zstd_level")?,
+    let params = OutputParams {
+        cy: chunk(&o.cy, "[output] cy", dataset.params.ny)?,
+        cx: chunk(&o.cx, "[output] cx", dataset.params.nx)?,
+        zstd_level: zstd_level(ctx, &o.zstd_level, "[output] zstd_level")?,
     };
-    let output_root = relative_root(&ctx, &o.root, "[output] root", "outputs", &name)?;
-    if output_root.starts_with(&dataset_root) || dataset_root.starts_with(&output_root) {
+    let root = relative_root(ctx, &o.root, "[output] root", "outputs", name)?;
+    if root.starts_with(&dataset.root) || dataset.root.starts_with(&root) {
         let span = o.root.as_ref().map_or(0..0, |r| r.span());
         return Err(ctx.err(
             span,
             "[output] root must not contain or lie inside [dataset] root: it is emptied before every repetition",
         ));
     }
+    let layout = registered(ctx, &o.layout, kinds::OUTPUT_LAYOUTS, "[output] layout")?;
+    Ok(OutputSpec {
+        layout,
+        params,
+        root,
+    })
+}
 
-    let r = &raw.run;
-    let repetitions = match &r.repetitions {
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(n.span(), "[run] repetitions must be at least 1"))
+/// A name from one of [`crate::kinds`]'s registries (the first when absent).
+fn registered(
+    ctx: &Ctx,
+    value: &Option<Spanned<String>>,
+    registry: &'static [kinds::Kind],
+    key: &str,
+) -> Result<String, ScenarioError> {
+    match value {
+        None => Ok(registry[0].name.to_string()),
+        Some(v) => kinds::find(registry, v.get_ref())
+            .map(|k| k.name.to_string())
+            .map_err(|m| ctx.err(v.span(), format!("{key}: {m}"))),
+    }
+}
+
+/// `[run]`: repetitions and warm-up rounds (within [`sizes::MAX_REPETITIONS`]),
+/// cache, and the rest with their defaults.
+fn run_spec(ctx: &Ctx, r: &RawRun) -> Result<RunSpec, ScenarioError> {
+    let rounds = |v: &Option<Spanned<u32>>, key: &str, min: u32, default: u32| match v {
+        Some(n) if *n.get_ref() < min => {
+            Err(ctx.err(n.span(), format!("[run] {key} must be at least {min}")))
         }
-        Some(n) if *n.get_ref() as u64 > sizes::MAX_REPETITIONS => {
-            return Err(ctx.err(
-                n.span(),
-                format!(
-                    "[run] repetitions must be at most {}",
-                    sizes::MAX_REPETITIONS
-                ),
-            ))
-        }
-        Some(n) => *n.get_ref(),
-        None => 3,
+        Some(n) if *n.get_ref() as u64 > sizes::MAX_REPETITIONS => Err(ctx.err(
+            n.span(),
+            format!("[run] {key} must be at most {}", sizes::MAX_REPETITIONS),
+        )),
+        Some(n) => Ok(*n.get_ref()),
+        None => Ok(default),
     };
-    let run = RunSpec {
-        repetitions,
-        warmup: match &r.warmup {
-            Some(w) if *w.get_ref() as u64 > sizes::MAX_REPETITIONS => {
-                return Err(ctx.err(
-                    w.span(),
-                    format!("[run] warmup must be at most {}", sizes::MAX_REPETITIONS),
-                ))
-            }
-            Some(w) => *w.get_ref(),
-            None => 0,
-        },
+    Ok(RunSpec {
+        repetitions: rounds(&r.repetitions, "repetitions", 1, 3)?,
+        warmup: rounds(&r.warmup, "warmup", 0, 0)?,
         cache: r.cache.unwrap_or(CacheMode::Warm),
         drop_caches: r.drop_caches.unwrap_or(false),
         overlap_groups: r.overlap_groups.unwrap_or(false),
         verify_max_chunks: r.verify_max_chunks.unwrap_or(2048),
         ceilings: r.ceilings.unwrap_or(false),
-    };
+    })
+}
 
+/// Every `[[backend]]` table (a `[sweep]` expanded), each with a budget that lets
+/// the workload finish and a label of its own.
+fn backend_specs(
+    ctx: &Ctx,
+    raw: &RawScenario,
+    params: &DatasetParams,
+    output: OutputParams,
+    workload: WorkloadKind,
+) -> Result<Vec<BackendSpec>, ScenarioError> {
     if raw.backend.is_empty() {
         return Err(ctx.err(
-            text.len()..text.len(),
+            ctx.text.len()..ctx.text.len(),
             format!(
                 "no [[backend]] table: name at least one of {}",
                 backends::names().join(", ")
             ),
         ));
     }
-    let mut backends_out: Vec<BackendSpec> = Vec::new();
     let tables = match &raw.sweep {
         None => raw.backend.iter().map(|t| (t.clone(), None)).collect(),
-        Some(sweep) => expand_sweep(&ctx, &raw.backend, sweep)?,
+        Some(sweep) => expand_sweep(ctx, &raw.backend, sweep)?,
     };
-    let workload = raw.workload.kind.unwrap_or_default();
+    let mut out: Vec<BackendSpec> = Vec::new();
     for (table, point) in &tables {
-        let mut spec = backend_spec(&ctx, table)?;
+        let mut spec = backend_spec(ctx, table)?;
         spec.sweep = point.clone();
         if let Some(why) =
-            sizes::budget_problem(&params, output, workload, spec.limits.bytes_in_flight)
+            sizes::budget_problem(params, output, workload, spec.limits.bytes_in_flight)
         {
             let span = table
                 .get_ref()
@@ -458,7 +521,7 @@ pub fn parse(
                 .map_or(table.span(), |(_, v)| v.span());
             return Err(ctx.err(span, format!("[[backend]] {}: {why}", spec.label)));
         }
-        if backends_out.iter().any(|b| b.label == spec.label) {
+        if out.iter().any(|b| b.label == spec.label) {
             return Err(ctx.err(
                 table.span(),
                 format!(
@@ -467,26 +530,9 @@ pub fn parse(
                 ),
             ));
         }
-        backends_out.push(spec);
+        out.push(spec);
     }
-
-    Ok(Scenario {
-        name,
-        description: raw.description.clone().unwrap_or_default(),
-        source: source.to_path_buf(),
-        dataset: DatasetSpec {
-            params,
-            root: dataset_root,
-        },
-        output: OutputSpec {
-            params: output,
-            root: output_root,
-        },
-        run,
-        workload,
-        backends: backends_out,
-        s3: s3_config(&ctx, raw.s3.as_ref())?,
-    })
+    Ok(out)
 }
 
 /// The `[s3]` table; what it leaves out comes from the `AWS_*` environment.
@@ -1059,6 +1105,26 @@ name = "sequential"
         let e = parse_err(&format!("[workload]\nkind = \"write-only\"\n{GOOD}"));
         assert!(e.starts_with("s.toml:2:8:"), "{e}");
         assert!(e.contains("`rechunk`") && e.contains("`read-only`"), "{e}");
+    }
+
+    #[test]
+    fn dataset_kinds_and_output_layouts_come_from_their_registries() {
+        let s = parse(GOOD, "s", "s", Path::new("s")).unwrap();
+        assert_eq!(
+            (s.dataset.kind.as_str(), s.output.layout.as_str()),
+            ("nwp-fields", "chunked")
+        );
+        let e = parse_err(&GOOD.replace("nx = 8\n", "nx = 8\nkind = \"grib3\"\n"));
+        assert!(e.starts_with("s.toml:8:8:"), "{e}");
+        assert!(
+            e.contains("[dataset] kind: `grib3` is not one of \"nwp-fields\""),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}\n[output]\nlayout = \"tiled\"\n"));
+        assert!(
+            e.contains("[output] layout: `tiled` is not one of \"chunked\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{ByteRange, Group, InputRef};
 pub use message::Codec;
+
+/// The name of this dataset kind in scenarios (`[dataset] kind`) and results.
+pub const KIND: &str = "nwp-fields";
+/// One line on this dataset kind, for `harness list`.
+pub const KIND_SUMMARY: &str = "synthetic NWP fields: a 40-byte header and a float32 \
+    field compressed with zstd, lz4 or nothing; every value has a closed form";
 pub use values::ValueParams;
 
 /// How messages are stored.

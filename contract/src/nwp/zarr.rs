@@ -6,6 +6,12 @@ use serde_json::json;
 use super::message::f32_bytes;
 use super::DatasetParams;
 
+/// The name of this output layout in scenarios (`[output] layout`) and results.
+pub const LAYOUT: &str = "chunked";
+/// One line on this output layout, for `harness list`.
+pub const LAYOUT_SUMMARY: &str = "one Zarr v3 array, one object per chunk of \
+    [1, 1, steps, cy, cx], codecs bytes + zstd";
+
 /// How the output is chunked and compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputParams {
