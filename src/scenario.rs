@@ -602,7 +602,9 @@ fn relative_root(
         return Err(ctx.err(
             v.span(),
             format!(
-                "{key} `{}` must be a directory inside `{area}/` of the data directory,                  such as `{area}/{name}` (relative, without `.`, `..` or hidden names): the                  harness deletes and replaces only what it made there",
+                "{key} `{}` must be a directory inside `{area}/` of the data directory, \
+                 such as `{area}/{name}` (relative, without `.`, `..` or hidden names): the \
+                 harness deletes and replaces only what it made there",
                 v.get_ref()
             ),
         ));
