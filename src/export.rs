@@ -14,10 +14,14 @@ use serde_json::{json, Map, Value};
 
 use crate::analysis::{Analysis, LEVEL};
 
+/// An export format (`--format`; these comments are also its `--help` text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// github-action-benchmark's `customBiggerIsBetter` JSON: median throughput and ratio to sequential per backend
     GithubActionBenchmark,
+    /// Bencher Metric Format JSON: throughput with its interval, ratio to sequential, peak RSS
     Bencher,
+    /// CSV, one row per repetition (warm-ups included, marked)
     Csv,
 }
 
