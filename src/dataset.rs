@@ -70,7 +70,7 @@ pub struct DatasetInfo {
 /// passes [`check_complete`]; one that fails says so and how to fix it
 /// (`harness gen --force`, which `force` is). A directory at `root` that the
 /// harness did not make is never replaced. A signal stops generation between
-/// files with [`Interrupted`] as the error; what was written has no manifest and
+/// files with [`crate::signals::Interrupted`] as the error; what was written has no manifest and
 /// is made again by the next run.
 pub fn ensure(
     data: &DataDir,
@@ -209,7 +209,7 @@ const SAMPLE: u64 = 16;
 
 /// A cheap check that a dataset whose manifest matches is still whole: the number
 /// of files the manifest recorded, and for a seeded sample of messages (the
-/// first, the last and [`SAMPLE`] more, opened as regular files only) the length
+/// first, the last and `SAMPLE` (16) more, opened as regular files only) the length
 /// and the 40-byte header (identity, sizes, payload length and CRC) against what
 /// the generator makes; for containers also each sampled container's length
 /// against its index. A payload damaged in place is left to the backends, whose
