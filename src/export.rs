@@ -6,7 +6,8 @@
 //! - `bencher`: Bencher Metric Format, `{benchmark: {measure: {value,
 //!   lower_value, upper_value}}}`, with measures `throughput` (95 % bootstrap CI of
 //!   the median), `ratio-to-sequential` and `peak-rss`.
-//! - `csv`: one row per measured repetition.
+//! - `csv`: one row per repetition as recorded, warm-ups (marked) and failed ones
+//!   (without figures) included.
 
 use std::fmt::Write as _;
 
@@ -21,7 +22,7 @@ pub enum Format {
     GithubActionBenchmark,
     /// Bencher Metric Format JSON: throughput with its interval, ratio to sequential, peak RSS
     Bencher,
-    /// CSV, one row per repetition (warm-ups included, marked)
+    /// CSV, one row per repetition, warm-ups and failed ones included
     Csv,
 }
 
