@@ -37,8 +37,9 @@ pub fn ratio_ci(a: &BackendFigures, b: &BackendFigures) -> (f64, f64) {
 /// Everything shown about one backend (one `[[backend]]` table).
 #[derive(Clone, Debug)]
 pub struct BackendFigures {
-    /// The table's label and the backend's name.
+    /// The `[[backend]]` table's label (unique in the scenario).
     pub label: String,
+    /// The backend's name, as `harness list` shows it.
     pub name: String,
     /// This is the run's [`baseline`].
     pub baseline: bool,
@@ -48,11 +49,13 @@ pub struct BackendFigures {
     pub rates: Vec<f64>,
     /// There were measured repetitions and every one counted.
     pub verified: bool,
-    /// Median, bootstrap interval of the median, min and max of `rates` (NaN
-    /// without counted repetitions).
+    /// Median of `rates` (NaN without counted repetitions).
     pub median: f64,
+    /// Bootstrap interval of the median of `rates` at [`LEVEL`] (seeded with [`SEED`]).
     pub ci: (f64, f64),
+    /// Smallest of `rates` (NaN without counted repetitions).
     pub min: f64,
+    /// Largest of `rates` (NaN without counted repetitions).
     pub max: f64,
     /// Median MB/s (10^6 bytes): decoded field bytes in a rechunk run, input bytes
     /// read in a read-only run.
@@ -73,10 +76,12 @@ pub struct BackendFigures {
     pub wall: f64,
     /// Median share of all cores busy: (user + system) / (wall × cores).
     pub utilisation: f64,
-    /// Most IO operations in flight and most threads, over counted repetitions.
+    /// Most IO operations in flight at once, as the backend recorded them, over
+    /// counted repetitions.
     pub max_io_in_flight: u64,
+    /// Most OS threads the backend used at once, over counted repetitions.
     pub threads: u64,
-    /// Peak RSS over the counted repetitions.
+    /// Peak RSS over the counted repetitions, in bytes.
     pub peak_rss: u64,
     /// Peak RSS over every measured repetition, counted or not (the summary's, so
     /// that a failing repetition's memory shows too).
@@ -89,6 +94,8 @@ pub struct BackendFigures {
     pub timeline: Option<Timeline>,
     /// The sweep point this table is, if any.
     pub sweep: Option<SweepPoint>,
+    /// What the table's repetitions recorded: with `counters`, there are no
+    /// `stages` and no `timeline`.
     pub recording: Recording,
 }
 
@@ -102,6 +109,7 @@ impl BackendFigures {
 /// The figures of a whole run.
 #[derive(Debug)]
 pub struct Analysis<'r> {
+    /// The results file the figures were computed from.
     pub results: &'r Results,
     /// What a rate counts: `fields/s` in a rechunk run, `inputs/s` in a read-only one.
     pub unit: &'static str,
@@ -170,10 +178,12 @@ impl<'r> Analysis<'r> {
         self.backends.iter().filter(|f| f.measured()).collect()
     }
 
+    /// The run's IO and CPU ceilings, if it measured them.
     pub fn ceilings(&self) -> Option<&'r Ceilings> {
         self.results.ceilings.as_ref()
     }
 
+    /// The run's workload: rechunk or read-only.
     pub fn workload(&self) -> WorkloadKind {
         self.results.scenario.workload
     }

@@ -2,7 +2,7 @@
 //! own declaration of its options ([`rechunk_contract::options`]).
 //!
 //! `Backend::run` is generic over the workload, so backends are held in an enum
-//! rather than as trait objects. Adding a backend is one line in [`backends!`]'s
+//! rather than as trait objects. Adding a backend is one line in `backends!`'s
 //! list below (its crate declares its name, summary and options); adding an option
 //! is one field in the backend crate's options struct: scenario validation,
 //! `harness list` and the build all read that declaration.

@@ -20,6 +20,7 @@ use crate::scenario::CacheMode;
 /// What was done to the cache and what it then held.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CacheState {
+    /// The cache state the scenario asked for (`warm` or `cold`).
     pub requested: CacheMode,
     /// Files given `posix_fadvise(DONTNEED)`.
     pub fadvise_files: u64,

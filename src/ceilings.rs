@@ -178,6 +178,8 @@ impl Ceilings {
     pub fn bound(&self) -> f64 {
         self.io_per_second.min(self.cpu_per_second)
     }
+
+    /// Which ceiling is the lower one: `"IO"` (also on a tie) or `"CPU"`.
     pub fn bound_name(&self) -> &'static str {
         if self.io_per_second <= self.cpu_per_second {
             "IO"

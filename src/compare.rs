@@ -32,15 +32,22 @@ use crate::stats;
 pub const DEFAULT_THRESHOLD: f64 = 0.10;
 const SEED: u64 = 0xc0ffee;
 
+/// What the interval of a backend's change says, against the threshold `t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// The whole interval lies below `1 − t`: slower, with confidence. Fails the gate.
     Regressed,
+    /// The whole interval lies above `1 + t`.
     Improved,
+    /// The whole interval lies within `1 ± t`.
     NoChange,
+    /// None of the above (too noisy to say), or a regression of a figure that does
+    /// not gate.
     Inconclusive,
 }
 
 impl Verdict {
+    /// The verdict as the table prints it (`REGRESSED` in capitals).
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Regressed => "REGRESSED",
@@ -54,36 +61,52 @@ impl Verdict {
 /// One backend's comparison.
 #[derive(Clone, Debug)]
 pub struct Row {
+    /// The `[[backend]]` label, present in both runs.
     pub label: String,
-    /// Median throughput / median sequential throughput, in each run (None for the
-    /// baseline itself or where a run has no sequential).
+    /// Throughput relative to sequential in the baseline run: the median of the
+    /// paired ratios when each run has at least two, else median / median
+    /// sequential (None for the baseline itself or where a run has no measured
+    /// sequential).
     pub base_ratio: Option<f64>,
+    /// The same in the new run.
     pub new_ratio: Option<f64>,
-    /// The gated change (new / base of the gated metric) and its interval.
+    /// The gated change (new / base of the gated metric).
     pub change: f64,
+    /// Bootstrap interval of `change` at [`LEVEL`].
     pub ci: (f64, f64),
+    /// What `ci` says against the threshold.
     pub verdict: Verdict,
     /// What was gated: "× sequential", or the rate's unit ("fields/s", "inputs/s").
     pub metric: &'static str,
+    /// Median items per second in the baseline run.
     pub base_rate: f64,
+    /// Median items per second in the new run.
     pub new_rate: f64,
+    /// Median p99 latency of a whole input in the baseline run, in µs (None
+    /// without recorded histograms).
     pub base_p99_us: Option<f64>,
+    /// The same in the new run.
     pub new_p99_us: Option<f64>,
+    /// Peak RSS over the baseline run's counted repetitions, in bytes.
     pub base_rss: u64,
+    /// Peak RSS over the new run's counted repetitions, in bytes.
     pub new_rss: u64,
 }
 
 /// The whole comparison.
 #[derive(Clone, Debug)]
 pub struct Comparison {
+    /// One per label measured in both runs, in the baseline's order.
     pub rows: Vec<Row>,
-    /// Labels only in one of the two runs.
+    /// Labels only in the baseline run.
     pub only_base: Vec<String>,
+    /// Labels only in the new run.
     pub only_new: Vec<String>,
     /// Why the comparison cannot pass whatever the figures say: a backend of the
     /// baseline missing from the new run, a backend with no counted (finished and
     /// verified) repetition in either run, an interrupted run.
     pub broken: Vec<String>,
+    /// The relative change below which nothing is called (0.10 = 10 %).
     pub threshold: f64,
     /// The rate's unit: "fields/s", "inputs/s" (read-only), or "items/s" when
     /// the two runs differ.
@@ -91,6 +114,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// Whether any backend regressed.
     pub fn regressed(&self) -> bool {
         self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
     }

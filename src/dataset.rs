@@ -23,27 +23,41 @@ const MANIFEST: &str = "manifest.json";
 /// generation is never mistaken for a complete one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always `nwp-fields`.
     pub format: String,
+    /// Version of the nwp-fields format: 1.
     pub format_version: u32,
+    /// The parameters the dataset was generated with; a dataset is reused only
+    /// when they equal the scenario's.
     pub params: DatasetParams,
+    /// Messages written: groups × variables × steps.
     pub messages: u64,
+    /// Bytes of all messages together (container indexes not included).
     pub bytes: u64,
     /// Files of the dataset (the manifest and marker aside); absent in manifests
     /// written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<u64>,
+    /// Wall time the generation took, in seconds.
     pub generation_seconds: f64,
+    /// `harness <version>`: what wrote it (also how a dataset made before the
+    /// `.harness-owned` marker existed is recognised).
     pub generated_by: String,
 }
 
 /// A dataset ready on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetInfo {
+    /// The dataset's absolute directory, as checked by the safety rules (no
+    /// symbolic link on it).
     pub root: PathBuf,
+    /// Messages in it (from its manifest).
     pub messages: u64,
+    /// Bytes of its messages (from its manifest).
     pub bytes: u64,
     /// Whether this call generated it (false: reused from the cache).
     pub generated: bool,
+    /// Wall time of the generation that made it, in seconds (from its manifest).
     pub generation_seconds: f64,
     /// Messages per second of the generation that made it.
     pub generation_rate: f64,
@@ -56,7 +70,7 @@ pub struct DatasetInfo {
 /// passes [`check_complete`]; one that fails says so and how to fix it
 /// (`harness gen --force`, which `force` is). A directory at `root` that the
 /// harness did not make is never replaced. A signal stops generation between
-/// files with [`Interrupted`] as the error; what was written has no manifest and
+/// files with [`crate::signals::Interrupted`] as the error; what was written has no manifest and
 /// is made again by the next run.
 pub fn ensure(
     data: &DataDir,
@@ -195,7 +209,7 @@ const SAMPLE: u64 = 16;
 
 /// A cheap check that a dataset whose manifest matches is still whole: the number
 /// of files the manifest recorded, and for a seeded sample of messages (the
-/// first, the last and [`SAMPLE`] more, opened as regular files only) the length
+/// first, the last and `SAMPLE` (16) more, opened as regular files only) the length
 /// and the 40-byte header (identity, sizes, payload length and CRC) against what
 /// the generator makes; for containers also each sampled container's length
 /// against its index. A payload damaged in place is left to the backends, whose
@@ -309,11 +323,16 @@ pub const UPLOAD_CONCURRENCY: usize = 32;
 /// A dataset copied to an object store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoreCopy {
+    /// The store and prefix, `s3://bucket/prefix`.
     pub url: String,
     /// false: the store already held this dataset (its manifest matched).
     pub uploaded: bool,
+    /// Files uploaded: every file of the local dataset directory, manifest and
+    /// marker included (0 when reused).
     pub files: u64,
+    /// Bytes uploaded (0 when reused).
     pub bytes: u64,
+    /// Wall time of the check and upload, in seconds.
     pub seconds: f64,
 }
 
@@ -400,6 +419,8 @@ fn info(root: &Path, m: &Manifest, generated: bool) -> DatasetInfo {
     }
 }
 
+/// The manifest at `path`; None if it is absent, not a regular file, over 1 MiB
+/// or not a manifest.
 pub fn read_manifest(path: &Path) -> Option<Manifest> {
     // Bounded and regular-only, like every input: a manifest is a few hundred bytes.
     let bytes = read_input(path, 1 << 20).ok()?;

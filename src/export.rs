@@ -6,7 +6,8 @@
 //! - `bencher`: Bencher Metric Format, `{benchmark: {measure: {value,
 //!   lower_value, upper_value}}}`, with measures `throughput` (95 % bootstrap CI of
 //!   the median), `ratio-to-sequential` and `peak-rss`.
-//! - `csv`: one row per measured repetition.
+//! - `csv`: one row per repetition as recorded, warm-ups (marked) and failed ones
+//!   (without figures) included.
 
 use std::fmt::Write as _;
 
@@ -14,10 +15,14 @@ use serde_json::{json, Map, Value};
 
 use crate::analysis::{Analysis, LEVEL};
 
+/// An export format (`--format`; these comments are also its `--help` text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// github-action-benchmark's `customBiggerIsBetter` JSON: median throughput and ratio to sequential per backend
     GithubActionBenchmark,
+    /// Bencher Metric Format JSON: throughput with its interval, ratio to sequential, peak RSS
     Bencher,
+    /// CSV, one row per repetition, warm-ups and failed ones included
     Csv,
 }
 

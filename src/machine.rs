@@ -5,14 +5,18 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// The machine a run happened on, as probed by [`probe`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
+    /// From `/proc/sys/kernel/hostname`.
     pub hostname: String,
     /// `uname -r`.
     pub kernel: String,
+    /// The first `model name` of `/proc/cpuinfo`, or `unknown`.
     pub cpu_model: String,
     /// Cores this process may use.
     pub cores: usize,
+    /// Physical memory (`MemTotal` of `/proc/meminfo`), in bytes; 0 if unknown.
     pub memory_bytes: u64,
     /// Filesystem type of the data directory (from /proc/mounts).
     pub data_filesystem: String,
@@ -22,12 +26,17 @@ pub struct Machine {
     pub root: bool,
 }
 
+/// Whether io_uring can be set up here, found by trying ([`io_uring_status`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IoUringStatus {
+    /// `io_uring_setup` created a ring.
     pub available: bool,
+    /// What happened, in words: that it works, or why not (ENOSYS, EPERM or
+    /// another error), with the value of `kernel.io_uring_disabled` where it matters.
     pub detail: String,
 }
 
+/// Cores this process may use (`available_parallelism`), at least 1.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -43,6 +52,7 @@ pub fn probe_memory() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Probes the machine; `data_dir` is the directory whose filesystem type is recorded.
 pub fn probe(data_dir: &Path) -> Machine {
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
     let cpu_model = read("/proc/cpuinfo")

@@ -70,6 +70,8 @@ fn stage_index(s: Stage) -> usize {
 }
 
 impl FullRecorder {
+    /// A recorder whose timeline starts now, forwarding every event to `counters`
+    /// as well.
     pub fn new(counters: Arc<Counters>) -> FullRecorder {
         FullRecorder {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

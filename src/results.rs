@@ -26,20 +26,28 @@ use crate::verify::Verification;
 /// `limits`); files of schema 2 load, their old names read as aliases.
 pub const SCHEMA_VERSION: u32 = 3;
 
+/// The whole of `results.json`: one run of one scenario. Rewritten (atomically)
+/// after every repetition, so it is readable while the run goes on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Results {
+    /// The schema the file was written with ([`SCHEMA_VERSION`] for new files).
     pub schema_version: u32,
-    /// `harness` version, the git commit of its source, and whether that tree had
-    /// uncommitted changes.
+    /// The `harness` package version that wrote the file.
     pub harness_version: String,
+    /// `git rev-parse HEAD` of the harness's source tree, or `unknown` outside a
+    /// git checkout.
     pub git_commit: String,
+    /// Whether that tree had uncommitted changes to tracked files.
     pub git_dirty: bool,
-    /// RFC 3339 times.
+    /// When the run started, RFC 3339 (UTC).
     pub started_at: String,
+    /// When the run ended, RFC 3339 (UTC); null while it is still running.
     pub finished_at: Option<String>,
     /// The scenario as resolved (defaults filled in).
     pub scenario: Scenario,
+    /// The machine the run happened on.
     pub machine: Machine,
+    /// The dataset the run read: where, how big, and whether this run generated it.
     pub dataset: DatasetInfo,
     /// Set when a signal stopped the run (`SIGINT`, `SIGTERM`): the repetitions
     /// are those that ran before it. Absent in complete runs.
@@ -62,15 +70,18 @@ pub struct Results {
 /// A backend of the scenario that was not run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
+    /// The `[[backend]]` table's label.
     pub label: String,
+    /// Why the backend cannot run here, as its availability check said.
     pub reason: String,
 }
 
 /// One run of one backend, in its own child process.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Repetition {
-    /// The backend table's label and the backend's name.
+    /// The `[[backend]]` table's label.
     pub label: String,
+    /// The backend's name (several labels may share one).
     pub backend: String,
     /// 0-based among this backend's measured repetitions (warm-ups count separately).
     pub index: u32,
@@ -78,10 +89,14 @@ pub struct Repetition {
     pub warmup: bool,
     /// The backend finished without error.
     pub ok: bool,
+    /// Why it failed: the backend's error (naming the file or key at fault), or
+    /// that the child process died without a report. None when `ok`.
     pub error: Option<String>,
     /// The run's figures count: it finished and its output was verified.
     pub counts: bool,
+    /// What the child measured; None when the backend failed or the child died.
     pub measurement: Option<Measurement>,
+    /// What was done to the page cache before this repetition, and what it held.
     pub cache: CacheState,
     /// None when the backend failed (nothing to verify).
     pub verification: Option<Verification>,
@@ -91,17 +106,22 @@ pub struct Repetition {
 /// reading container indexes, is outside the timed region).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
+    /// Wall time of `Backend::run`, in seconds (the backend's untimed `prepare` and
+    /// `finish` aside).
     pub wall_seconds: f64,
-    /// CPU time of the whole child process during the run.
+    /// User CPU time of the whole child process during the run, in seconds.
     pub user_seconds: f64,
+    /// System CPU time of the whole child process during the run, in seconds.
     pub system_seconds: f64,
-    /// Peak resident set of the child process (includes the job description).
+    /// Peak resident set (`VmHWM`) of the child process, in bytes (includes the job
+    /// description).
     pub peak_rss_bytes: u64,
     /// Context switches of the process during the run (getrusage): voluntary ones
     /// are waits (a thread blocking on a hand-over, a lock, IO), so they count the
     /// hops between threads that a design makes.
     #[serde(default)]
     pub voluntary_switches: u64,
+    /// Involuntary context switches of the process during the run (preemptions).
     #[serde(default)]
     pub involuntary_switches: u64,
     /// Most OS threads the backend used at once, its calling thread included
@@ -115,7 +135,11 @@ pub struct Measurement {
     pub decoded_mb_per_second: f64,
     /// Input bytes read per second, in MB (10^6).
     pub input_mb_per_second: f64,
+    /// The run's counters at its end: items and bytes per stage, reads, writes,
+    /// most IO operations and budget bytes in flight.
     pub counters: CounterSnapshot,
+    /// What the backend returned: inputs and bytes read, objects and bytes
+    /// written, and its `details` (IO mechanism, threads, options in effect).
     pub outcome: RunOutcome,
     /// What was recorded: `full` fills `stages` and `timeline`; `counters` only
     /// `counters` (results older than schema 2 are `counters`).
@@ -163,12 +187,19 @@ impl Results {
 pub struct StageLatency {
     /// Items recorded.
     pub count: u64,
+    /// Smallest latency.
     pub min_us: f64,
+    /// Median latency.
     pub p50_us: f64,
+    /// 90th percentile.
     pub p90_us: f64,
+    /// 99th percentile.
     pub p99_us: f64,
+    /// 99.9th percentile.
     pub p999_us: f64,
+    /// Largest latency.
     pub max_us: f64,
+    /// Mean latency.
     pub mean_us: f64,
     /// Sum of all latencies (mean × count), in seconds: time spent in the stage,
     /// summed over items that overlap in time.
@@ -179,6 +210,7 @@ pub struct StageLatency {
 }
 
 impl StageLatency {
+    /// The figures of a histogram of nanoseconds, with the histogram serialised.
     pub fn from_histogram(h: &Histogram<u64>) -> StageLatency {
         let us = |ns: u64| ns as f64 / 1e3;
         let mut bytes = Vec::new();
@@ -213,6 +245,7 @@ impl StageLatency {
 /// Items and bytes completed per stage per [`crate::record::BUCKET`], and gauges sampled over time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
+    /// Width of a bucket, in seconds (0.1).
     pub bucket_seconds: f64,
     /// Per stage name: items completed in each bucket since the run started.
     pub items: BTreeMap<String, Vec<u64>>,
@@ -227,7 +260,9 @@ pub struct Timeline {
 pub struct Sample {
     /// Seconds since the run started.
     pub t: f64,
+    /// IO operations in flight at that moment.
     pub io_in_flight: u64,
+    /// Budget bytes reserved (`bytes_in_flight`) at that moment.
     pub bytes_in_flight: u64,
     /// OS threads of the process.
     pub threads: u64,

@@ -97,10 +97,10 @@ struct ChildReport {
 
 /// Runs a scenario; returns the results and the folder they were written to.
 ///
-/// Four steps: [`Run::prepare`] (paths, sizes, the dataset, the results skeleton,
+/// Four steps: `Run::prepare` (paths, sizes, the dataset, the results skeleton,
 /// which backends can run, S3 copies, the page cache), [`schedule`], then
-/// [`Run::repetition`] for each scheduled one (the child process) followed by
-/// [`Run::verify`], and [`Run::finish`].
+/// `Run::repetition` for each scheduled one (the child process) followed by
+/// `Run::verify`, and `Run::finish`.
 ///
 /// A signal (see [`crate::signals`]) stops it between steps: the running child is
 /// stopped, the results are saved marked `interrupted`, the trash is emptied, and

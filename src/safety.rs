@@ -16,7 +16,7 @@
 //!   the expected kind; otherwise the harness refuses, with the path and the reason.
 //! - **One run at a time.** [`DataDir::lock`] takes an exclusive `flock` on
 //!   `<data>/.harness.lock` for the whole command; a second `run`, `gen` or
-//!   `limits` on the same data directory refuses at once, naming the holder's pid.
+//!   `ceilings` on the same data directory refuses at once, naming the holder's pid.
 //!
 //! Emptying moves an output aside into `<data>/outputs/.trash/<run>/` (deleting
 //! many files right before a repetition would charge the filesystem's cleanup to

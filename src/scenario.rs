@@ -21,9 +21,13 @@ use crate::{kinds, sizes};
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}:{column}: {message}")]
 pub struct ScenarioError {
+    /// The scenario file, as given (or the name it is known by).
     pub file: String,
+    /// 1-based line of the fault.
     pub line: usize,
+    /// 1-based column of the fault, in characters.
     pub column: usize,
+    /// What is wrong, naming the key and the valid choices.
     pub message: String,
 }
 
@@ -38,6 +42,7 @@ pub enum CacheMode {
 }
 
 impl CacheMode {
+    /// The name used in scenario files and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             CacheMode::Warm => "warm",
@@ -60,16 +65,23 @@ pub enum WorkloadKind {
 /// A validated scenario. Serialized as-is into `scenario.json` and `results.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
+    /// `name`, or the scenario file's name without its extension; names the run's
+    /// results folder and the default dataset and output roots.
     pub name: String,
+    /// Free text (`description`; empty when absent).
     pub description: String,
     /// The file it was read from.
     pub source: PathBuf,
+    /// `[dataset]`: what to generate and where.
     pub dataset: DatasetSpec,
+    /// `[output]`: the Zarr array's chunking and compression, and where it goes.
     pub output: OutputSpec,
+    /// `[run]`: repetitions, cache state, verification.
     pub run: RunSpec,
     /// Absent in results written before the key existed: the rechunk.
     #[serde(default)]
     pub workload: WorkloadKind,
+    /// One per `[[backend]]` table, a `[sweep]` expanded, in the file's order.
     pub backends: Vec<BackendSpec>,
     /// How to reach S3 for `s3://` stores: the `[s3]` table; the credentials in it
     /// are never serialized (the runner hands them to its child processes in the
@@ -78,34 +90,45 @@ pub struct Scenario {
     pub s3: S3Config,
 }
 
+/// The `[dataset]` table, validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSpec {
     /// The dataset kind ([`crate::kinds::DATASET_KINDS`]).
     #[serde(default = "crate::kinds::default_dataset_kind")]
     pub kind: String,
+    /// Everything that determines the dataset's bytes (defaults filled in).
     pub params: DatasetParams,
-    /// Relative to the data directory.
+    /// Relative to the data directory, inside `datasets/` (default
+    /// `datasets/<name>`).
     pub root: PathBuf,
 }
 
+/// The `[output]` table, validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
     /// The output layout ([`crate::kinds::OUTPUT_LAYOUTS`]).
     #[serde(default = "crate::kinds::default_output_layout")]
     pub layout: String,
+    /// Chunk extents (default: the whole field) and the chunks' zstd level.
     pub params: OutputParams,
-    /// Relative to the data directory; emptied before every repetition.
+    /// Relative to the data directory, inside `outputs/` (default
+    /// `outputs/<name>`); emptied before every repetition.
     pub root: PathBuf,
 }
 
+/// The `[run]` table, validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
+    /// Measured repetitions per backend table (default 3).
     pub repetitions: u32,
     /// Repetitions per backend run before the measured ones and not counted.
     pub warmup: u32,
+    /// The page cache's state before each repetition (default warm).
     pub cache: CacheMode,
     /// Cold runs as root: also drop the whole page cache (not only the dataset's pages).
     pub drop_caches: bool,
+    /// Whether reads of group n+1 may start before group n's last output is
+    /// written (default false).
     pub overlap_groups: bool,
     /// Chunks whose values are checked per repetition; all of them when there are at
     /// most this many, a seeded random sample of this many otherwise. 0: all.
@@ -116,12 +139,15 @@ pub struct RunSpec {
     pub ceilings: bool,
 }
 
+/// One `[[backend]]` table (or one point of a `[sweep]`), validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackendSpec {
     /// Unique within the scenario; defaults to the name.
     pub label: String,
     /// Which backend.
     pub name: String,
+    /// The shared keys: `cpu_threads` (default: the cores), `io_in_flight`
+    /// (default 64) and `bytes_in_flight` (default 256 MiB, in bytes).
     pub limits: Limits,
     /// Backend-specific options, validated against the backend's own table.
     pub options: BTreeMap<String, serde_json::Value>,
@@ -139,8 +165,10 @@ pub struct BackendSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Recording {
+    /// Latency histograms per stage and the timeline, on top of the counters.
     #[default]
     Full,
+    /// Only the atomic counters.
     Counters,
 }
 
@@ -148,6 +176,8 @@ impl Recording {
     fn counters() -> Recording {
         Recording::Counters
     }
+
+    /// The name used in scenario files and results (`full`, `counters`).
     pub fn name(self) -> &'static str {
         match self {
             Recording::Full => "full",

@@ -24,6 +24,8 @@ static RECEIVED: AtomicI32 = AtomicI32::new(0);
 pub struct Interrupted(pub i32);
 
 impl Interrupted {
+    /// The process's exit code: 128 + the signal's number (130 for SIGINT, 143 for
+    /// SIGTERM).
     pub fn exit_code(self) -> u8 {
         (128 + self.0).clamp(0, 255) as u8
     }

@@ -21,9 +21,12 @@ pub fn median(xs: &[f64]) -> f64 {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose state starts at `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
+
+    /// The next output: the state advances by 0x9E3779B97F4A7C15 and is mixed.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

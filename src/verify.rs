@@ -23,20 +23,33 @@ use crate::safety::MARKER;
 /// Problems listed per kind at most; the counts are always complete.
 const MAX_LISTED: usize = 10;
 
+/// The verdict on one output (or, for a read-only run, on what was read), with
+/// the counts behind it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
+    /// No problem found: the output may count.
     pub ok: bool,
+    /// Chunks the array has: groups × variables × chunk rows × chunk columns (0 in
+    /// a read-only run).
     pub chunks_expected: u64,
+    /// Expected chunk keys present.
     pub chunks_found: u64,
+    /// Expected chunks absent.
     pub missing: u64,
+    /// Objects that are neither `zarr.json`, the marker nor an expected chunk (a
+    /// leftover temporary file, say); in a read-only run, entries written under the
+    /// output root.
     pub unexpected: u64,
     /// Chunks whose values were decoded and compared.
     pub chunks_checked: u64,
     /// Whether `chunks_checked` is a random sample rather than all of them.
     pub sampled: bool,
+    /// Checked chunks that did not decode or hold a value other than the closed
+    /// form's.
     pub wrong_chunks: u64,
     /// The first problems found, in words.
     pub problems: Vec<String>,
+    /// Wall time the verification took, in seconds.
     pub seconds: f64,
 }
 
@@ -83,6 +96,7 @@ pub fn verify_read_only(
 pub trait Objects: Sync {
     /// Every key, `/`-separated and relative to the output's root.
     fn keys(&self) -> Result<Vec<String>, String>;
+    /// The whole object at `key`; the error does not name the key (the caller does).
     fn get(&self, key: &str) -> Result<Vec<u8>, String>;
 }
 
@@ -115,6 +129,8 @@ pub struct InStore {
 }
 
 impl InStore {
+    /// Opens the store at `url` (credentials from `s3` or the environment), with a
+    /// runtime of its own to drive it.
     pub fn open(url: &StoreUrl, s3: &S3Config) -> anyhow::Result<InStore> {
         let store = Store::open(url, Path::new("."), None, s3)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -25,7 +25,9 @@ use plots::Chart;
 
 /// What `write` produced.
 pub struct Written {
+    /// The `report.md` written.
     pub markdown: PathBuf,
+    /// Every plot file written: `<name>.svg` and `<name>.png` per chart.
     pub plots: Vec<PathBuf>,
     /// Why PNGs may lack text (no system fonts), if so.
     pub warning: Option<String>,
