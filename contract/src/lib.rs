@@ -20,7 +20,7 @@
 //! - [`readonly`]: the read-only workload (read and count every input, nothing
 //!   else), which every backend runs unchanged for its IO ceiling.
 //! - [`nwp`]: the nwp-fields dataset and its Zarr v3 output, the first workload.
-//!   Its formats are contracts with outside readers (DESIGN §3, §4).
+//!   Its formats are contracts with outside readers (docs/FORMATS.md in the repository).
 //! - [`conformance`]: public checks every backend's tests call; a backend is done when
 //!   it passes them, not when it compiles.
 //!

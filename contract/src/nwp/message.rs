@@ -1,4 +1,4 @@
-//! One nwp-fields message (DESIGN §3): a 40-byte little-endian header and a payload.
+//! One nwp-fields message (docs/FORMATS.md, "The nwp-fields message"): a 40-byte little-endian header and a payload.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The nwp-fields dataset (DESIGN §3) and its Zarr v3 output (DESIGN §4): the first
+//! The nwp-fields dataset and its Zarr v3 output (docs/FORMATS.md): the first
 //! workload. Both are contracts with readers that are not ours; they change only with
 //! a format version bump.
 

@@ -1,4 +1,4 @@
-//! The closed form of every value of an nwp-fields dataset (DESIGN §3).
+//! The closed form of every value of an nwp-fields dataset (docs/FORMATS.md, "The values: a closed form").
 //!
 //! Every value can be recomputed from its coordinates alone, so any output chunk
 //! can be verified without a reference run, in any language.
@@ -20,7 +20,7 @@ pub struct ValueParams {
     pub noise_bits: u32,
 }
 
-/// SplitMix64's output function (DESIGN §3), all arithmetic wrapping.
+/// SplitMix64's output function (docs/FORMATS.md, "The values"), all arithmetic wrapping.
 #[inline]
 pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);

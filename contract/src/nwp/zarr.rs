@@ -1,4 +1,4 @@
-//! The Zarr v3 array the NWP workload writes (DESIGN §4).
+//! The Zarr v3 array the NWP workload writes (docs/FORMATS.md, "The Zarr v3 output").
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
