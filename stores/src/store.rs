@@ -77,6 +77,7 @@ impl Store {
                         .as_deref()
                         .is_some_and(|e| e.starts_with("http://"))
                     || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true");
+                install_crypto_provider();
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_client_options(
@@ -555,6 +556,28 @@ mod tests {
         assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
+    /// HTTPS works without aws-lc-rs: the client is built with ring as rustls's
+    /// provider, and a request to a closed port is an error, not a panic about a
+    /// missing crypto provider.
+    #[test]
+    fn an_https_store_builds_its_client_with_ring() {
+        let s = Store::open(
+            &StoreUrl::parse("s3://nowhere/tls").unwrap(),
+            Path::new("/"),
+            None,
+            &S3Config {
+                endpoint: Some("https://127.0.0.1:9".into()),
+                region: Some("garage".into()),
+                access_key_id: Some("GKdoesnotmatter".into()),
+                secret_access_key: Some("notasecret".into()),
+                allow_http: Some(false),
+            },
+        )
+        .unwrap();
+        let e = block_on(s.list()).unwrap().unwrap_err();
+        assert!(matches!(&e, StoreError::Unreachable { .. }), "{e:?}");
+    }
+
     /// A FIFO or a symlink to /dev/zero in a directory being uploaded is an error
     /// naming it, at once (never waited on, never read without end).
     #[test]
@@ -615,4 +638,14 @@ mod tests {
         assert_eq!(s.key_of(&p), "c/0/1/zarr.json");
         assert_eq!(s.name("k").display().to_string(), "s3://b/p/q/k");
     }
+}
+
+/// Makes ring rustls's process-wide crypto provider (once; a provider already
+/// installed is kept). The build leaves out aws-lc-rs, rustls's default, so an
+/// HTTPS client needs this before it is built (see the workspace Cargo.toml).
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
