@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use backend_sequential::Sequential;
 use rechunk_contract::options::Configured;
 use rechunk_contract::{
-    Availability, Backend, Cancel, Capabilities, Io, Job, Recorder, RunError, RunOutcome, Stage,
-    Workload,
+    Availability, Backend, Cancel, Capabilities, Forward, Job, Recorder, RunError, RunOutcome,
+    Stage, Workload,
 };
 
 rechunk_contract::backend_options! {
@@ -66,42 +66,6 @@ pub struct Mock {
     pub delay_us: u64,
 }
 
-/// Reports scripted latencies, otherwise forwards.
-struct Scripted {
-    inner: Arc<dyn Recorder>,
-    latency_us: [Option<u64>; 7],
-    delay: Duration,
-}
-
-impl Recorder for Scripted {
-    fn stage_done(&self, stage: Stage, started: Instant, bytes: u64) {
-        if stage == Stage::Decode && !self.delay.is_zero() {
-            let until = Instant::now() + self.delay;
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        }
-        let i = Stage::ALL.iter().position(|&s| s == stage).unwrap_or(0);
-        let started = match self.latency_us[i] {
-            Some(us) => Instant::now() - Duration::from_micros(us),
-            None => started,
-        };
-        self.inner.stage_done(stage, started, bytes)
-    }
-    fn io_begin(&self, io: Io) {
-        self.inner.io_begin(io)
-    }
-    fn io_end(&self, io: Io) {
-        self.inner.io_end(io)
-    }
-    fn bytes_reserved(&self, n: u64) {
-        self.inner.bytes_reserved(n)
-    }
-    fn bytes_released(&self, n: u64) {
-        self.inner.bytes_released(n)
-    }
-}
-
 impl Backend for Mock {
     fn name(&self) -> &'static str {
         "mock"
@@ -122,11 +86,24 @@ impl Backend for Mock {
         recorder: &Arc<dyn Recorder>,
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
-        let scripted: Arc<dyn Recorder> = Arc::new(Scripted {
-            inner: recorder.clone(),
-            latency_us: self.latency_us,
-            delay: Duration::from_micros(self.delay_us),
-        });
+        // Reports scripted latencies, otherwise forwards.
+        let (latency_us, delay) = (self.latency_us, Duration::from_micros(self.delay_us));
+        let scripted: Arc<dyn Recorder> = Arc::new(Forward::with_stage(
+            recorder.clone(),
+            move |inner: &dyn Recorder, stage: Stage, started: Instant, bytes: u64| {
+                if stage == Stage::Decode && !delay.is_zero() {
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                }
+                let started = match latency_us[stage.index()] {
+                    Some(us) => Instant::now() - Duration::from_micros(us),
+                    None => started,
+                };
+                inner.stage_done(stage, started, bytes)
+            },
+        ));
         let mut outcome = Sequential.run(job, workload, &scripted, cancel)?;
         outcome
             .details

@@ -356,6 +356,16 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, StoreError> {
     Ok(rt.block_on(f))
 }
 
+/// Makes ring rustls's process-wide crypto provider (once; a provider already
+/// installed is kept). The build leaves out aws-lc-rs, rustls's default, so an
+/// HTTPS client needs this before it is built (see the workspace Cargo.toml).
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,14 +648,4 @@ mod tests {
         assert_eq!(s.key_of(&p), "c/0/1/zarr.json");
         assert_eq!(s.name("k").display().to_string(), "s3://b/p/q/k");
     }
-}
-
-/// Makes ring rustls's process-wide crypto provider (once; a provider already
-/// installed is kept). The build leaves out aws-lc-rs, rustls's default, so an
-/// HTTPS client needs this before it is built (see the workspace Cargo.toml).
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
