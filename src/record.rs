@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rechunk_contract::{Counters, Io, Recorder, Stage};
+use rechunk_contract::{Counters, Io, Recorder, RequestDone, RequestKind, Stage};
 
-pub use crate::results::{Sample, StageLatency, Timeline};
+pub use crate::results::{RequestLatency, Sample, StageLatency, Timeline};
 
 /// Width of a timeline bucket.
 pub const BUCKET: Duration = Duration::from_millis(100);
@@ -32,6 +32,8 @@ struct Local {
     hists: [Option<Histogram<u64>>; 7],
     /// (items, bytes) per bucket, per stage.
     timeline: [Vec<(u64, u64)>; 7],
+    /// (time to first byte, total time) per [`RequestKind::index`], made on first use.
+    requests: Vec<Option<(Histogram<u64>, Histogram<u64>)>>,
 }
 
 impl Local {
@@ -39,6 +41,7 @@ impl Local {
         Local {
             hists: Default::default(),
             timeline: Default::default(),
+            requests: Vec::new(),
         }
     }
 }
@@ -104,6 +107,38 @@ impl FullRecorder {
             let mut local = slot.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut local);
         });
+    }
+
+    /// Every thread's request histograms merged: (time to first byte, total time)
+    /// per request kind name (`s3 get`, …), kinds with no request left out.
+    pub fn request_latencies(&self) -> BTreeMap<String, RequestLatency> {
+        let mut merged: Vec<Option<(Histogram<u64>, Histogram<u64>)>> =
+            (0..RequestKind::COUNT).map(|_| None).collect();
+        for slot in self.slots.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let local = slot.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, h) in local.requests.iter().enumerate() {
+                if let Some((ttfb, total)) = h {
+                    let m = merged[i].get_or_insert_with(|| (new_histogram(), new_histogram()));
+                    // Both auto-resize, so adding cannot fail.
+                    let _ = m.0.add(ttfb);
+                    let _ = m.1.add(total);
+                }
+            }
+        }
+        merged
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let (ttfb, total) = h?;
+                Some((
+                    RequestKind::at(i)?.name(),
+                    RequestLatency {
+                        ttfb: StageLatency::from_histogram(&ttfb),
+                        total: StageLatency::from_histogram(&total),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Merges every thread's recording: latency per stage, and the timeline.
@@ -185,6 +220,29 @@ impl Recorder for FullRecorder {
     }
     fn bytes_released(&self, n: u64) {
         self.counters.bytes_released(n)
+    }
+    fn request_begin(&self, kind: RequestKind) {
+        self.counters.request_begin(kind)
+    }
+    fn request_end(&self, kind: RequestKind, done: &RequestDone) {
+        let ns = |t: Instant| t.saturating_duration_since(done.started).as_nanos() as u64;
+        let (ttfb, total) = (ns(done.first_byte), ns(done.ended));
+        self.with_local(|l| {
+            let i = kind.index();
+            if l.requests.len() <= i {
+                l.requests.resize_with(RequestKind::COUNT, || None);
+            }
+            let (t, all) = l.requests[i].get_or_insert_with(|| (new_histogram(), new_histogram()));
+            // As in `stage_done`: `record` grows the histogram.
+            let _ = t.record(ttfb.max(1));
+            let _ = all.record(total.max(1));
+        });
+        // The gauge goes down last, so a sample never sees the request gone before
+        // it is counted.
+        self.counters.request_end(kind, done)
+    }
+    fn http_attempt(&self, failed: bool) {
+        self.counters.http_attempt(failed)
     }
 }
 

@@ -151,6 +151,23 @@ pub struct Measurement {
     /// Items and bytes per stage per 100 ms, and gauges sampled every 100 ms.
     #[serde(default)]
     pub timeline: Option<Timeline>,
+    /// Object-store requests per kind (`s3 get`, `file put`, …): time to first
+    /// byte and total time (recorded with `recording = "full"`; their counts,
+    /// bytes and errors are in `counters.requests` either way). Empty for backends
+    /// that make no requests, and in results written before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, RequestLatency>,
+}
+
+/// The latencies of one kind of object-store request (see `stores::metered` for
+/// where each is taken).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestLatency {
+    /// From the call to the first byte of the response (a GET's status and
+    /// headers; the whole response for other kinds).
+    pub ttfb: StageLatency,
+    /// From the call to the end of the response's body.
+    pub total: StageLatency,
 }
 
 fn counters_only() -> Recording {
@@ -266,6 +283,10 @@ pub struct Sample {
     pub bytes_in_flight: u64,
     /// OS threads of the process.
     pub threads: u64,
+    /// Object-store requests outstanding (sent, response not read to its end) at
+    /// that moment; 0 for backends that make none and in older results.
+    #[serde(default)]
+    pub requests_in_flight: u64,
 }
 
 /// Both ceilings, in fields (inputs) per second.

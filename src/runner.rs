@@ -788,6 +788,7 @@ fn sample_until_done(
             io_in_flight,
             bytes_in_flight,
             threads,
+            requests_in_flight: counters.requests_in_flight(),
         });
         bar.set_position(counters.items(stage));
         if finished {
@@ -809,13 +810,13 @@ impl TimedRun {
         prepared: serde_json::Map<String, serde_json::Value>,
         finished: Result<serde_json::Map<String, serde_json::Value>, rechunk_contract::RunError>,
     ) -> ChildReport {
-        let (stages, timeline) = match &self.full {
+        let (stages, timeline, requests) = match &self.full {
             Some(f) => {
                 let (stages, mut timeline) = f.finish();
                 timeline.samples = self.samples;
-                (stages, Some(timeline))
+                (stages, Some(timeline), f.request_latencies())
             }
-            None => (Default::default(), None),
+            None => (Default::default(), None, Default::default()),
         };
         let outcome = self.result.and_then(|mut outcome| {
             outcome.details.extend(prepared);
@@ -846,6 +847,7 @@ impl TimedRun {
                 recording: spec.recording,
                 stages,
                 timeline,
+                requests,
             }),
         }
     }

@@ -41,5 +41,8 @@ pub mod workload;
 pub use backend::{Availability, Backend, Cancel, Capabilities, FirstError, RunError, RunOutcome};
 pub use budget::ByteBudget;
 pub use job::{ByteRange, Group, InputRef, Job, Limits};
-pub use recorder::{CounterSnapshot, Counters, Forward, Io, NullRecorder, Recorder, Stage};
+pub use recorder::{
+    CounterSnapshot, Counters, Forward, Io, NullRecorder, Recorder, RequestCount, RequestDone,
+    RequestKind, RequestOp, Stage, StoreClass,
+};
 pub use workload::{Emission, GroupReducer, ItemCost, OutputObject, Workload, WorkloadError};

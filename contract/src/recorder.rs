@@ -81,6 +81,162 @@ pub trait Recorder: Send + Sync {
     fn bytes_reserved(&self, n: u64);
     /// Bytes were given back to the budget.
     fn bytes_released(&self, n: u64);
+    /// An object-store request was sent (it counts as in flight until
+    /// [`Recorder::request_end`]). Stores that make no requests never call it, so
+    /// the default does nothing.
+    fn request_begin(&self, _kind: RequestKind) {}
+    /// An object-store request ended (its body read to the end, or failed): its
+    /// times, bytes and whether it succeeded.
+    fn request_end(&self, _kind: RequestKind, _done: &RequestDone) {}
+    /// One HTTP exchange with an object store (every attempt, retries included);
+    /// `failed`: a transport error or a status object_store retries (5xx, 429).
+    fn http_attempt(&self, _failed: bool) {}
+}
+
+/// The operation of one object-store request, as the `stores` crate's metering
+/// wrapper sees it (one call of the `ObjectStore` trait that is one HTTP request on
+/// S3; a list is one call however many pages it reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestOp {
+    /// A whole object (`GET`).
+    Get,
+    /// One byte range of an object (`GET` with `Range`).
+    GetRange,
+    /// Several ranges of one object in one call on a store that serves them in one
+    /// operation (a local file); on S3 each coalesced range is a [`RequestOp::GetRange`].
+    GetRanges,
+    /// An object's metadata (`HEAD`).
+    Head,
+    /// A whole object written (`PUT`).
+    Put,
+    /// A listing (`GET ?list-type=2`; one call, however many pages).
+    List,
+    /// A server-side copy (`PUT` with `x-amz-copy-source`).
+    Copy,
+    /// Objects deleted (one call; on S3 a bulk `POST ?delete` of up to 1000 keys).
+    Delete,
+    /// A multipart upload begun (`POST ?uploads`).
+    CreateMultipart,
+    /// One part of a multipart upload (`PUT ?partNumber`).
+    UploadPart,
+    /// A multipart upload completed (`POST ?uploadId`).
+    CompleteMultipart,
+    /// A multipart upload abandoned (`DELETE ?uploadId`).
+    AbortMultipart,
+}
+
+impl RequestOp {
+    /// Every operation.
+    pub const ALL: [RequestOp; 12] = [
+        RequestOp::Get,
+        RequestOp::GetRange,
+        RequestOp::GetRanges,
+        RequestOp::Head,
+        RequestOp::Put,
+        RequestOp::List,
+        RequestOp::Copy,
+        RequestOp::Delete,
+        RequestOp::CreateMultipart,
+        RequestOp::UploadPart,
+        RequestOp::CompleteMultipart,
+        RequestOp::AbortMultipart,
+    ];
+    /// The operation's name in results and reports (`get`, `get_range`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestOp::Get => "get",
+            RequestOp::GetRange => "get_range",
+            RequestOp::GetRanges => "get_ranges",
+            RequestOp::Head => "head",
+            RequestOp::Put => "put",
+            RequestOp::List => "list",
+            RequestOp::Copy => "copy",
+            RequestOp::Delete => "delete",
+            RequestOp::CreateMultipart => "create_multipart",
+            RequestOp::UploadPart => "upload_part",
+            RequestOp::CompleteMultipart => "complete_multipart",
+            RequestOp::AbortMultipart => "abort_multipart",
+        }
+    }
+    /// The operation named `name` ([`RequestOp::name`]).
+    pub fn from_name(name: &str) -> Option<RequestOp> {
+        RequestOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+/// The kind of store a request went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreClass {
+    /// An S3 server (`s3://`): real HTTP requests, billed by a cloud.
+    S3,
+    /// A local directory through `LocalFileSystem` (`file://`).
+    File,
+    /// A store in the process's memory (`memory://`).
+    Memory,
+}
+
+impl StoreClass {
+    /// Every class.
+    pub const ALL: [StoreClass; 3] = [StoreClass::S3, StoreClass::File, StoreClass::Memory];
+    /// The class's name in results (`s3`, `file`, `memory`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreClass::S3 => "s3",
+            StoreClass::File => "file",
+            StoreClass::Memory => "memory",
+        }
+    }
+}
+
+/// One kind of request: an operation on a class of store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKind {
+    /// What was asked.
+    pub op: RequestOp,
+    /// Of which store.
+    pub store: StoreClass,
+}
+
+impl RequestKind {
+    /// How many kinds there are (for arrays indexed by [`RequestKind::index`]).
+    pub const COUNT: usize = RequestOp::ALL.len() * StoreClass::ALL.len();
+
+    /// `op` on `store`.
+    pub fn new(store: StoreClass, op: RequestOp) -> Self {
+        RequestKind { op, store }
+    }
+    /// The kind's position in `0..RequestKind::COUNT`.
+    pub fn index(self) -> usize {
+        self.store as usize * RequestOp::ALL.len() + self.op as usize
+    }
+    /// The kind at `index` ([`RequestKind::index`]).
+    pub fn at(index: usize) -> Option<RequestKind> {
+        let n = RequestOp::ALL.len();
+        Some(RequestKind {
+            store: *StoreClass::ALL.get(index / n)?,
+            op: *RequestOp::ALL.get(index % n)?,
+        })
+    }
+    /// The kind's name in results: `<store> <op>` (`s3 get`, `file put`).
+    pub fn name(self) -> String {
+        format!("{} {}", self.store.name(), self.op.name())
+    }
+}
+
+/// How one request went.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestDone {
+    /// When it was sent (the `ObjectStore` call began).
+    pub started: Instant,
+    /// When the first byte of the response arrived: when the call returned (for a
+    /// GET, its status and headers had arrived; its body is read after).
+    pub first_byte: Instant,
+    /// When it ended: the body read to its end (or dropped), or the call returned.
+    pub ended: Instant,
+    /// Payload bytes moved (body bytes read, or bytes written).
+    pub bytes: u64,
+    /// It succeeded.
+    pub ok: bool,
 }
 
 /// A recorder that drops everything.
@@ -170,6 +326,15 @@ where
     fn bytes_released(&self, n: u64) {
         self.inner.bytes_released(n)
     }
+    fn request_begin(&self, kind: RequestKind) {
+        self.inner.request_begin(kind)
+    }
+    fn request_end(&self, kind: RequestKind, done: &RequestDone) {
+        self.inner.request_end(kind, done)
+    }
+    fn http_attempt(&self, failed: bool) {
+        self.inner.http_attempt(failed)
+    }
 }
 
 /// A gauge that remembers its maximum.
@@ -199,6 +364,37 @@ pub struct Counters {
     writes: AtomicU64,
     io: Gauge,
     budget: Gauge,
+    /// Object-store requests in flight.
+    requests: Gauge,
+    /// (count, bytes, errors) per [`RequestKind::index`].
+    request_totals: RequestTotals,
+    http_attempts: AtomicU64,
+    http_failed: AtomicU64,
+}
+
+/// (count, bytes, errors) per [`RequestKind::index`] (arrays over 32 have no
+/// `Default`, hence the type).
+struct RequestTotals(Vec<[AtomicU64; 3]>);
+
+impl Default for RequestTotals {
+    fn default() -> Self {
+        RequestTotals(
+            (0..RequestKind::COUNT)
+                .map(|_| Default::default())
+                .collect(),
+        )
+    }
+}
+
+/// Requests of one kind: how many, their bytes and how many failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCount {
+    /// Requests that ended (successfully or not).
+    pub count: u64,
+    /// Payload bytes they moved (read or written).
+    pub bytes: u64,
+    /// Requests that ended in an error (after object_store's own retries).
+    pub errors: u64,
 }
 
 /// A snapshot of [`Counters`].
@@ -220,6 +416,22 @@ pub struct CounterSnapshot {
     pub max_bytes_in_flight: u64,
     /// Budget bytes reserved when the snapshot was taken (0 after a complete run).
     pub bytes_in_flight_now: u64,
+    /// Most object-store requests in flight at once (sent, response not yet read
+    /// to its end); 0 for backends that make none (and in results before it was
+    /// recorded).
+    #[serde(default)]
+    pub max_requests_in_flight: u64,
+    /// Object-store requests per kind (`s3 get`, `file put`, …), kinds with none
+    /// left out.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub requests: std::collections::BTreeMap<String, RequestCount>,
+    /// HTTP exchanges with S3, every attempt (retries included).
+    #[serde(default)]
+    pub http_attempts: u64,
+    /// HTTP exchanges that failed with a transport error or a status object_store
+    /// retries (5xx, 429): each was retried, or ended its request in an error.
+    #[serde(default)]
+    pub http_failed_attempts: u64,
 }
 
 impl Counters {
@@ -231,6 +443,11 @@ impl Counters {
     /// (IO operations, budget bytes) in flight now.
     pub fn gauges(&self) -> (u64, u64) {
         (self.io.now.load(Relaxed), self.budget.now.load(Relaxed))
+    }
+
+    /// Object-store requests in flight now.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.requests.now.load(Relaxed)
     }
 
     /// Items that finished `stage` so far.
@@ -255,6 +472,24 @@ impl Counters {
             io_in_flight_now: self.io.now.load(Relaxed),
             max_bytes_in_flight: self.budget.max.load(Relaxed),
             bytes_in_flight_now: self.budget.now.load(Relaxed),
+            max_requests_in_flight: self.requests.max.load(Relaxed),
+            requests: (0..RequestKind::COUNT)
+                .filter_map(|i| {
+                    let [c, b, e] = &self.request_totals.0[i];
+                    let count = c.load(Relaxed);
+                    let kind = RequestKind::at(i)?;
+                    (count > 0).then(|| {
+                        let counted = RequestCount {
+                            count,
+                            bytes: b.load(Relaxed),
+                            errors: e.load(Relaxed),
+                        };
+                        (kind.name(), counted)
+                    })
+                })
+                .collect(),
+            http_attempts: self.http_attempts.load(Relaxed),
+            http_failed_attempts: self.http_failed.load(Relaxed),
         }
     }
 }
@@ -279,6 +514,24 @@ impl Recorder for Counters {
     }
     fn bytes_released(&self, n: u64) {
         self.budget.sub(n);
+    }
+    fn request_begin(&self, _kind: RequestKind) {
+        self.requests.add(1);
+    }
+    fn request_end(&self, kind: RequestKind, done: &RequestDone) {
+        let [c, b, e] = &self.request_totals.0[kind.index()];
+        c.fetch_add(1, Relaxed);
+        b.fetch_add(done.bytes, Relaxed);
+        if !done.ok {
+            e.fetch_add(1, Relaxed);
+        }
+        self.requests.sub(1);
+    }
+    fn http_attempt(&self, failed: bool) {
+        self.http_attempts.fetch_add(1, Relaxed);
+        if failed {
+            self.http_failed.fetch_add(1, Relaxed);
+        }
     }
 }
 

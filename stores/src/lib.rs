@@ -22,15 +22,25 @@
 //! files are read as the harness reads inputs: regular files only, at most
 //! [`MAX_UPLOAD_FILE`] bytes.
 //!
+//! Every request of every store is metered ([`metered`]): [`Store::open_recorded`]
+//! reports its kind, time to first byte, total time, bytes and outcome, the
+//! requests in flight and, on S3, every HTTP attempt to a
+//! [`rechunk_contract::Recorder`]. The S3 client keeps up to [`S3_MAX_CONNECTIONS`]
+//! connections, one per request in flight (HTTP/1).
+//!
 //! Every failure is a [`StoreError`] naming the store, object or path at fault, in
 //! the words [`describe`] gives object_store's errors.
 
 mod error;
+pub mod metered;
 mod s3;
 mod store;
 mod url;
 
 pub use error::{describe, Op, StoreError};
-pub use s3::{S3Config, S3_CONNECT_TIMEOUT, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT, S3_RETRY_TIMEOUT};
+pub use s3::{
+    S3Config, S3_CONNECT_TIMEOUT, S3_MAX_CONNECTIONS, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT,
+    S3_RETRY_TIMEOUT,
+};
 pub use store::{block_on, Store, MARKER, MAX_UPLOAD_FILE};
 pub use url::StoreUrl;

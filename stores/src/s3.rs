@@ -78,6 +78,14 @@ impl S3Config {
 pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one S3 request may take.
 pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections the S3 client keeps per host: as many as requests can be in
+/// flight (the harness allows `io_in_flight` up to 65,536), so that no connection
+/// made for a burst is closed and made again. object_store's client speaks HTTP/1
+/// only (its default; S3 has no HTTP/2), one request per connection at a time,
+/// and neither it nor reqwest caps the connections, so `n` requests outstanding
+/// are `n` connections; this is the only pool setting, made explicit. Idle ones
+/// close after reqwest's 90 s.
+pub const S3_MAX_CONNECTIONS: usize = 65_536;
 /// How often a failed S3 request is retried.
 pub const S3_MAX_RETRIES: usize = 2;
 /// How long the retries of one S3 request may take together.

@@ -10,9 +10,13 @@ use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
+use rechunk_contract::{NullRecorder, Recorder, StoreClass};
+
 use crate::error::{Op, StoreError};
+use crate::metered::{CountingConnector, Metered};
 use crate::s3::{
-    S3Config, S3_CONNECT_TIMEOUT, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT, S3_RETRY_TIMEOUT,
+    S3Config, S3_CONNECT_TIMEOUT, S3_MAX_CONNECTIONS, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT,
+    S3_RETRY_TIMEOUT,
 };
 use crate::url::StoreUrl;
 
@@ -34,12 +38,43 @@ pub struct Store {
 
 impl Store {
     /// Opens `url`. `local_root` is the directory `file://` stands for; `memory` the
-    /// in-memory store `memory://` stands for (the caller owns and loads it).
+    /// in-memory store `memory://` stands for (the caller owns and loads it). Its
+    /// requests are metered into nothing: [`Store::open_recorded`] keeps them.
     pub fn open(
         url: &StoreUrl,
         local_root: &Path,
         memory: Option<&Arc<InMemory>>,
         s3: &S3Config,
+    ) -> Result<Store, StoreError> {
+        Self::open_recorded(url, local_root, memory, s3, Arc::new(NullRecorder))
+    }
+
+    /// [`Store::open`], with every request of the store reported to `recorder`
+    /// ([`Metered`]: kind, time to first byte, total time, bytes, success, requests
+    /// in flight) and, on S3, every HTTP exchange (retries included).
+    pub fn open_recorded(
+        url: &StoreUrl,
+        local_root: &Path,
+        memory: Option<&Arc<InMemory>>,
+        s3: &S3Config,
+        recorder: Arc<dyn Recorder>,
+    ) -> Result<Store, StoreError> {
+        let mut store = Self::open_plain(url, local_root, memory, s3, &recorder)?;
+        let class = match url {
+            StoreUrl::File => StoreClass::File,
+            StoreUrl::Memory => StoreClass::Memory,
+            StoreUrl::S3 { .. } => StoreClass::S3,
+        };
+        store.inner = Arc::new(Metered::new(store.inner, class, recorder));
+        Ok(store)
+    }
+
+    fn open_plain(
+        url: &StoreUrl,
+        local_root: &Path,
+        memory: Option<&Arc<InMemory>>,
+        s3: &S3Config,
+        recorder: &Arc<dyn Recorder>,
     ) -> Result<Store, StoreError> {
         match url {
             StoreUrl::File => {
@@ -83,8 +118,10 @@ impl Store {
                     .with_client_options(
                         ClientOptions::new()
                             .with_connect_timeout(S3_CONNECT_TIMEOUT)
-                            .with_timeout(S3_REQUEST_TIMEOUT),
+                            .with_timeout(S3_REQUEST_TIMEOUT)
+                            .with_pool_max_idle_per_host(S3_MAX_CONNECTIONS),
                     )
+                    .with_http_connector(CountingConnector::new(recorder.clone()))
                     .with_allow_http(http)
                     .with_retry(RetryConfig {
                         max_retries: S3_MAX_RETRIES,

@@ -111,12 +111,26 @@ impl ObjectStoreBackend {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn open(&self, job: &Job) -> Result<(Store, Store), RunError> {
+    /// Both stores, every request of each reported to `recorder` (per-request
+    /// metrics and the requests in flight; see [`stores::metered`]).
+    fn open(&self, job: &Job, recorder: &Arc<dyn Recorder>) -> Result<(Store, Store), RunError> {
         let m = self.memory();
-        let input = Store::open(&self.input, &job.input_root, m.input.as_ref(), &self.s3)
-            .map_err(|e| RunError::input(self.input.to_string(), e))?;
-        let output = Store::open(&self.output, &job.output_root, m.output.as_ref(), &self.s3)
-            .map_err(|e| RunError::output(self.output.to_string(), e))?;
+        let input = Store::open_recorded(
+            &self.input,
+            &job.input_root,
+            m.input.as_ref(),
+            &self.s3,
+            recorder.clone(),
+        )
+        .map_err(|e| RunError::input(self.input.to_string(), e))?;
+        let output = Store::open_recorded(
+            &self.output,
+            &job.output_root,
+            m.output.as_ref(),
+            &self.s3,
+            recorder.clone(),
+        )
+        .map_err(|e| RunError::output(self.output.to_string(), e))?;
         Ok((input, output))
     }
 
@@ -137,7 +151,7 @@ impl ObjectStoreBackend {
             m.input = (self.input == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
             m.output = (self.output == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
         }
-        let (input, output) = self.open(job)?;
+        let (input, output) = self.open(job, &untimed())?;
         let in_name = |e: StoreError| RunError::input(&input.url, e);
         if copied {
             if self.input.is_s3() {
@@ -185,7 +199,7 @@ impl ObjectStoreBackend {
         let mut details = Map::new();
         if self.output == StoreUrl::Memory || (self.stage && self.output.is_s3()) {
             let started = Instant::now();
-            let (_, output) = self.open(job)?;
+            let (_, output) = self.open(job, &untimed())?;
             let out_name = |e: StoreError| RunError::output(&output.url, e);
             let n = stores::block_on(output.download_to(&job.output_root))
                 .map_err(out_name)?
@@ -247,7 +261,7 @@ impl Backend for ObjectStoreBackend {
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
         cancel.check()?;
-        let (input, output) = self.open(job)?;
+        let (input, output) = self.open(job, recorder)?;
         let io = Arc::new(StoreIo {
             local_input: self.input == StoreUrl::File,
             local_output: self.output == StoreUrl::File,
@@ -277,6 +291,12 @@ impl Backend for ObjectStoreBackend {
         }
         Ok(outcome)
     }
+}
+
+/// Where the requests of the untimed `prepare` and `finish` go: nowhere (they are
+/// the harness's staging, not the design's).
+fn untimed() -> Arc<dyn Recorder> {
+    Arc::new(rechunk_contract::NullRecorder)
 }
 
 /// Every distinct input path of `job` is a regular file (symlinks followed), or an
