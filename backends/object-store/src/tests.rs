@@ -215,3 +215,50 @@ fn a_missing_s3_object_is_named_with_its_store_and_key() {
         "{shown}"
     );
 }
+
+/// `io_in_flight = 1024` on an S3 input is 1024 requests outstanding, or close: the
+/// achieved in-flight gauge (requests sent and not yet read to the end) reaches a
+/// large part of it, so nothing between the option and the HTTP client (the read
+/// window, the IO semaphore, the byte budget, the connection pool) caps it lower.
+/// 2048 inputs of 10×9 values; asserted on the gauge's maximum, not on
+/// throughput (Garage on loopback answers fast, and some answers come back while
+/// the last requests are still being made). Every request is counted by kind.
+#[test]
+fn s3_keeps_1024_requests_in_flight() {
+    let Some(bucket) = s3_bucket() else { return };
+    let fx = Fixture::with_shape(Layout::Files, Codec::Zstd, 1, 16, 128);
+    let b = staged_s3(fresh_prefix(&bucket, "inflight"), StoreUrl::File);
+    let limits = rechunk_contract::Limits {
+        cpu_threads: 2,
+        io_in_flight: 1024,
+        bytes_in_flight: 256 << 20,
+    };
+    let job = Arc::new(fx.job(limits));
+    let counters = Arc::new(rechunk_contract::Counters::new());
+    let recorder: Arc<dyn Recorder> = counters.clone();
+    let outcome = conformance::run_staged(
+        &b,
+        &job,
+        &Arc::new(fx.workload()),
+        &recorder,
+        &Cancel::new(),
+    )
+    .unwrap();
+    assert_eq!(outcome.inputs, 2048);
+    assert_eq!(fx.output_files(), conformance::reference_output(&fx));
+    let snap = counters.snapshot();
+    let gets = &snap.requests["s3 get"];
+    assert_eq!((gets.count, gets.errors), (2048, 0), "{snap:?}");
+    // The output is local: its writes are `file put`s, timed and counted too.
+    assert_eq!(snap.requests["file put"].count, outcome.outputs);
+    eprintln!(
+        "io_in_flight 1024: at most {} requests in flight, {} IO operations",
+        snap.max_requests_in_flight, snap.max_io_in_flight
+    );
+    assert!(
+        snap.max_requests_in_flight >= 512,
+        "at most {} of 1024 requests in flight",
+        snap.max_requests_in_flight
+    );
+    assert!(snap.max_requests_in_flight <= 1024, "{snap:?}");
+}
