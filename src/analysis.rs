@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 
-use crate::results::{Ceilings, Measurement, Repetition, Results, Timeline};
+use crate::results::{Ceilings, Measurement, Repetition, Results, StageLatency, Timeline};
 use crate::scenario::{BackendSpec, Recording, Scenario, SweepPoint, WorkloadKind};
 use crate::stats;
 
@@ -97,6 +97,57 @@ pub struct BackendFigures {
     /// What the table's repetitions recorded: with `counters`, there are no
     /// `stages` and no `timeline`.
     pub recording: Recording,
+    /// Its object-store requests, when it made any.
+    pub requests: Option<RequestFigures>,
+}
+
+/// A backend's object-store requests, over its counted repetitions.
+#[derive(Clone, Debug)]
+pub struct RequestFigures {
+    /// Per kind (`s3 get`, `file put`, …), sorted by name.
+    pub kinds: Vec<KindFigures>,
+    /// Median over repetitions of all requests / wall seconds.
+    pub per_second: f64,
+    /// Median over repetitions of (inputs read + objects written) / wall seconds.
+    pub objects_per_second: f64,
+    /// Most requests in flight at once, over the repetitions.
+    pub max_in_flight: u64,
+    /// `io_in_flight` of the table: what the requests in flight could reach.
+    pub io_in_flight: usize,
+    /// The byte budget bound the requests in flight: its peak came within 10 % of
+    /// `bytes_in_flight` in some repetition (then fewer than `io_in_flight`
+    /// requests could be outstanding).
+    pub budget_bound: bool,
+    /// Median HTTP exchanges with S3 per repetition (every attempt).
+    pub http_attempts: f64,
+    /// Median retries per repetition: HTTP attempts beyond the S3 requests (each
+    /// request the backends make is one exchange).
+    pub retries: f64,
+    /// Failed HTTP exchanges (5xx, 429, 408, transport errors), summed over the
+    /// repetitions.
+    pub failed_attempts: u64,
+    /// Median estimated USD per repetition at [`crate::cost::PRICES`] (S3
+    /// requests, retries priced as GETs are: a lower bound when PUTs are retried).
+    pub cost_usd: f64,
+}
+
+/// One kind of request of a backend.
+#[derive(Clone, Debug)]
+pub struct KindFigures {
+    /// `<store> <op>`, as results name it.
+    pub name: String,
+    /// Median requests per repetition.
+    pub count: f64,
+    /// Median payload bytes per repetition.
+    pub bytes: f64,
+    /// Requests that failed, summed over the repetitions.
+    pub errors: u64,
+    /// Time to first byte (ns), merged over the repetitions (full recording only).
+    pub ttfb: Option<Histogram<u64>>,
+    /// Total time (ns), merged likewise.
+    pub total: Option<Histogram<u64>>,
+    /// Median estimated USD per repetition; `None`: not billed (not S3).
+    pub cost_usd: Option<f64>,
 }
 
 impl BackendFigures {
@@ -274,9 +325,237 @@ fn own_figures(results: &Results, spec: &BackendSpec) -> (BackendFigures, Option
             .and_then(|(_, m)| m.timeline.clone()),
         sweep: spec.sweep.clone(),
         recording: spec.recording,
+        requests: None,
         rates,
     };
-    (figures, error)
+    let (requests, request_error) = request_figures(spec, &reps);
+    let figures = BackendFigures {
+        requests,
+        ..figures
+    };
+    (figures, error.or(request_error))
+}
+
+/// The requests of a backend's counted repetitions; `None` when they made none.
+fn request_figures(
+    spec: &BackendSpec,
+    reps: &[(&Repetition, &Measurement)],
+) -> (Option<RequestFigures>, Option<String>) {
+    if !reps.iter().any(|(_, m)| !m.counters.requests.is_empty()) {
+        return (None, None);
+    }
+    let med = |f: &dyn Fn(&Measurement) -> f64| {
+        stats::median(&reps.iter().map(|(_, m)| f(m)).collect::<Vec<_>>())
+    };
+    let names: std::collections::BTreeSet<&String> = reps
+        .iter()
+        .flat_map(|(_, m)| m.counters.requests.keys())
+        .collect();
+    let mut error = None;
+    let kinds: Vec<KindFigures> = names
+        .into_iter()
+        .map(|name| {
+            let get = |m: &Measurement| m.counters.requests.get(name).cloned().unwrap_or_default();
+            let count = med(&|m| get(m).count as f64);
+            let mut hist = |pick: fn(&crate::results::RequestLatency) -> &StageLatency| {
+                let mut acc: Option<Histogram<u64>> = None;
+                for (r, m) in reps {
+                    let Some(l) = m.requests.get(name) else {
+                        continue;
+                    };
+                    let merged = pick(l)
+                        .histogram()
+                        .with_context(|| {
+                            format!("{} repetition {}: requests {name}", r.label, r.index + 1)
+                        })
+                        .and_then(|h| match &mut acc {
+                            Some(a) => a
+                                .add(&h)
+                                .map_err(|e| anyhow::anyhow!("merging histograms: {e:?}")),
+                            None => {
+                                acc = Some(h);
+                                Ok(())
+                            }
+                        });
+                    if let Err(e) = merged {
+                        error.get_or_insert(format!("{e:#}"));
+                    }
+                }
+                acc
+            };
+            let ttfb = hist(|l| &l.ttfb);
+            let total = hist(|l| &l.total);
+            KindFigures {
+                name: name.clone(),
+                count,
+                bytes: med(&|m| get(m).bytes as f64),
+                errors: reps.iter().map(|(_, m)| get(m).errors).sum(),
+                ttfb,
+                total,
+                cost_usd: crate::cost::PRICES.cost(name, count),
+            }
+        })
+        .collect();
+    let s3_requests = |m: &Measurement| -> u64 {
+        m.counters
+            .requests
+            .iter()
+            .filter(|(k, _)| k.starts_with("s3 "))
+            .map(|(_, c)| c.count)
+            .sum()
+    };
+    let retries = |m: &Measurement| m.counters.http_attempts.saturating_sub(s3_requests(m)) as f64;
+    let cost = |m: &Measurement| {
+        let prices = &crate::cost::PRICES;
+        let requests: f64 = m
+            .counters
+            .requests
+            .iter()
+            .filter_map(|(k, c)| prices.cost(k, c.count as f64))
+            .sum();
+        requests + retries(m) * prices.per_request(crate::cost::PriceClass::Get)
+    };
+    let figures = RequestFigures {
+        kinds,
+        per_second: med(&|m| {
+            m.counters.requests.values().map(|c| c.count).sum::<u64>() as f64 / m.wall_seconds
+        }),
+        objects_per_second: med(&|m| {
+            (m.outcome.inputs + m.outcome.outputs) as f64 / m.wall_seconds
+        }),
+        max_in_flight: reps
+            .iter()
+            .map(|(_, m)| m.counters.max_requests_in_flight)
+            .max()
+            .unwrap_or(0),
+        io_in_flight: spec.limits.io_in_flight,
+        budget_bound: reps.iter().any(|(_, m)| {
+            m.counters.max_bytes_in_flight as f64 >= 0.9 * spec.limits.bytes_in_flight as f64
+        }),
+        http_attempts: med(&|m| m.counters.http_attempts as f64),
+        retries: med(&retries),
+        failed_attempts: reps.iter().map(|(_, m)| m.counters.http_failed_attempts).sum(),
+        cost_usd: med(&cost),
+    };
+    (Some(figures), error)
+}
+
+/// The network round trip the run was configured with, in seconds, when its
+/// results record one (an emulated network between the harness and S3); `None`
+/// until results carry a network profile. The one place the Little's-law line
+/// learns of it: when the profile lands in [`Results`], return its round trip here.
+pub fn configured_round_trip(_results: &Results) -> Option<f64> {
+    None
+}
+
+/// The sweep points over `io_in_flight` that made requests, with the latency for
+/// Little's law ([`littles_law_latency`]): per point (base label, io_in_flight,
+/// measured requests/s, expected requests/s = io_in_flight / latency). Empty
+/// unless the run swept `io_in_flight` on a backend making requests.
+pub fn littles_law(a: &Analysis) -> (Vec<LittlePoint>, Option<String>) {
+    let points: Vec<&BackendFigures> = a
+        .measured()
+        .into_iter()
+        .filter(|f| {
+            f.requests.is_some()
+                && f.sweep
+                    .as_ref()
+                    .is_some_and(|p| p.parameter == "io_in_flight")
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut source = None;
+    let bases: std::collections::BTreeSet<&str> = points
+        .iter()
+        .filter_map(|f| Some(f.sweep.as_ref()?.base_label.as_str()))
+        .collect();
+    for base in bases {
+        let line: Vec<&BackendFigures> = points
+            .iter()
+            .copied()
+            .filter(|f| f.sweep.as_ref().is_some_and(|p| p.base_label == base))
+            .collect();
+        let Some((latency, from)) = littles_law_latency(&line, configured_round_trip(a.results))
+        else {
+            continue;
+        };
+        source.get_or_insert(from);
+        for f in line {
+            let (Some(p), Some(r)) = (&f.sweep, &f.requests) else {
+                continue;
+            };
+            out.push(LittlePoint {
+                base: base.to_string(),
+                label: f.label.clone(),
+                in_flight: p.value,
+                achieved_in_flight: r.max_in_flight,
+                measured: r.per_second,
+                expected: p.value / latency,
+                latency,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.base, a.in_flight).partial_cmp(&(&b.base, b.in_flight)).unwrap_or(std::cmp::Ordering::Equal));
+    (out, source)
+}
+
+/// One point of an `io_in_flight` sweep beside Little's law.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LittlePoint {
+    /// The swept `[[backend]]` table.
+    pub base: String,
+    /// This point's label.
+    pub label: String,
+    /// `io_in_flight` here.
+    pub in_flight: f64,
+    /// Most requests in flight at once, measured.
+    pub achieved_in_flight: u64,
+    /// Requests per second, measured (median).
+    pub measured: f64,
+    /// `in_flight / latency`: what Little's law gives if nothing else binds.
+    pub expected: f64,
+    /// The latency used, in seconds.
+    pub latency: f64,
+}
+
+/// The request latency Little's law is drawn with, for a sweep over
+/// `io_in_flight`: the configured network round trip when the results record one
+/// (`configured`, from the run's network profile), else the median time to first
+/// byte of the sweep point with the fewest requests in flight (where queueing adds
+/// least). Seconds, and where it came from.
+pub fn littles_law_latency(
+    points: &[&BackendFigures],
+    configured: Option<f64>,
+) -> Option<(f64, String)> {
+    if let Some(rtt) = configured.filter(|s| *s > 0.0) {
+        return Some((rtt, format!("the configured round trip, {:.1} ms", rtt * 1e3)));
+    }
+    let lowest = points
+        .iter()
+        .filter(|f| f.sweep.is_some() && f.requests.is_some())
+        .min_by(|a, b| {
+            let v = |f: &BackendFigures| f.sweep.as_ref().map_or(f64::INFINITY, |p| p.value);
+            v(a).total_cmp(&v(b))
+        })?;
+    let reqs = lowest.requests.as_ref()?;
+    // The TTFB of the kind with the most requests (the reads, in a rechunk run).
+    let main = reqs
+        .kinds
+        .iter()
+        .filter(|k| k.ttfb.is_some())
+        .max_by(|a, b| a.count.total_cmp(&b.count))?;
+    let p50 = main.ttfb.as_ref()?.value_at_quantile(0.5) as f64 / 1e9;
+    (p50 > 0.0).then(|| {
+        (
+            p50,
+            format!(
+                "the median time to first byte of `{}` at {} in flight, {:.2} ms",
+                main.name,
+                lowest.sweep.as_ref().map_or(0.0, |p| p.value),
+                p50 * 1e3
+            ),
+        )
+    })
 }
 
 /// The stage histograms of the counted repetitions, merged per stage; on a

@@ -26,6 +26,7 @@ pub mod backends;
 pub mod cache;
 pub mod ceilings;
 pub mod compare;
+pub mod cost;
 pub mod dataset;
 pub mod export;
 pub mod kinds;

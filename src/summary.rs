@@ -9,6 +9,7 @@ use crate::analysis::{Analysis, BackendFigures};
 /// each backend's efficiency when the run measured them.
 pub fn table(a: &Analysis) -> String {
     let mut out = throughput(a);
+    out.push_str(&requests(a));
     if a.ceilings().is_some() {
         out.push_str(&efficiency(a));
     }
@@ -44,6 +45,36 @@ fn throughput(a: &Analysis) -> String {
             out,
             "| {} | – | – | – | – | – | skipped: {} |",
             k.label, k.reason
+        );
+    }
+    out
+}
+
+/// Requests/s, objects/s, the most requests in flight and the estimated cost per
+/// run of each backend that made object-store requests.
+fn requests(a: &Analysis) -> String {
+    let mut out = String::new();
+    let with: Vec<&BackendFigures> = a.backends.iter().filter(|f| f.requests.is_some()).collect();
+    if with.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n| backend | requests/s | objects/s | requests in flight (max) | retries | est. S3 cost per run |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for f in with {
+        let Some(r) = &f.requests else { continue };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} / {} | {} | ${:.6} |",
+            f.label,
+            fmt_num(r.per_second),
+            fmt_num(r.objects_per_second),
+            r.max_in_flight,
+            r.io_in_flight,
+            fmt_num(r.retries),
+            r.cost_usd,
         );
     }
     out

@@ -15,6 +15,8 @@ pub fn markdown(a: &Analysis) -> String {
         ceilings(a),
         not_counted(a),
         latency(a),
+        requests(a),
+        littles_law(a),
         recording(a),
     ]
     .concat()
@@ -157,6 +159,137 @@ fn latency(a: &Analysis) -> String {
             })
             .collect();
         let _ = writeln!(md, "| {} | {} |", f.label, cells.join(" | "));
+    }
+    md
+}
+
+/// The object-store requests of each backend that made any: rates, in flight,
+/// retries and cost per repetition, then per kind of request its count, bytes,
+/// errors, time to first byte and total time (p50 / p90 / p99 / p99.9) and cost.
+fn requests(a: &Analysis) -> String {
+    let figs: Vec<&BackendFigures> = a
+        .measured()
+        .into_iter()
+        .filter(|f| f.requests.is_some())
+        .collect();
+    let mut md = String::new();
+    if figs.is_empty() {
+        return md;
+    }
+    let _ = writeln!(md, "
+## Object-store requests
+");
+    let _ = writeln!(
+        md,
+        "Per repetition (one pass over the dataset: a model run when the scenario holds one), \
+         medians over the verified repetitions. In flight: the most requests outstanding at \
+         once (sent, response not yet read to its end) against `io_in_flight`. Retries: HTTP \
+         attempts beyond the S3 requests (object_store retries inside its client). \
+         Estimated cost: S3 requests only, at {}.\n",
+        crate::cost::PRICES.name
+    );
+    let _ = writeln!(
+        md,
+        "| backend | requests/s | objects/s | in flight (max / io_in_flight) | HTTP attempts | retries | failed attempts | est. cost per run |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for f in &figs {
+        let Some(r) = &f.requests else { continue };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} / {}{} | {} | {} | {} | {} |",
+            f.label,
+            fmt_rate(r.per_second),
+            fmt_rate(r.objects_per_second),
+            r.max_in_flight,
+            r.io_in_flight,
+            if r.budget_bound { " (budget bound)" } else { "" },
+            fmt_rate(r.http_attempts),
+            fmt_rate(r.retries),
+            r.failed_attempts,
+            fmt_usd(r.cost_usd),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nPer kind: requests and MB per run, errors (all repetitions), time to first byte \
+         (the call's return: a GET's status and headers) and total time (to the body's last \
+         byte), p50 / p90 / p99 / p99.9.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| backend | request | per run | MB per run | errors | TTFB p50 / p90 / p99 / p99.9 | total p50 / p90 / p99 / p99.9 | est. cost per run |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for f in &figs {
+        let Some(r) = &f.requests else { continue };
+        for k in &r.kinds {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {} | {} | {} | {} |",
+                f.label,
+                k.name,
+                fmt_rate(k.count),
+                k.bytes / 1e6,
+                k.errors,
+                percentiles(k.ttfb.as_ref()),
+                percentiles(k.total.as_ref()),
+                k.cost_usd.map_or("–".into(), fmt_usd),
+            );
+        }
+    }
+    md
+}
+
+/// p50 / p90 / p99 / p99.9 of a histogram of nanoseconds ("–" without one).
+fn percentiles(h: Option<&hdrhistogram::Histogram<u64>>) -> String {
+    let Some(h) = h else { return "–".into() };
+    [0.5, 0.9, 0.99, 0.999]
+        .iter()
+        .map(|q| fmt_us(h.value_at_quantile(*q) as f64 / 1e3))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// US dollars: four significant decimals below a cent.
+fn fmt_usd(x: f64) -> String {
+    if !x.is_finite() {
+        "–".into()
+    } else if x >= 0.01 || x == 0.0 {
+        format!("${x:.2}")
+    } else {
+        format!("${x:.6}")
+    }
+}
+
+/// For a sweep over `io_in_flight` with requests: measured requests/s beside
+/// Little's law, `io_in_flight / latency`.
+fn littles_law(a: &Analysis) -> String {
+    let (points, source) = crate::analysis::littles_law(a);
+    let mut md = String::new();
+    let Some(source) = source else { return md };
+    let _ = writeln!(md, "\n## Requests in flight against Little's law\n");
+    let _ = writeln!(
+        md,
+        "Expected requests/s = io_in_flight / latency, with the latency {source}: what \
+         concurrency alone gives until bandwidth, CPU or the server binds (plot `requests`).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| backend | io_in_flight | in flight (max) | requests/s measured | expected (Little) | measured / expected |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    for p in &points {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.2} |",
+            p.label,
+            p.in_flight,
+            p.achieved_in_flight,
+            fmt_rate(p.measured),
+            fmt_rate(p.expected),
+            p.measured / p.expected
+        );
     }
     md
 }

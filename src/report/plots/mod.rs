@@ -4,6 +4,7 @@
 mod breakdown;
 mod common;
 mod latency;
+mod requests;
 mod scaling;
 mod throughput;
 mod timeline;
@@ -15,7 +16,8 @@ pub type Chart = (&'static str, String);
 
 /// The charts that apply to this run, in the report's order: throughput always,
 /// latency CDFs and the timeline when recorded, the CPU and stage breakdown, and
-/// the scaling plot for a sweep. None when no backend has a counted repetition.
+/// the scaling plot for a sweep, and requests/s against Little's law for a sweep
+/// over `io_in_flight` that made object-store requests. None when no backend has a counted repetition.
 pub fn draw(a: &Analysis) -> anyhow::Result<Vec<Chart>> {
     let figs = a.measured();
     let mut charts = Vec::new();
@@ -32,6 +34,10 @@ pub fn draw(a: &Analysis) -> anyhow::Result<Vec<Chart>> {
     charts.push(("breakdown", breakdown::svg(&figs)?));
     if figs.iter().any(|f| f.sweep.is_some()) {
         charts.push(("scaling", scaling::svg(a, &figs)?));
+    }
+    let (little, source) = crate::analysis::littles_law(a);
+    if let (false, Some(source)) = (little.is_empty(), source) {
+        charts.push(("requests", requests::svg(&little, &source)?));
     }
     Ok(charts)
 }
