@@ -434,7 +434,10 @@ fn request_figures(
         }),
         http_attempts: med(&|m| m.counters.http_attempts as f64),
         retries: med(&retries),
-        failed_attempts: reps.iter().map(|(_, m)| m.counters.http_failed_attempts).sum(),
+        failed_attempts: reps
+            .iter()
+            .map(|(_, m)| m.counters.http_failed_attempts)
+            .sum(),
         cost_usd: med(&cost),
     };
     (Some(figures), error)
@@ -495,7 +498,11 @@ pub fn littles_law(a: &Analysis) -> (Vec<LittlePoint>, Option<String>) {
             });
         }
     }
-    out.sort_by(|a, b| (&a.base, a.in_flight).partial_cmp(&(&b.base, b.in_flight)).unwrap_or(std::cmp::Ordering::Equal));
+    out.sort_by(|a, b| {
+        (&a.base, a.in_flight)
+            .partial_cmp(&(&b.base, b.in_flight))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     (out, source)
 }
 
@@ -528,7 +535,10 @@ pub fn littles_law_latency(
     configured: Option<f64>,
 ) -> Option<(f64, String)> {
     if let Some(rtt) = configured.filter(|s| *s > 0.0) {
-        return Some((rtt, format!("the configured round trip, {:.1} ms", rtt * 1e3)));
+        return Some((
+            rtt,
+            format!("the configured round trip, {:.1} ms", rtt * 1e3),
+        ));
     }
     let lowest = points
         .iter()

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use backend_sequential::Sequential;
 use rechunk_contract::options::Configured;
 use rechunk_contract::{
-    Availability, Backend, Cancel, Capabilities, Forward, Job, Recorder, RunError, RunOutcome,
-    Stage, Workload,
+    Availability, Backend, Cancel, Capabilities, Forward, Job, Recorder, RequestDone, RequestKind,
+    RequestOp, RunError, RunOutcome, Stage, StoreClass, Workload,
 };
 
 rechunk_contract::backend_options! {
@@ -31,6 +31,9 @@ rechunk_contract::backend_options! {
         input_us: Option<u64> = None, range 0..=60_000_000;
         /// Busy-wait per input decoded, µs (a deliberately slowed backend).
         delay_us: u64 = 0, range 0..=60_000_000;
+        /// Reports each read as an `s3 get` and each write as an `s3 put` request
+        /// with this time to first byte, µs (total: 1.5 times it).
+        request_us: Option<u64> = None, range 1..=60_000_000;
     }
 }
 
@@ -52,6 +55,7 @@ impl Configured for Mock {
                 None,
             ],
             delay_us: o.delay_us,
+            request_us: o.request_us,
         }
     }
 }
@@ -64,6 +68,9 @@ pub struct Mock {
     pub latency_us: [Option<u64>; 7],
     /// Busy-waits this long per input decoded.
     pub delay_us: u64,
+    /// Reports a scripted S3 request per read (`s3 get`) and write (`s3 put`),
+    /// with this time to first byte in µs and 1.5 times it in total.
+    pub request_us: Option<u64>,
 }
 
 impl Backend for Mock {
@@ -88,6 +95,7 @@ impl Backend for Mock {
     ) -> Result<RunOutcome, RunError> {
         // Reports scripted latencies, otherwise forwards.
         let (latency_us, delay) = (self.latency_us, Duration::from_micros(self.delay_us));
+        let request_us = self.request_us;
         let scripted: Arc<dyn Recorder> = Arc::new(Forward::with_stage(
             recorder.clone(),
             move |inner: &dyn Recorder, stage: Stage, started: Instant, bytes: u64| {
@@ -95,6 +103,29 @@ impl Backend for Mock {
                     let until = Instant::now() + delay;
                     while Instant::now() < until {
                         std::hint::spin_loop();
+                    }
+                }
+                if let Some(us) = request_us {
+                    let op = match stage {
+                        Stage::Read => Some(RequestOp::Get),
+                        Stage::Write => Some(RequestOp::Put),
+                        _ => None,
+                    };
+                    if let Some(op) = op {
+                        let kind = RequestKind::new(StoreClass::S3, op);
+                        let ended = Instant::now();
+                        let began = ended - Duration::from_micros(us * 3 / 2);
+                        inner.request_begin(kind);
+                        inner.request_end(
+                            kind,
+                            &RequestDone {
+                                started: began,
+                                first_byte: began + Duration::from_micros(us),
+                                ended,
+                                bytes,
+                                ok: true,
+                            },
+                        );
                     }
                 }
                 let started = match latency_us[stage.index()] {

@@ -243,3 +243,126 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
     );
     assert!(decision.contains("Confident"), "{decision}");
 }
+
+/// The mock with scripted S3 requests (20 ms to first byte, 30 ms in all), swept
+/// over io_in_flight: the results carry the request counts, histograms and the
+/// in-flight gauge; the report shows the request table with its percentiles and
+/// cost, and Little's law at 1 / 0.02 s = 50 and 4 / 0.02 s = 200 requests/s
+/// beside the measured rate, table and plot.
+#[test]
+fn requests_their_cost_and_littles_law_are_reported() {
+    const REQUESTS: &str = r#"
+name = "requests"
+description = "scripted S3 requests"
+[dataset]
+groups = 1
+variables = 4
+steps = 6
+ny = 8
+nx = 8
+codec = "lz4"
+[run]
+repetitions = 2
+[[backend]]
+name = "sequential"
+[[backend]]
+name = "mock"
+request_us = 20000
+[sweep]
+parameter = "io_in_flight"
+values = [1, 4]
+backends = ["mock"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("requests.toml");
+    fs::write(&s, REQUESTS).unwrap();
+    let out = harness(dir.path(), &["run", s.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The summary shows requests/s and objects/s.
+    let shown = text(&out);
+    assert!(
+        shown.contains("| backend | requests/s | objects/s |"),
+        "{shown}"
+    );
+    let run = run_dir(dir.path());
+    let results = Results::load(&run.join("results.json")).unwrap();
+    let rep = results
+        .repetitions
+        .iter()
+        .find(|r| r.label == "mock-io_in_flight-1")
+        .unwrap();
+    let m = rep.measurement.as_ref().unwrap();
+    let gets = &m.counters.requests["s3 get"];
+    assert_eq!((gets.count, gets.errors), (24, 0));
+    assert_eq!(gets.bytes, m.outcome.input_bytes);
+    assert_eq!(m.counters.requests["s3 put"].count, m.outcome.outputs);
+    let ttfb = &m.requests["s3 get"].ttfb;
+    assert!(
+        (ttfb.p50_us - 20_000.0).abs() < 20_000.0 * 0.011,
+        "{ttfb:?}"
+    );
+    assert!(m.requests["s3 get"].total.p50_us > 29_000.0);
+    assert!(m.counters.max_requests_in_flight >= 1);
+    // The sampler wrote the gauge into every sample.
+    let raw: serde_json::Value =
+        serde_json::from_slice(&fs::read(run.join("results.json")).unwrap()).unwrap();
+    let sample = &raw["repetitions"][0]["measurement"]["timeline"]["samples"][0];
+    assert!(sample["requests_in_flight"].is_u64(), "{sample}");
+    // No requests, no request fields: sequential's measurement has none.
+    let seq = raw["repetitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["label"] == "sequential")
+        .unwrap();
+    assert!(seq["measurement"].get("requests").is_none());
+
+    let md = fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("## Object-store requests"), "{md}");
+    assert!(md.contains("S3 Standard, us-east-1"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| mock-io_in_flight-1 | s3 get |"))
+        .unwrap_or_else(|| panic!("no s3 get row: {md}"));
+    // 24 GETs per run at $0.0004 per 1,000; TTFB p50 of 20 ms.
+    assert!(row.contains("| 24 |") && row.contains("$0.000010"), "{row}");
+    assert!(row.contains("| 20.") || row.contains("| 19."), "{row}");
+    let put = md
+        .lines()
+        .find(|l| l.starts_with("| mock-io_in_flight-1 | s3 put |"))
+        .unwrap();
+    assert!(put.contains("$0.0000"), "{put}");
+    assert!(!md.contains("| sequential | s3"), "{md}");
+
+    assert!(
+        md.contains("## Requests in flight against Little's law"),
+        "{md}"
+    );
+    assert!(
+        md.contains("median time to first byte of `s3 get` at 1 in flight"),
+        "{md}"
+    );
+    let expected = |label: &str| -> f64 {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} | ")) && l.matches('|').count() == 7)
+            .unwrap_or_else(|| panic!("no Little row for {label}: {md}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        cells[5].replace(',', "").parse().unwrap()
+    };
+    // Little's law with the 20 ms measured at 1 in flight (HDR's 1 % resolution).
+    assert!((expected("mock-io_in_flight-1") - 50.0).abs() <= 1.0);
+    assert!((expected("mock-io_in_flight-4") - 200.0).abs() <= 3.0);
+    let svg = fs::read_to_string(run.join("requests.svg"))
+        .unwrap()
+        .replace('\n', "");
+    assert!(
+        svg.contains("Little"),
+        "requests.svg has no Little's law line"
+    );
+    assert!(
+        svg.contains("mock: measured"),
+        "requests.svg has no measured line"
+    );
+    assert_eq!(png_size(&run.join("requests.png")), (1000, 560));
+}

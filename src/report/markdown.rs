@@ -176,9 +176,12 @@ fn requests(a: &Analysis) -> String {
     if figs.is_empty() {
         return md;
     }
-    let _ = writeln!(md, "
+    let _ = writeln!(
+        md,
+        "
 ## Object-store requests
-");
+"
+    );
     let _ = writeln!(
         md,
         "Per repetition (one pass over the dataset: a model run when the scenario holds one), \
@@ -203,7 +206,11 @@ fn requests(a: &Analysis) -> String {
             fmt_rate(r.objects_per_second),
             r.max_in_flight,
             r.io_in_flight,
-            if r.budget_bound { " (budget bound)" } else { "" },
+            if r.budget_bound {
+                " (budget bound)"
+            } else {
+                ""
+            },
             fmt_rate(r.http_attempts),
             fmt_rate(r.retries),
             r.failed_attempts,
