@@ -350,6 +350,60 @@ mod tests {
         assert_eq!(r.ceilings.unwrap().cpu_per_second, 1000.0);
     }
 
+    /// Results without the request fields (every file before them) load with none;
+    /// with them, they survive a save and a load value for value.
+    #[test]
+    fn request_metrics_round_trip_and_older_files_have_none() {
+        let mut r = Results::load(&ci_baseline()).unwrap();
+        let m = r.repetitions[0].measurement.as_mut().unwrap();
+        assert!(m.requests.is_empty() && m.counters.requests.is_empty());
+        assert_eq!(m.counters.max_requests_in_flight, 0);
+        let samples = &m.timeline.as_ref().unwrap().samples;
+        assert!(!samples.is_empty() && samples.iter().all(|s| s.requests_in_flight == 0));
+
+        let mut h = Histogram::<u64>::new(2).unwrap();
+        for ns in [20_000_000u64, 21_000_000, 40_000_000] {
+            h.record(ns).unwrap();
+        }
+        m.requests.insert(
+            "s3 get".into(),
+            RequestLatency {
+                ttfb: StageLatency::from_histogram(&h),
+                total: StageLatency::from_histogram(&h),
+            },
+        );
+        m.counters.requests.insert(
+            "s3 get".into(),
+            rechunk_contract::RequestCount {
+                count: 3,
+                bytes: 21_000,
+                errors: 1,
+            },
+        );
+        m.counters.max_requests_in_flight = 3;
+        m.counters.http_attempts = 4;
+        m.counters.http_failed_attempts = 1;
+        m.timeline.as_mut().unwrap().samples[0].requests_in_flight = 2;
+        r.schema_version = SCHEMA_VERSION;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        r.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"requests_in_flight\": 2"),
+            "no gauge sample"
+        );
+        assert!(text.contains("\"http_attempts\": 4"));
+        let back = Results::load(&path).unwrap();
+        assert_eq!(back, r);
+        let l = &back.repetitions[0].measurement.as_ref().unwrap().requests["s3 get"];
+        assert_eq!(l.ttfb.count, 3);
+        assert_eq!(
+            l.ttfb.histogram().unwrap().value_at_quantile(0.5),
+            h.value_at_quantile(0.5)
+        );
+    }
+
     #[test]
     fn a_saved_file_uses_the_new_names() {
         let mut r = Results::load(&ci_baseline()).unwrap();

@@ -548,6 +548,64 @@ mod tests {
     }
 
     #[test]
+    fn request_kinds_index_and_name_one_to_one() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..RequestKind::COUNT {
+            let k = RequestKind::at(i).unwrap();
+            assert_eq!(k.index(), i);
+            assert!(seen.insert(k.name()));
+            assert_eq!(RequestOp::from_name(k.op.name()), Some(k.op));
+        }
+        assert_eq!(RequestKind::at(RequestKind::COUNT), None);
+        assert_eq!(
+            RequestKind::new(StoreClass::S3, RequestOp::GetRange).name(),
+            "s3 get_range"
+        );
+    }
+
+    /// Requests are counted per kind with bytes and errors; the in-flight gauge
+    /// rises with each begin and falls with each end, keeping its maximum; a
+    /// forwarding recorder passes them on.
+    #[test]
+    fn requests_are_counted_and_gauged() {
+        let counters = Arc::new(Counters::new());
+        let r = Forward::new(counters.clone());
+        let get = RequestKind::new(StoreClass::S3, RequestOp::Get);
+        let put = RequestKind::new(StoreClass::File, RequestOp::Put);
+        let now = Instant::now();
+        let done = |bytes, ok| RequestDone {
+            started: now,
+            first_byte: now,
+            ended: now,
+            bytes,
+            ok,
+        };
+        r.request_begin(get);
+        r.request_begin(get);
+        r.request_begin(put);
+        assert_eq!(counters.requests_in_flight(), 3);
+        r.request_end(get, &done(100, true));
+        r.request_end(get, &done(0, false));
+        r.request_end(put, &done(7, true));
+        r.http_attempt(false);
+        r.http_attempt(true);
+        let snap = counters.snapshot();
+        assert_eq!(counters.requests_in_flight(), 0);
+        assert_eq!(snap.max_requests_in_flight, 3);
+        assert_eq!(
+            snap.requests["s3 get"],
+            RequestCount {
+                count: 2,
+                bytes: 100,
+                errors: 1
+            }
+        );
+        assert_eq!(snap.requests["file put"].bytes, 7);
+        assert_eq!(snap.requests.len(), 2);
+        assert_eq!((snap.http_attempts, snap.http_failed_attempts), (2, 1));
+    }
+
+    #[test]
     fn forward_passes_every_event_on() {
         let counters = Arc::new(Counters::new());
         let plain = Forward::new(counters.clone());

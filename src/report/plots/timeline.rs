@@ -1,5 +1,5 @@
 //! Throughput over time of each backend's median repetition, and the IO operations
-//! in flight below it.
+//! (and object-store requests) in flight below it.
 
 use plotters::prelude::*;
 
@@ -19,6 +19,7 @@ pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
     };
     let rates = rate_series(figs, stage);
     let io = io_series(figs);
+    let requests = requests_series(figs);
     with_svg(|root| {
         let (upper, lower) = root.split_vertically(H * 2 / 3);
         let tmax = rates
@@ -28,7 +29,7 @@ pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
             .fold(0.0, f64::max)
             .max(0.1);
         draw_rates(&upper, a.unit, stage, figs, rates, tmax)?;
-        draw_io(&lower, io, tmax)
+        draw_io(&lower, io, requests, tmax)
     })
 }
 
@@ -65,6 +66,25 @@ fn io_series(figs: &[&BackendFigures]) -> Series {
                     .map(|s| (s.t, s.io_in_flight as f64))
                     .collect(),
             ))
+        })
+        .collect()
+}
+
+/// Object-store requests in flight, as sampled, for backends that made any.
+fn requests_series(figs: &[&BackendFigures]) -> Series {
+    figs.iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let t = f.timeline.as_ref()?;
+            t.samples.iter().any(|s| s.requests_in_flight > 0).then(|| {
+                (
+                    i,
+                    t.samples
+                        .iter()
+                        .map(|s| (s.t, s.requests_in_flight as f64))
+                        .collect(),
+                )
+            })
         })
         .collect()
 }
@@ -119,15 +139,23 @@ fn draw_rates(
     draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)
 }
 
-fn draw_io(area: &Area, io: Series, tmax: f64) -> anyhow::Result<()> {
+fn draw_io(area: &Area, io: Series, requests: Series, tmax: f64) -> anyhow::Result<()> {
     let io_max = io
         .iter()
+        .chain(&requests)
         .flat_map(|(_, p)| p.iter().map(|x| x.1))
         .fold(0.0, f64::max)
         .max(1.0)
         * 1.1;
     let mut chart = ChartBuilder::on(area)
-        .caption("IO operations in flight (sampled)", ("sans-serif", 14))
+        .caption(
+            if requests.is_empty() {
+                "IO operations in flight (sampled)"
+            } else {
+                "IO operations (solid) and object-store requests (dashed) in flight, sampled"
+            },
+            ("sans-serif", 14),
+        )
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(80)
@@ -143,6 +171,16 @@ fn draw_io(area: &Area, io: Series, tmax: f64) -> anyhow::Result<()> {
     for (i, points) in io {
         chart
             .draw_series(LineSeries::new(points, color(i).stroke_width(2)))
+            .map_err(draw_err)?;
+    }
+    for (i, points) in requests {
+        chart
+            .draw_series(DashedLineSeries::new(
+                points,
+                5,
+                3,
+                color(i).stroke_width(1),
+            ))
             .map_err(draw_err)?;
     }
     Ok(())
