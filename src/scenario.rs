@@ -924,6 +924,31 @@ nx = 8
 name = "sequential"
 "#;
 
+    /// Every scenario shipped in `scenarios/` is valid; s3-cloud sweeps
+    /// io_in_flight up to 1024 on S3 stores.
+    #[test]
+    fn every_shipped_scenario_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+                if s.name == "s3-cloud" {
+                    let points: Vec<usize> = s
+                        .backends
+                        .iter()
+                        .filter(|b| b.sweep.is_some())
+                        .map(|b| b.limits.io_in_flight)
+                        .collect();
+                    assert_eq!(points, [16, 64, 256, 1024]);
+                }
+            }
+        }
+        assert!(n >= 10, "{n} scenarios");
+    }
+
     fn parse_err(text: &str) -> String {
         parse(text, "s.toml", "s", Path::new("s.toml"))
             .unwrap_err()
