@@ -527,9 +527,12 @@ pub struct LittlePoint {
 
 /// The request latency Little's law is drawn with, for a sweep over
 /// `io_in_flight`: the configured network round trip when the results record one
-/// (`configured`, from the run's network profile), else the median time to first
-/// byte of the sweep point with the fewest requests in flight (where queueing adds
-/// least). Seconds, and where it came from.
+/// (`configured`, from the run's network profile), else the median **total** time
+/// of a request at the sweep point with the fewest in flight (where queueing adds
+/// least). Total, not time to first byte: Little's law's W is how long a request
+/// holds its slot, which ends with its body's last byte (on loopback Garage a small
+/// GET's headers come at once and its body ~40 ms later, a delayed ACK, so the two
+/// differ 40-fold). Seconds, and where it came from.
 pub fn littles_law_latency(
     points: &[&BackendFigures],
     configured: Option<f64>,
@@ -548,21 +551,26 @@ pub fn littles_law_latency(
             v(a).total_cmp(&v(b))
         })?;
     let reqs = lowest.requests.as_ref()?;
-    // The TTFB of the kind with the most requests (the reads, in a rechunk run).
+    // The kind with the most requests (the reads, in a rechunk run).
     let main = reqs
         .kinds
         .iter()
-        .filter(|k| k.ttfb.is_some())
+        .filter(|k| k.total.is_some())
         .max_by(|a, b| a.count.total_cmp(&b.count))?;
-    let p50 = main.ttfb.as_ref()?.value_at_quantile(0.5) as f64 / 1e9;
+    let p50 = main.total.as_ref()?.value_at_quantile(0.5) as f64 / 1e9;
+    let ttfb = main
+        .ttfb
+        .as_ref()
+        .map_or(f64::NAN, |h| h.value_at_quantile(0.5) as f64 / 1e6);
     (p50 > 0.0).then(|| {
         (
             p50,
             format!(
-                "the median time to first byte of `{}` at {} in flight, {:.2} ms",
+                "the median total time of `{}` at {} in flight, {:.2} ms (time to first byte {:.2} ms)",
                 main.name,
                 lowest.sweep.as_ref().map_or(0.0, |p| p.value),
-                p50 * 1e3
+                p50 * 1e3,
+                ttfb
             ),
         )
     })

@@ -247,8 +247,8 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
 /// The mock with scripted S3 requests (20 ms to first byte, 30 ms in all), swept
 /// over io_in_flight: the results carry the request counts, histograms and the
 /// in-flight gauge; the report shows the request table with its percentiles and
-/// cost, and Little's law at 1 / 0.02 s = 50 and 4 / 0.02 s = 200 requests/s
-/// beside the measured rate, table and plot.
+/// cost, and Little's law at 1 / 0.03 s = 33 and 4 / 0.03 s = 133 requests/s (the
+/// median total time at the lowest point) beside the measured rate, table and plot.
 #[test]
 fn requests_their_cost_and_littles_law_are_reported() {
     const REQUESTS: &str = r#"
@@ -339,7 +339,7 @@ backends = ["mock"]
         "{md}"
     );
     assert!(
-        md.contains("median time to first byte of `s3 get` at 1 in flight"),
+        md.contains("median total time of `s3 get` at 1 in flight, 30.0"),
         "{md}"
     );
     let expected = |label: &str| -> f64 {
@@ -350,9 +350,9 @@ backends = ["mock"]
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         cells[5].replace(',', "").parse().unwrap()
     };
-    // Little's law with the 20 ms measured at 1 in flight (HDR's 1 % resolution).
-    assert!((expected("mock-io_in_flight-1") - 50.0).abs() <= 1.0);
-    assert!((expected("mock-io_in_flight-4") - 200.0).abs() <= 3.0);
+    // Little's law with the 30 ms measured at 1 in flight (HDR's 1 % resolution).
+    assert!((expected("mock-io_in_flight-1") - 33.0).abs() <= 1.0);
+    assert!((expected("mock-io_in_flight-4") - 133.0).abs() <= 2.0);
     let svg = fs::read_to_string(run.join("requests.svg"))
         .unwrap()
         .replace('\n', "");
