@@ -13,6 +13,13 @@
 //! directory by its untimed `finish`, after it, so it can be verified), or
 //! `s3://bucket/prefix`.
 //!
+//! Both stores are opened metered ([`stores::metered`]): every request of the timed
+//! run is reported to the run's recorder (kind, time to first byte, total time,
+//! bytes, outcome, requests in flight; on S3 every HTTP attempt), so the results
+//! hold per-request latencies and the in-flight gauge. Up to `io_in_flight`
+//! requests are outstanding at once (the pipeline's read window and IO semaphore;
+//! the byte budget is the only other bound), on as many HTTP/1 connections.
+//!
 //! Inputs read from the job's local input directory (`file://`, and the copies into
 //! `memory://` or a staged S3 store) must be regular files: `LocalFileSystem` opens
 //! them with a blocking open that would wait for ever on a FIFO, and object_store is
