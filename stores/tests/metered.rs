@@ -3,8 +3,8 @@
 //! counted by kind, with its bytes, errors and times; 1024 GETs at once are 1024
 //! requests in flight and open on the order of 1024 connections (no hidden cap in
 //! the client). Without an S3 endpoint the tests say so and pass, unless
-//! `HARNESS_REQUIRE_S3` is set, when they fail. The in-memory store needs no
-//! server and is checked always.
+//! `HARNESS_REQUIRE_S3` is set, when they fail. The in-memory store, and retries
+//! against a closed port, need no server and are checked always.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -282,4 +282,38 @@ fn a_thousand_gets_at_once_are_all_in_flight() {
     assert_eq!(seen.counters.requests_in_flight(), 0);
     // One HTTP exchange per GET: no retry.
     assert_eq!(snap.http_attempts, N as u64, "{snap:?}");
+}
+
+/// Retries are seen as HTTP attempts: a request to a port where nothing listens
+/// (9, discard, on loopback) is refused, retried `S3_MAX_RETRIES` times by
+/// object_store, and ends in one failed request: 1 + retries attempts, all
+/// failed. Needs no server.
+#[test]
+fn retries_show_as_failed_http_attempts() {
+    let seen = Arc::new(Seen::default());
+    let store = Store::open_recorded(
+        &StoreUrl::parse("s3://nowhere/retries").unwrap(),
+        Path::new("/"),
+        None,
+        &S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("garage".into()),
+            access_key_id: Some("GKdoesnotmatter".into()),
+            secret_access_key: Some("notasecret".into()),
+            allow_http: Some(true),
+        },
+        seen.clone(),
+    )
+    .unwrap();
+    assert!(block_on(store.fetch("k")).unwrap().is_err());
+    let snap = seen.counters.snapshot();
+    let attempts = 1 + stores::S3_MAX_RETRIES as u64;
+    assert_eq!(
+        (snap.http_attempts, snap.http_failed_attempts),
+        (attempts, attempts),
+        "{snap:?}"
+    );
+    let get = &snap.requests["s3 get"];
+    assert_eq!((get.count, get.errors), (1, 1));
+    assert_eq!(seen.counters.requests_in_flight(), 0);
 }
