@@ -2,7 +2,8 @@
 //! middle of a run: the run must end with an error that names the store, promptly,
 //! not hang. Starts its own Garage (scripts/s3-server, another port and directory),
 //! so it needs the `garage` binary: without it the test says so and passes, unless
-//! HARNESS_REQUIRE_S3 is set (as in CI), when it fails.
+//! HARNESS_REQUIRE_S3 is set (as in CI), when it fails. A second test runs the
+//! backend on the configured S3 server and checks the requests it recorded.
 
 mod common;
 
@@ -174,5 +175,85 @@ fn killing_the_s3_server_mid_run_ends_the_run_with_an_error() {
         "the run ended {:.1} s after the kill: {}",
         killed.elapsed().as_secs_f64(),
         shown.lines().find(|l| l.contains("FAILED")).unwrap_or("")
+    );
+}
+
+/// A run of the object-store backend on the configured S3 server (`eval
+/// "$(scripts/s3-server env)"`, as CI does; skipped without one unless
+/// HARNESS_REQUIRE_S3 is set): its results count every GET and PUT by kind, with
+/// latency histograms, requests in flight reach far past one and show in the
+/// timeline's samples, and the report has the request table and its cost.
+#[test]
+fn an_s3_run_records_its_requests_in_flight_and_their_cost() {
+    if std::env::var_os("AWS_ENDPOINT").is_none() && std::env::var_os("AWS_ENDPOINT_URL").is_none()
+    {
+        assert!(
+            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
+            "HARNESS_REQUIRE_S3 is set but no S3 endpoint is configured"
+        );
+        eprintln!("SKIPPED: no S3 endpoint configured (eval \"$(scripts/s3-server env)\")");
+        return;
+    }
+    let bucket = std::env::var("HARNESS_S3_BUCKET").unwrap_or_else(|_| "harness".into());
+    let prefix = format!("s3://{bucket}/tests/requests-{}", std::process::id());
+    let scenario = format!(
+        r#"
+name = "s3-requests"
+[dataset]
+groups = 1
+variables = 40
+steps = 146
+ny = 32
+nx = 32
+[output]
+cy = 16
+cx = 16
+[run]
+repetitions = 1
+[[backend]]
+name = "object-store"
+input = "{prefix}/in"
+output = "{prefix}/out"
+io_in_flight = 256
+bytes_in_flight = "64 MiB"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s3-requests.toml");
+    std::fs::write(&s, scenario).unwrap();
+    let out = common::harness_with(dir.path(), "results", &["run", s.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = std::fs::read_dir(dir.path().join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let results = harness::results::Results::load(&run.join("results.json")).unwrap();
+    let m = results
+        .repetitions
+        .iter()
+        .find(|r| !r.warmup)
+        .and_then(|r| r.measurement.as_ref())
+        .unwrap();
+    let c = &m.counters;
+    assert_eq!(c.requests["s3 get"].count, 40 * 146, "{c:?}");
+    assert_eq!(c.requests["s3 put"].count, m.outcome.outputs, "{c:?}");
+    assert_eq!(c.requests["s3 get"].errors + c.requests["s3 put"].errors, 0);
+    assert!(c.http_attempts >= 40 * 146 + m.outcome.outputs, "{c:?}");
+    assert!(c.max_requests_in_flight > 16, "{c:?}");
+    assert!(c.max_requests_in_flight <= 256, "{c:?}");
+    assert_eq!(m.requests["s3 get"].ttfb.count, 40 * 146);
+    let samples = &m.timeline.as_ref().unwrap().samples;
+    assert!(
+        samples.iter().any(|s| s.requests_in_flight > 0),
+        "no sample saw a request in flight: {samples:?}"
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("## Object-store requests"), "{md}");
+    assert!(
+        md.lines()
+            .any(|l| l.contains("| s3 get | 5,840 |") && l.contains("$0.00")),
+        "{md}"
     );
 }
