@@ -7,7 +7,9 @@
 //!   lower_value, upper_value}}}`, with measures `throughput` (95 % bootstrap CI of
 //!   the median), `ratio-to-sequential` and `peak-rss`.
 //! - `csv`: one row per repetition as recorded, warm-ups (marked) and failed ones
-//!   (without figures) included.
+//!   (without figures) included; for backends making object-store requests also
+//!   their number (every store), requests/s, the most in flight, HTTP attempts and
+//!   the estimated S3 request cost ([`crate::cost::PRICES`]).
 
 use std::fmt::Write as _;
 
@@ -89,15 +91,34 @@ fn bencher(a: &Analysis) -> anyhow::Result<String> {
 fn csv(a: &Analysis) -> String {
     let r = a.results;
     let mut s = String::from(
-                "scenario,label,backend,repetition,warmup,counts,cache,wall_seconds,rate_per_second,user_seconds,system_seconds,peak_rss_bytes,threads,input_p50_us,input_p99_us\n",
+                "scenario,label,backend,repetition,warmup,counts,cache,wall_seconds,rate_per_second,user_seconds,system_seconds,peak_rss_bytes,threads,input_p50_us,input_p99_us,requests,requests_per_second,max_requests_in_flight,http_attempts,s3_request_cost_usd\n",
             );
     for rep in &r.repetitions {
         let m = rep.measurement.as_ref();
         let f = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x}"));
         let input = m.and_then(|m| m.stages.get("input"));
+        // Object-store requests: empty for backends that make none.
+        let requests = m
+            .filter(|m| !m.counters.requests.is_empty())
+            .map(|m| {
+                let n: u64 = m.counters.requests.values().map(|c| c.count).sum();
+                let cost: f64 = m
+                    .counters
+                    .requests
+                    .iter()
+                    .filter_map(|(k, c)| crate::cost::PRICES.cost(k, c.count as f64))
+                    .sum();
+                format!(
+                    "{n},{},{},{},{cost}",
+                    n as f64 / m.wall_seconds,
+                    m.counters.max_requests_in_flight,
+                    m.counters.http_attempts
+                )
+            })
+            .unwrap_or_else(|| ",,,,".into());
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{requests}",
             r.scenario.name,
             rep.label,
             rep.backend,

@@ -118,6 +118,11 @@ fn exports_are_what_the_other_tools_read() {
     let csv = export("csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("scenario,label,backend,repetition"));
+    assert!(lines[0].ends_with(
+        ",requests,requests_per_second,max_requests_in_flight,http_attempts,s3_request_cost_usd"
+    ));
+    // No backend here makes object-store requests: those columns are empty.
+    assert!(lines[1..].iter().all(|l| l.ends_with(",,,,,")), "{csv}");
     assert_eq!(lines.len(), 1 + 2 * 3, "{csv}");
 }
 
