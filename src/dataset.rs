@@ -182,7 +182,10 @@ fn check_disk(params: &DatasetParams, root: &Path) -> anyhow::Result<()> {
     let Some(free) = sizes::free_space(root) else {
         return Ok(());
     };
-    let sample = params.message_bytes(0, 0, 0).len() as u64;
+    let sample = params
+        .message_bytes(0, 0, 0)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?
+        .len() as u64;
     // Messages vary a little in size; the filesystem rounds each file up to a block.
     let per_file = match params.layout {
         Layout::Files => sample.div_ceil(4096) * 4096,
@@ -238,10 +241,10 @@ pub fn check_complete(params: &DatasetParams, root: &Path, m: &Manifest) -> Resu
     for i in picks {
         let g = (i / per_group) as u32;
         let (v, s) = params.item_vs((i % per_group) as usize);
-        let expected = params.message_bytes(g, v, s);
+        let expected = params.message_bytes(g, v, s)?;
         let (path, range) = match params.layout {
             Layout::Files => {
-                let path = root.join(DatasetParams::message_path(g, v, s));
+                let path = root.join(params.message_path(g, v, s));
                 (path, None)
             }
             Layout::Container => {
@@ -283,7 +286,7 @@ fn container_group(
     g: u32,
 ) -> Result<(PathBuf, Vec<rechunk_contract::InputRef>), String> {
     let group = params.group_at(root, g).map_err(|e| e.to_string())?;
-    let path = root.join(DatasetParams::container_path(g));
+    let path = root.join(params.container_path(g));
     let end = group
         .inputs
         .iter()
@@ -444,6 +447,7 @@ mod tests {
             zstd_level: 1,
             noise_bits: 2,
             seed: 5,
+            format: rechunk_contract::nwp::Format::NwpFields,
         }
     }
 
@@ -464,12 +468,12 @@ mod tests {
         let first = ensure(&p, &root, false).unwrap();
         assert!(first.generated);
         assert_eq!(first.messages, 6);
-        let msg = root.join(DatasetParams::message_path(0, 1, 2));
-        assert_eq!(fs::read(&msg).unwrap(), p.message_bytes(0, 1, 2));
+        let msg = root.join(p.message_path(0, 1, 2));
+        assert_eq!(fs::read(&msg).unwrap(), p.message_bytes(0, 1, 2).unwrap());
         assert_eq!(
             first.bytes,
             (0..6)
-                .map(|i| p.message_bytes(0, i / 3, i % 3).len() as u64)
+                .map(|i| p.message_bytes(0, i / 3, i % 3).unwrap().len() as u64)
                 .sum::<u64>()
         );
 
@@ -484,7 +488,7 @@ mod tests {
             ensure(&other, &root, false).unwrap().generated,
             "a new seed must regenerate"
         );
-        assert_eq!(fs::read(&msg).unwrap(), other.message_bytes(0, 1, 2));
+        assert_eq!(fs::read(&msg).unwrap(), other.message_bytes(0, 1, 2).unwrap());
 
         let container = DatasetParams {
             layout: Layout::Container,
@@ -510,7 +514,7 @@ mod tests {
         fs::remove_file(root.join(MANIFEST)).unwrap();
         assert!(ensure(&p, false).unwrap().generated);
         // Or as if files had been deleted since: named, with the remedy.
-        fs::remove_file(root.join(DatasetParams::message_path(0, 1, 2))).unwrap();
+        fs::remove_file(root.join(p.message_path(0, 1, 2))).unwrap();
         let e = ensure(&p, false).unwrap_err().to_string();
         assert!(
             e.contains("5 files where the generation wrote 6") && e.contains(FIX),
@@ -521,7 +525,7 @@ mod tests {
             "--force makes it again"
         );
         // A message's header changed in place, same size and count.
-        let msg = root.join(DatasetParams::message_path(0, 0, 0));
+        let msg = root.join(p.message_path(0, 0, 0));
         let mut bytes = fs::read(&msg).unwrap();
         bytes[12] ^= 1;
         fs::write(&msg, &bytes).unwrap();
@@ -556,7 +560,7 @@ mod tests {
             ..params()
         };
         ensure(&data, &p, &root, false, FIX).unwrap();
-        let c = root.join(DatasetParams::container_path(0));
+        let c = root.join(p.container_path(0));
         let len = fs::metadata(&c).unwrap().len();
         fs::OpenOptions::new()
             .write(true)

@@ -29,6 +29,7 @@
 pub mod backend;
 pub mod budget;
 pub mod conformance;
+pub mod grib2;
 pub mod input;
 pub mod job;
 pub mod nwp;
