@@ -28,6 +28,7 @@
 
 pub mod backend;
 pub mod budget;
+pub mod ccsds;
 pub mod conformance;
 pub mod grib2;
 pub mod input;
