@@ -8,11 +8,11 @@
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rechunk_contract::grib2::{self, message::FieldId, Decoder, Grib2Params, Packing, Wrap};
 use rechunk_contract::job::{Group, InputRef};
 use rechunk_contract::nwp::message::{decode_message, encode_message, Codec};
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
-use rechunk_contract::grib2::{self, message::FieldId, Decoder, Grib2Params, Packing, Wrap};
 use rechunk_contract::nwp::{DatasetParams, Format, Layout};
 use rechunk_contract::{GroupReducer, Workload};
 
@@ -75,14 +75,24 @@ fn decode_grib2(c: &mut Criterion) {
         (Packing::Ccsds, Wrap::Bz2),
     ] {
         let p = icon_eu(packing, wrap);
-        let Format::Grib2(g2) = p.format else { unreachable!() };
+        let Format::Grib2(g2) = p.format else {
+            unreachable!()
+        };
         let msg = p.message_bytes(0, 1, 2).unwrap();
-        let id = FieldId { g: 0, v: 1, s: 2, ny: 657, nx: 1377 };
+        let id = FieldId {
+            g: 0,
+            v: 1,
+            s: 2,
+            ny: 657,
+            nx: 1377,
+        };
         let mut out = vec![0.0f32; 657 * 1377];
         for decoder in Decoder::ALL.into_iter().filter(|d| d.available().is_ok()) {
             let name = format!("{} {} {}", packing.name(), wrap.name(), decoder.name());
             group.bench_with_input(BenchmarkId::from_parameter(name), &msg, |b, msg| {
-                b.iter(|| grib2::decode::decode(black_box(msg), &g2, decoder, id, 4, &mut out).unwrap())
+                b.iter(|| {
+                    grib2::decode::decode(black_box(msg), &g2, decoder, id, 4, &mut out).unwrap()
+                })
             });
         }
     }

@@ -488,7 +488,10 @@ mod tests {
             ensure(&other, &root, false).unwrap().generated,
             "a new seed must regenerate"
         );
-        assert_eq!(fs::read(&msg).unwrap(), other.message_bytes(0, 1, 2).unwrap());
+        assert_eq!(
+            fs::read(&msg).unwrap(),
+            other.message_bytes(0, 1, 2).unwrap()
+        );
 
         let container = DatasetParams {
             layout: Layout::Container,

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
-use rechunk_contract::nwp::zarr::OutputParams;
 use rechunk_contract::grib2::{self, Decoder, Grib2Params, Packing, Wrap};
 use rechunk_contract::nwp::workload::NwpWorkload;
+use rechunk_contract::nwp::zarr::OutputParams;
 use rechunk_contract::nwp::{self, Codec, DatasetParams, Format, Layout};
 use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
@@ -480,13 +480,24 @@ fn message_format(
     };
     if grib2 {
         misplaced(d.codec.as_ref().map(|c| c.span()), "codec", nwp::KIND)?;
-        misplaced(d.zstd_level.as_ref().map(|c| c.span()), "zstd_level", nwp::KIND)?;
-        let decoder = d.decoder.as_ref().map_or(Decoder::default(), |c| *c.get_ref());
-        if let (Some(span), Err(why)) = (d.decoder.as_ref().map(|c| c.span()), decoder.available()) {
+        misplaced(
+            d.zstd_level.as_ref().map(|c| c.span()),
+            "zstd_level",
+            nwp::KIND,
+        )?;
+        let decoder = d
+            .decoder
+            .as_ref()
+            .map_or(Decoder::default(), |c| *c.get_ref());
+        if let (Some(span), Err(why)) = (d.decoder.as_ref().map(|c| c.span()), decoder.available())
+        {
             return Err(ctx.err(span, format!("[dataset] {why}")));
         }
         let params = Grib2Params {
-            packing: d.packing.as_ref().map_or(Packing::default(), |c| *c.get_ref()),
+            packing: d
+                .packing
+                .as_ref()
+                .map_or(Packing::default(), |c| *c.get_ref()),
             wrap: d.wrap.as_ref().map_or(Wrap::default(), |c| *c.get_ref()),
         };
         Ok((Format::Grib2(params), Some(decoder)))

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use rayon::prelude::*;
+use rechunk_contract::grib2::{Grib2Params, Packing, Wrap};
 use rechunk_contract::nwp::values::splitmix64;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
-use rechunk_contract::grib2::{Grib2Params, Packing, Wrap};
 use rechunk_contract::nwp::{Codec, DatasetParams, Format, Layout};
 use serde::{Deserialize, Serialize};
 use stores::{S3Config, Store, StoreUrl};
@@ -359,7 +359,11 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         (false, Some("zstd")) => (Codec::Zstd, Format::NwpFields),
         (false, Some("lz4")) => (Codec::Lz4, Format::NwpFields),
         (true, Some(p @ ("ccsds" | "simple"))) => {
-            let packing = if p == "ccsds" { Packing::Ccsds } else { Packing::Simple };
+            let packing = if p == "ccsds" {
+                Packing::Ccsds
+            } else {
+                Packing::Simple
+            };
             let wrap = match attrs["wrap"].as_str() {
                 Some("none") => Wrap::None,
                 Some("bz2") => Wrap::Bz2,

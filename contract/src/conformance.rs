@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Cancel, RunError, RunOutcome};
+use crate::grib2::{Decoder, Grib2Params, Packing, Wrap};
 use crate::job::{Job, Limits};
 use crate::nwp::generate::generate;
 use crate::nwp::workload::NwpWorkload;
 use crate::nwp::zarr::{ArrayLayout, OutputParams};
-use crate::grib2::{Decoder, Grib2Params, Packing, Wrap};
 use crate::nwp::{Codec, DatasetParams, Format, Layout};
 use crate::output::is_temp_name;
 use crate::recorder::{Counters, Forward, Recorder, Stage};
@@ -228,7 +228,12 @@ pub fn reference_output(fx: &Fixture) -> BTreeMap<String, Vec<u8>> {
 pub fn check_output_identical(backend: &impl Backend, layout: Layout, codec: Codec) -> CheckResult {
     supports(backend, layout)?;
     let fx = Fixture::tiny(layout, codec);
-    output_identical(backend, &fx, fx.workload(), &format!("{layout:?}/{codec:?}"));
+    output_identical(
+        backend,
+        &fx,
+        fx.workload(),
+        &format!("{layout:?}/{codec:?}"),
+    );
     Ok(())
 }
 
@@ -591,10 +596,23 @@ pub fn check_bad_grib2_input(
         Grib2Damage::Bz2BitFlip => bytes[start + len / 2] ^= 0x08,
     }
     fs::write(&file, bytes).unwrap();
-    let err = run_bounded(backend, &job, &Arc::new(fx.workload()), &file, Damage::Corrupt)
-        .err()
-        .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} GRIB2 input", backend.name()));
-    assert_failed_cleanly(backend, &fx, &file, (g, v), &err, &format!("GRIB2 {damage:?}"));
+    let err = run_bounded(
+        backend,
+        &job,
+        &Arc::new(fx.workload()),
+        &file,
+        Damage::Corrupt,
+    )
+    .err()
+    .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} GRIB2 input", backend.name()));
+    assert_failed_cleanly(
+        backend,
+        &fx,
+        &file,
+        (g, v),
+        &err,
+        &format!("GRIB2 {damage:?}"),
+    );
     Ok(())
 }
 

@@ -179,15 +179,14 @@ fn with_libaec(
     let q: Vec<u32> = match packing {
         Packing::Simple => unpack_simple(payload, bits as u32, n)?,
         Packing::Ccsds => {
-            // Section 5's template 5.42 octets 20-23: flags, block size, rsi.
-            let s5 = find_section5(message)?;
+            let (flags, block_size, rsi) = parsed.ccsds.ok_or("no template 5.42 parameters")?;
             let params = crate::ccsds::AecParams {
                 bits_per_sample: bits,
-                flags: s5[0],
-                block_size: s5[1] as u32,
-                rsi: u16::from_be_bytes([s5[2], s5[3]]) as u32,
+                flags,
+                block_size: block_size as u32,
+                rsi: rsi as u32,
             };
-            crate::ccsds::decode_libaec(payload, &params, n)?
+            libaec_decode(payload, &params, n)?
         }
     };
     let scale = 2f32.powi(e as i32);
@@ -198,17 +197,53 @@ fn with_libaec(
     Ok(())
 }
 
+/// libaec's `aec_buffer_decode` of `n` samples, as ecCodes calls it: the samples
+/// come out big-endian (the MSB flag GRIB2 sets) in 1, 2, 3 or 4 bytes each.
 #[cfg(feature = "libaec")]
-fn find_section5(message: &[u8]) -> Result<[u8; 4], String> {
-    let mut at = 16;
-    while at + 5 <= message.len() {
-        let len = u32::from_be_bytes(message[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if message[at + 4] == 5 && len >= 25 {
-            return Ok(message[at + 20..at + 24].try_into().expect("4 bytes"));
-        }
-        at += len.max(5);
+fn libaec_decode(data: &[u8], p: &crate::ccsds::AecParams, n: usize) -> Result<Vec<u32>, String> {
+    use crate::ccsds::{DATA_3BYTE, DATA_MSB};
+    let width = match p.bits_per_sample {
+        1..=8 => 1,
+        9..=16 => 2,
+        17..=24 if p.flags & DATA_3BYTE != 0 => 3,
+        _ => 4,
+    };
+    let mut out = vec![0u8; n * width];
+    // SAFETY: aec_stream is a plain C struct whose all-zero state is where libaec's
+    // documentation starts; the pointers below describe live buffers for the call.
+    let mut s: libaec_sys::aec_stream = unsafe { std::mem::zeroed() };
+    s.bits_per_sample = u32::from(p.bits_per_sample);
+    s.block_size = p.block_size;
+    s.rsi = p.rsi;
+    s.flags = u32::from(p.flags);
+    s.next_in = data.as_ptr();
+    s.avail_in = data.len();
+    s.next_out = out.as_mut_ptr();
+    s.avail_out = out.len();
+    // SAFETY: as above.
+    let rc = unsafe { libaec_sys::aec_buffer_decode(&mut s) };
+    if rc != libaec_sys::AEC_OK as i32 {
+        return Err(format!("aec_buffer_decode failed (libaec code {rc})"));
     }
-    Err("no template 5.42 section 5".into())
+    if s.total_out != out.len() {
+        return Err(format!(
+            "libaec decoded {} bytes, {} samples need {}",
+            s.total_out,
+            n,
+            out.len()
+        ));
+    }
+    let msb = p.flags & DATA_MSB != 0;
+    Ok(out
+        .chunks_exact(width)
+        .map(|b| {
+            if msb {
+                b.iter().fold(0u32, |a, &x| (a << 8) | x as u32)
+            } else {
+                b.iter().rev().fold(0u32, |a, &x| (a << 8) | x as u32)
+            }
+        })
+        .collect())
 }
 
 #[cfg(feature = "libaec")]
@@ -274,7 +309,10 @@ mod tests {
     }
 
     fn decoders() -> Vec<Decoder> {
-        Decoder::ALL.into_iter().filter(|d| d.available().is_ok()).collect()
+        Decoder::ALL
+            .into_iter()
+            .filter(|d| d.available().is_ok())
+            .collect()
     }
 
     const ID: FieldId = FieldId {
@@ -296,9 +334,15 @@ mod tests {
                         let mut out = vec![f32::NAN; expected.len()];
                         decode(&m, &params, d, ID, b, &mut out)
                             .unwrap_or_else(|e| panic!("{packing:?} {wrap:?} b={b} {d:?}: {e}"));
+                        let first = out
+                            .iter()
+                            .zip(&expected)
+                            .position(|(a, b)| a.to_bits() != b.to_bits());
                         assert!(
-                            out.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{packing:?} {wrap:?} b={b} {d:?}: values differ"
+                            first.is_none(),
+                            "{packing:?} {wrap:?} b={b} {d:?}: values differ at {first:?}: {:?} vs {:?}",
+                            &out[first.unwrap_or(0)..][..4.min(out.len() - first.unwrap_or(0))],
+                            &expected[first.unwrap_or(0)..][..4.min(out.len() - first.unwrap_or(0))]
                         );
                     }
                 }

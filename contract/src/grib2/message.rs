@@ -72,7 +72,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { era * 400 + yoe + 1 } else { era * 400 + yoe }, m, d)
+    (
+        if m <= 2 {
+            era * 400 + yoe + 1
+        } else {
+            era * 400 + yoe
+        },
+        m,
+        d,
+    )
 }
 
 /// The grid's corners and increments in micro-degrees: ICON-EU's where the field
@@ -136,7 +144,12 @@ pub fn encode_message(
 ) -> Result<(), String> {
     let n = id.ny as u64 * id.nx as u64;
     if q.len() as u64 != n {
-        return Err(format!("{} values for a {}×{} field", q.len(), id.ny, id.nx));
+        return Err(format!(
+            "{} values for a {}×{} field",
+            q.len(),
+            id.ny,
+            id.nx
+        ));
     }
     if n > u32::MAX as u64 {
         return Err(format!("{n} points do not fit GRIB2's 32-bit point count"));
@@ -312,6 +325,8 @@ pub struct Parsed {
     pub encoded_points: u32,
     /// R, E, D and bits per value (templates 5.0 and 5.42).
     pub scaling: Option<(f32, i16, i16, u8)>,
+    /// CCSDS flags, block size and reference sample interval (template 5.42).
+    pub ccsds: Option<(u8, u8, u16)>,
     /// Section 6's bitmap indicator.
     pub bitmap: u8,
     /// The data section's payload: byte range in the message.
@@ -332,7 +347,10 @@ fn be(b: &[u8]) -> u64 {
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let bad = |m: String| Err(ParseError(m));
     if bytes.len() < 16 {
-        return bad(format!("truncated: {} bytes, shorter than section 0", bytes.len()));
+        return bad(format!(
+            "truncated: {} bytes, shorter than section 0",
+            bytes.len()
+        ));
     }
     if &bytes[..4] != b"GRIB" {
         return bad("does not start with `GRIB`: not a GRIB message".into());
@@ -345,7 +363,11 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
         return bad(format!(
             "section 0 gives a total length of {total} bytes, the input has {}{}",
             bytes.len(),
-            if total > bytes.len() as u64 { " (truncated?)" } else { "" }
+            if total > bytes.len() as u64 {
+                " (truncated?)"
+            } else {
+                ""
+            }
         ));
     }
     let mut p = Parsed {
@@ -362,6 +384,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
         data_template: u16::MAX,
         encoded_points: 0,
         scaling: None,
+        ccsds: None,
         bitmap: 255,
         data: 0..0,
     };
@@ -372,7 +395,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
             break;
         }
         if bytes.len() - at < 5 {
-            return bad(format!("no section 8 (`7777`) at the end (octet {})", at + 1));
+            return bad(format!(
+                "no section 8 (`7777`) at the end (octet {})",
+                at + 1
+            ));
         }
         let len = be(&bytes[at..at + 4]) as usize;
         let num = bytes[at + 4];
@@ -429,6 +455,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
                     let e = from_sign_magnitude(be(&s[15..17]), 2) as i16;
                     let d = from_sign_magnitude(be(&s[17..19]), 2) as i16;
                     p.scaling = Some((r, e, d, s[19]));
+                    if p.data_template == 42 {
+                        p.ccsds = Some((s[21], s[22], be(&s[23..25]) as u16));
+                    }
                 }
             }
             6 => {
@@ -477,20 +506,33 @@ pub fn check(
 ) -> Result<Parsed, ParseError> {
     let p = parse(bytes)?;
     let differs = |what: &str, found: String, expected: String| {
-        Err(ParseError(format!("{what} is {found}, expected {expected}")))
+        Err(ParseError(format!(
+            "{what} is {found}, expected {expected}"
+        )))
     };
     if p.discipline != 0 {
-        return differs("section 0's discipline", p.discipline.to_string(), "0".into());
+        return differs(
+            "section 0's discipline",
+            p.discipline.to_string(),
+            "0".into(),
+        );
     }
     if p.centre != CENTRE_DWD {
-        return differs("section 1's centre", p.centre.to_string(), "78 (DWD)".into());
+        return differs(
+            "section 1's centre",
+            p.centre.to_string(),
+            "78 (DWD)".into(),
+        );
     }
     let (y, mo, d, h) = reference_time(id.g).unwrap_or_default();
     let t = p.reference_time;
     if (t.0, t.1, t.2, t.3, t.4, t.5) != (y, mo, d, h, 0, 0) {
         return differs(
             "section 1's reference time",
-            format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", t.0, t.1, t.2, t.3, t.4, t.5),
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                t.0, t.1, t.2, t.3, t.4, t.5
+            ),
             format!("{y:04}-{mo:02}-{d:02}T{h:02}:00:00 (group {})", id.g),
         );
     }
@@ -554,17 +596,29 @@ pub fn check(
             format!("{} (no bitmap)", p.points),
         );
     }
-    let expected = (REFERENCE_VALUE, -(noise_bits as i16), 0, 12 + noise_bits as u8);
+    let expected = (
+        REFERENCE_VALUE,
+        -(noise_bits as i16),
+        0,
+        12 + noise_bits as u8,
+    );
     if p.scaling != Some(expected) {
         let (r, e, dd, b) = p.scaling.unwrap_or((f32::NAN, 0, 0, 0));
         return differs(
             "the packing (R, E, D, bits)",
             format!("({r}, {e}, {dd}, {b})"),
-            format!("({}, {}, {}, {})", expected.0, expected.1, expected.2, expected.3),
+            format!(
+                "({}, {}, {}, {})",
+                expected.0, expected.1, expected.2, expected.3
+            ),
         );
     }
     if p.bitmap != 255 {
-        return differs("the bitmap indicator", p.bitmap.to_string(), "255 (none)".into());
+        return differs(
+            "the bitmap indicator",
+            p.bitmap.to_string(),
+            "255 (none)".into(),
+        );
     }
     if packing == Packing::Simple {
         let need = (p.points as u64 * expected.3 as u64).div_ceil(8);
@@ -603,13 +657,19 @@ mod tests {
         assert_eq!(sign_magnitude(-4, 2), 0x8004);
         assert_eq!(from_sign_magnitude(0x8004, 2), -4);
         assert_eq!(sign_magnitude(29_500_000, 4), 29_500_000);
-        assert_eq!(from_sign_magnitude(sign_magnitude(-23_500_000, 4), 4), -23_500_000);
+        assert_eq!(
+            from_sign_magnitude(sign_magnitude(-23_500_000, 4), 4),
+            -23_500_000
+        );
     }
 
     #[test]
     fn icon_eu_grid_has_its_extent() {
         let (la1, lo1, la2, lo2, di, dj) = grid_corners(657, 1377);
-        assert_eq!((la1, lo1, la2, lo2), (29_500_000, -23_500_000, 70_500_000, 62_500_000));
+        assert_eq!(
+            (la1, lo1, la2, lo2),
+            (29_500_000, -23_500_000, 70_500_000, 62_500_000)
+        );
         assert_eq!((di, dj), (62_500, 62_500));
         // A field too large for 0.0625° still fits the globe.
         let (la1, _, la2, lo2, _, _) = grid_corners(10_000, 20_000);
@@ -624,7 +684,9 @@ mod tests {
     }
 
     fn message(packing: Packing, id: FieldId, b: u32) -> Vec<u8> {
-        let q: Vec<u32> = (0..id.ny * id.nx).map(|i| (i * 37) % (1 << (12 + b))).collect();
+        let q: Vec<u32> = (0..id.ny * id.nx)
+            .map(|i| (i * 37) % (1 << (12 + b)))
+            .collect();
         let mut out = Vec::new();
         let p = Grib2Params {
             packing,
@@ -652,6 +714,8 @@ mod tests {
             assert_eq!(p.parameter, Some((1, 44)));
             assert_eq!(p.forecast, Some((1, 7)));
             assert_eq!(p.scaling, Some((200.0, -4, 0, 16)));
+            let ccsds = (packing == Packing::Ccsds).then_some((14, 32, 128));
+            assert_eq!(p.ccsds, ccsds, "ecCodes' defaults");
             assert!(m.len() <= HEADERS_LEN + 24 + 64);
         }
     }
@@ -664,12 +728,21 @@ mod tests {
         assert!(err(&m, FieldId { v: 301, ..ID }).contains("parameter"));
         assert!(err(&m, FieldId { g: 6, ..ID }).contains("reference time"));
         assert!(err(&m, FieldId { nx: 5, ..ID }).contains("grid"));
-        assert!(check(&m, ID, Packing::Ccsds, 4).unwrap_err().0.contains("5.0"));
-        assert!(check(&m, ID, Packing::Simple, 3).unwrap_err().0.contains("packing"));
+        assert!(check(&m, ID, Packing::Ccsds, 4)
+            .unwrap_err()
+            .0
+            .contains("5.0"));
+        assert!(check(&m, ID, Packing::Simple, 3)
+            .unwrap_err()
+            .0
+            .contains("packing"));
         // Truncated anywhere: the total length disagrees.
         for cut in [0, 3, 15, 16, 40, m.len() - 5, m.len() - 1] {
             let e = err(&m[..cut], ID);
-            assert!(e.contains("truncated") || e.contains("total length"), "{cut}: {e}");
+            assert!(
+                e.contains("truncated") || e.contains("total length"),
+                "{cut}: {e}"
+            );
         }
         // Not GRIB at all.
         assert!(err(b"NWPF0000000000000000", ID).contains("not a GRIB"));

@@ -75,10 +75,8 @@ impl DatasetParams {
                 if p.wrap == Wrap::Bz2 {
                     // Level 9 (900 kB blocks), bzip2's default and what `bzip2 file`
                     // writes, as DWD's server serves.
-                    let mut z = bzip2::write::BzEncoder::new(
-                        &mut scratch.msg,
-                        bzip2::Compression::best(),
-                    );
+                    let mut z =
+                        bzip2::write::BzEncoder::new(&mut scratch.msg, bzip2::Compression::best());
                     z.write_all(&scratch.plain)
                         .and_then(|_| z.finish().map(|_| ()))
                         .map_err(|e| format!("bzip2: {e}"))?;

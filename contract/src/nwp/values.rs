@@ -86,8 +86,8 @@ impl ValueParams {
             let row = &mut out[y * nx..(y + 1) * nx];
             let key0 = self.key(g, v, s, y as u32, 0);
             for (x, slot) in row.iter_mut().enumerate() {
-                *slot = self.q_at_key(key0.wrapping_add(x as u64), g, v, s, y as u32, x as u32)
-                    as u32;
+                *slot =
+                    self.q_at_key(key0.wrapping_add(x as u64), g, v, s, y as u32, x as u32) as u32;
             }
         }
     }
