@@ -23,9 +23,9 @@ const MANIFEST: &str = "manifest.json";
 /// generation is never mistaken for a complete one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always `nwp-fields`.
+    /// The message format: `nwp-fields` or `nwp-grib2` (docs/FORMATS.md).
     pub format: String,
-    /// Version of the nwp-fields format: 1.
+    /// Version of that format: 1.
     pub format_version: u32,
     /// The parameters the dataset was generated with; a dataset is reused only
     /// when they equal the scenario's.
@@ -151,7 +151,11 @@ pub fn ensure(
     }
     let seconds = start.elapsed().as_secs_f64();
     let manifest = Manifest {
-        format: "nwp-fields".to_string(),
+        format: match params.format {
+            rechunk_contract::nwp::Format::NwpFields => "nwp-fields",
+            rechunk_contract::nwp::Format::Grib2(_) => "nwp-grib2",
+        }
+        .to_string(),
         format_version: 1,
         params: params.clone(),
         messages: total,
