@@ -40,6 +40,9 @@ fn header(a: &Analysis) -> String {
         r.git_commit.get(..12).unwrap_or(&r.git_commit),
         if r.git_dirty { ", uncommitted changes" } else { "" },
     );
+    if let Some(n) = r.network.as_ref().filter(|n| n.s3 || n.mode != "none") {
+        let _ = writeln!(md, "Network to the object stores ({}): {n}\n", n.mode);
+    }
     md
 }
 
