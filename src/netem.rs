@@ -28,7 +28,10 @@
 //!   are closed. An error on either socket (a reset, a failed write) closes both at
 //!   once with a reset; nothing of the connection outlives it (its four halves are
 //!   futures of one task, dropped together).
-//! - `TCP_NODELAY` on both sockets: the proxy never holds bytes back for Nagle.
+//! - `TCP_NODELAY` on both sockets: the proxy never holds bytes back for Nagle; and
+//!   `TCP_QUICKACK` after every read, so it never delays its ACKs either (a server
+//!   writing without `TCP_NODELAY`, as Garage does, would otherwise wait ~40 ms for
+//!   them before the body of each response).
 //!
 //! Not emulated: packet loss, reordering, duplication, or a shared bottleneck across
 //! connections (the rate is per connection and direction).
@@ -411,6 +414,7 @@ async fn direction(
                 .read(&mut buf)
                 .await
                 .map_err(|e| with_context(e, name, "reading"))?;
+            quickack(&from);
             let now = Instant::now();
             let mut delay = profile.one_way();
             if !profile.jitter.is_zero() {
@@ -467,6 +471,28 @@ async fn direction(
         Ok(())
     };
     tokio::try_join!(reader, writer).map(|_| ())
+}
+
+/// Acknowledges what `socket` receives at once rather than after Linux's delayed-ACK
+/// timer (~40 ms). The proxy's own ACKs are not part of the emulated network (the
+/// delay applies to data), and a server that writes a response's headers and body
+/// without `TCP_NODELAY` (Garage) would otherwise wait for that timer before sending
+/// the body (the `quickack` note in `scripts/s3-server`). Linux leaves quick-ACK
+/// mode on its own, so it is set again after every read; best effort.
+fn quickack(socket: &ReadHalf<'_>) {
+    use std::os::fd::AsRawFd as _;
+    let stream: &TcpStream = socket.as_ref();
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, a pointer to an int we own and its size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 fn with_context(e: io::Error, direction: &str, doing: &str) -> io::Error {
