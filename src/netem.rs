@@ -140,7 +140,11 @@ pub fn show_duration(d: Duration) -> String {
 
 /// A rate in bits per second as the parser reads it back (`500mbit`, `1500kbit`).
 pub fn show_rate(bits: u64) -> String {
-    for (unit, scale) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1_000)] {
+    for (unit, scale) in [
+        ("gbit", 1_000_000_000),
+        ("mbit", 1_000_000),
+        ("kbit", 1_000),
+    ] {
         if bits % scale == 0 {
             return format!("{}{unit}", bits / scale);
         }
@@ -222,7 +226,9 @@ pub fn parse_rate(text: &str, what: &str) -> Result<Option<u64>, String> {
         ));
     }
     if bits > 1e13 {
-        return Err(format!("{what} {text:?}: more than 10 Tbit/s is surely a mistake"));
+        return Err(format!(
+            "{what} {text:?}: more than 10 Tbit/s is surely a mistake"
+        ));
     }
     Ok(Some(bits as u64))
 }
@@ -266,7 +272,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// Counters of a running proxy.
@@ -652,9 +658,11 @@ mod tests {
     #[test]
     fn settings_round_trip() {
         assert_eq!(parse_setting("none"), Ok(None));
-        let s = parse_setting("proxy=127.0.0.1:3910,upstream=127.0.0.1:3900,rtt=20ms,jitter=5ms,rate=500mbit")
-            .unwrap()
-            .unwrap();
+        let s = parse_setting(
+            "proxy=127.0.0.1:3910,upstream=127.0.0.1:3900,rtt=20ms,jitter=5ms,rate=500mbit",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s.profile.rtt, Duration::from_millis(20));
         assert_eq!(s.profile.rate_bits, Some(500_000_000));
         assert_eq!(parse_setting(&s.to_string()), Ok(Some(s)));

@@ -450,7 +450,10 @@ mod tests {
         let back = Results::load(&path).unwrap();
         assert_eq!(back, r);
         let line = back.network.unwrap().to_string();
-        assert!(line.contains("round trip 20 ms") && line.contains("500 Mbit/s"), "{line}");
+        assert!(
+            line.contains("round trip 20 ms") && line.contains("500 Mbit/s"),
+            "{line}"
+        );
     }
 
     #[test]

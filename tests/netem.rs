@@ -248,7 +248,13 @@ fn a_bad_delay_is_a_clear_error() {
         (["--rate", "500mb"], "unknown unit"),
     ] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-        cmd.args(["netem-proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"]);
+        cmd.args([
+            "netem-proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+        ]);
         if args[0] != "--delay" {
             cmd.args(["--delay", "20ms"]);
         }
@@ -262,7 +268,13 @@ fn a_bad_delay_is_a_clear_error() {
     }
     // Not loopback: refused before anything listens.
     let out = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["netem-proxy", "--listen", "0.0.0.0:0", "--upstream", "127.0.0.1:9"])
+        .args([
+            "netem-proxy",
+            "--listen",
+            "0.0.0.0:0",
+            "--upstream",
+            "127.0.0.1:9",
+        ])
         .args(["--delay", "20ms"])
         .output()
         .unwrap();

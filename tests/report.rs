@@ -279,7 +279,12 @@ fn the_network_profile_is_recorded_and_reported() {
     assert_eq!(n.throttle.len(), 1);
     let t = &n.throttle[0];
     assert_eq!(
-        (t.label.as_str(), t.get_per_call_ms, t.put_per_call_ms, t.get_per_byte_ns),
+        (
+            t.label.as_str(),
+            t.get_per_call_ms,
+            t.put_per_call_ms,
+            t.get_per_byte_ns
+        ),
         ("object-store", 1.0, 2.0, 3.0)
     );
     assert!(

@@ -264,9 +264,16 @@ fn a_run_through_the_delay_proxy_records_its_profile() {
         read.p99_us / 1e3
     );
     // Every GET crosses the proxy both ways: never sooner than the round trip.
-    assert!(read.min_us >= 20e3, "a read took {} µs at a 20 ms round trip", read.min_us);
+    assert!(
+        read.min_us >= 20e3,
+        "a read took {} µs at a 20 ms round trip",
+        read.min_us
+    );
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(md.contains("Network to the object stores (proxy): TCP delay proxy"), "{md}");
+    assert!(
+        md.contains("Network to the object stores (proxy): TCP delay proxy"),
+        "{md}"
+    );
 
     drop(server);
     let gone = !Path::new(&format!("/proc/{}", proxy_pid.trim())).exists();

@@ -257,7 +257,10 @@ fn the_throttle_delays_every_get_and_says_so() {
     b.finish(&job).unwrap();
     let inputs = job.groups.iter().map(|g| g.inputs.len()).sum::<usize>() as u32;
     let floor = Duration::from_millis(20) * inputs.div_ceil(4);
-    assert!(took >= floor, "{inputs} throttled gets took {took:?} < {floor:?}");
+    assert!(
+        took >= floor,
+        "{inputs} throttled gets took {took:?} < {floor:?}"
+    );
     let said = outcome.details["network"].as_str().unwrap();
     assert!(
         said.starts_with("in-process throttle (object_store ThrottledStore): get +20 ms"),
@@ -270,5 +273,9 @@ fn a_throttle_on_file_reads_is_refused_before_the_run() {
     let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
     let b = throttled_backend(StoreUrl::File, StoreUrl::Memory, 5);
     let err = b.prepare(&fx.job(Fixture::roomy_limits())).unwrap_err();
-    assert!(err.to_string().contains("ThrottledStore cannot wrap file://"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("ThrottledStore cannot wrap file://"),
+        "{err}"
+    );
 }
