@@ -41,6 +41,9 @@ fn header(a: &Analysis) -> String {
         if r.git_dirty { ", uncommitted changes" } else { "" },
     );
     let _ = writeln!(md, "{}\n", dataset_line(a));
+    if let Some(n) = r.network.as_ref().filter(|n| n.s3 || n.mode != "none") {
+        let _ = writeln!(md, "Network to the object stores ({}): {n}\n", n.mode);
+    }
     md
 }
 
