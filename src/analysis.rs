@@ -60,6 +60,9 @@ pub struct BackendFigures {
     /// Median MB/s (10^6 bytes): decoded field bytes in a rechunk run, input bytes
     /// read in a read-only run.
     pub mb_per_second: f64,
+    /// Median MB/s of input bytes read (the stored files: GRIB2 as compressed on
+    /// disk), whatever the workload.
+    pub read_mb_per_second: f64,
     /// Median / the baseline's median, when both are finite (1 for the baseline).
     pub ratio: Option<f64>,
     /// Bootstrap interval of that ratio ([`ratio_ci`]); not for the baseline itself.
@@ -286,6 +289,7 @@ fn own_figures(results: &Results, spec: &BackendSpec) -> (BackendFigures, Option
             WorkloadKind::Rechunk => med(&|m| m.decoded_mb_per_second),
             WorkloadKind::ReadOnly => med(&|m| m.input_mb_per_second),
         },
+        read_mb_per_second: med(&|m| m.input_mb_per_second),
         ratio: None,
         ratio_ci: None,
         paired_ratios: Vec::new(),
@@ -443,12 +447,22 @@ fn request_figures(
     (Some(figures), error)
 }
 
-/// The network round trip the run was configured with, in seconds, when its
-/// results record one (an emulated network between the harness and S3); `None`
-/// until results carry a network profile. The one place the Little's-law line
-/// learns of it: when the profile lands in [`Results`], return its round trip here.
-pub fn configured_round_trip(_results: &Results) -> Option<f64> {
-    None
+/// The network delay the run was configured with for the `[[backend]]` table
+/// `base`, in seconds, when its results record one: the delay proxy's round trip
+/// (every S3 request crosses it), else the in-process throttle's wait per GET of
+/// that table (or of its sweep points, labelled `base-…`). `None` on loopback with
+/// nothing added. A request's time is at least this; the server's time and the
+/// transfer come on top, so with it Little's law is an upper bound.
+pub fn configured_round_trip(results: &Results, base: &str) -> Option<f64> {
+    let n = results.network.as_ref()?;
+    if let Some(p) = &n.proxy {
+        return Some(p.rtt_ms / 1e3);
+    }
+    n.throttle
+        .iter()
+        .find(|t| t.label == base || t.label.starts_with(&format!("{base}-")))
+        .map(|t| t.get_per_call_ms / 1e3)
+        .filter(|s| *s > 0.0)
 }
 
 /// The sweep points over `io_in_flight` that made requests, with the latency for
@@ -478,7 +492,8 @@ pub fn littles_law(a: &Analysis) -> (Vec<LittlePoint>, Option<String>) {
             .copied()
             .filter(|f| f.sweep.as_ref().is_some_and(|p| p.base_label == base))
             .collect();
-        let Some((latency, from)) = littles_law_latency(&line, configured_round_trip(a.results))
+        let Some((latency, from)) =
+            littles_law_latency(&line, configured_round_trip(a.results, base))
         else {
             continue;
         };

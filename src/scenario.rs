@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
+use rechunk_contract::grib2::{self, Decoder, Grib2Params, Packing, Wrap};
+use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::OutputParams;
-use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
+use rechunk_contract::nwp::{self, Codec, DatasetParams, Format, Layout};
 use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -101,6 +103,16 @@ pub struct DatasetSpec {
     /// Relative to the data directory, inside `datasets/` (default
     /// `datasets/<name>`).
     pub root: PathBuf,
+    /// The GRIB2 decoder (`[dataset] decoder`; grib2 datasets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<Decoder>,
+}
+
+impl DatasetSpec {
+    /// The rechunk of this dataset into `output`, decoding with the chosen decoder.
+    pub fn workload(&self, output: OutputParams) -> NwpWorkload {
+        NwpWorkload::new(self.params.clone(), output).with_decoder(self.decoder.unwrap_or_default())
+    }
 }
 
 /// The `[output]` table, validated.
@@ -249,11 +261,14 @@ struct RawDataset {
     steps: Spanned<u32>,
     ny: Spanned<u32>,
     nx: Spanned<u32>,
-    codec: Option<Codec>,
+    codec: Option<Spanned<Codec>>,
     zstd_level: Option<Spanned<i32>>,
     noise_bits: Option<Spanned<u32>>,
     seed: Option<u64>,
     root: Option<Spanned<String>>,
+    packing: Option<Spanned<Packing>>,
+    wrap: Option<Spanned<Wrap>>,
+    decoder: Option<Spanned<Decoder>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,6 +326,34 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The key whose value is at byte `at`, with its table: `[dataset] packing`, for
+/// an error about a value (serde names the variant, not the key).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..at].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.split(']')
+                .next()
+                .unwrap_or(l)
+                .trim_start_matches('[')
+                .to_string()
+        });
+    Some(match table {
+        Some(t) => format!("[{t}] {key}"),
+        None => key.to_string(),
+    })
+}
+
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, anyhow::Error> {
     let text = std::fs::read_to_string(path)
@@ -336,7 +379,11 @@ pub fn parse(
     };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        ctx.err(span, e.message().trim().to_string())
+        let message = e.message().trim();
+        match key_at(text, span.start) {
+            Some(key) if !message.contains(&key) => ctx.err(span, format!("{key}: {message}")),
+            _ => ctx.err(span, message.to_string()),
+        }
     })?;
     let name = scenario_name(&ctx, &raw, default_name)?;
     let dataset = dataset_spec(&ctx, &raw.dataset, &name)?;
@@ -420,6 +467,8 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         Some(b) => *b.get_ref(),
         None => 4,
     };
+    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
+    let (format, decoder) = message_format(ctx, d, &kind)?;
     let params = DatasetParams {
         layout: d.layout.unwrap_or(Layout::Files),
         groups,
@@ -427,14 +476,69 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         steps,
         ny,
         nx,
-        codec: d.codec.unwrap_or(Codec::Zstd),
+        codec: d.codec.as_ref().map_or(Codec::Zstd, |c| *c.get_ref()),
         zstd_level: zstd_level(ctx, &d.zstd_level, "[dataset] zstd_level")?,
         noise_bits,
         seed: d.seed.unwrap_or(1),
+        format,
     };
+    if let Some(why) = params.format_problem() {
+        return Err(ctx.err(d.variables.span(), format!("[dataset] {why}")));
+    }
     let root = relative_root(ctx, &d.root, "[dataset] root", "datasets", name)?;
-    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
-    Ok(DatasetSpec { kind, params, root })
+    Ok(DatasetSpec {
+        kind,
+        params,
+        root,
+        decoder,
+    })
+}
+
+/// The message format `[dataset] kind` names, with its own keys: `codec` and
+/// `zstd_level` for nwp-fields; `packing`, `wrap` and `decoder` for grib2. A key of
+/// the other kind is refused, naming the kind it belongs to.
+fn message_format(
+    ctx: &Ctx,
+    d: &RawDataset,
+    kind: &str,
+) -> Result<(Format, Option<Decoder>), ScenarioError> {
+    let grib2 = kind == grib2::KIND;
+    let misplaced = |span: Option<Range<usize>>, key: &str, belongs: &str| match span {
+        Some(span) => Err(ctx.err(
+            span,
+            format!("[dataset] {key} applies to kind = \"{belongs}\" only (this is \"{kind}\")"),
+        )),
+        None => Ok(()),
+    };
+    if grib2 {
+        misplaced(d.codec.as_ref().map(|c| c.span()), "codec", nwp::KIND)?;
+        misplaced(
+            d.zstd_level.as_ref().map(|c| c.span()),
+            "zstd_level",
+            nwp::KIND,
+        )?;
+        let decoder = d
+            .decoder
+            .as_ref()
+            .map_or(Decoder::default(), |c| *c.get_ref());
+        if let (Some(span), Err(why)) = (d.decoder.as_ref().map(|c| c.span()), decoder.available())
+        {
+            return Err(ctx.err(span, format!("[dataset] {why}")));
+        }
+        let params = Grib2Params {
+            packing: d
+                .packing
+                .as_ref()
+                .map_or(Packing::default(), |c| *c.get_ref()),
+            wrap: d.wrap.as_ref().map_or(Wrap::default(), |c| *c.get_ref()),
+        };
+        Ok((Format::Grib2(params), Some(decoder)))
+    } else {
+        misplaced(d.packing.as_ref().map(|c| c.span()), "packing", grib2::KIND)?;
+        misplaced(d.wrap.as_ref().map(|c| c.span()), "wrap", grib2::KIND)?;
+        misplaced(d.decoder.as_ref().map(|c| c.span()), "decoder", grib2::KIND)?;
+        Ok((Format::NwpFields, None))
+    }
 }
 
 /// `[output]`: chunk sizes within the field, zstd level and root.
@@ -1162,6 +1266,65 @@ name = "sequential"
         let e = parse_err(&format!("[workload]\nkind = \"write-only\"\n{GOOD}"));
         assert!(e.starts_with("s.toml:2:8:"), "{e}");
         assert!(e.contains("`rechunk`") && e.contains("`read-only`"), "{e}");
+    }
+
+    #[test]
+    fn grib2_keys_belong_to_the_grib2_kind_and_are_checked() {
+        let g = GOOD.replace("nx = 8\n", "nx = 8\nkind = \"grib2\"\n");
+        let s = parse(&g, "s", "s", Path::new("s")).unwrap();
+        assert_eq!(s.dataset.kind, "grib2");
+        assert_eq!(
+            s.dataset.params.format,
+            Format::Grib2(Grib2Params {
+                packing: Packing::Ccsds,
+                wrap: Wrap::None
+            })
+        );
+        assert_eq!(s.dataset.decoder, Some(Decoder::Grib));
+        let s = parse(
+            &g.replace(
+                "nx = 8\n",
+                "nx = 8\npacking = \"simple\"\nwrap = \"bz2\"\ndecoder = \"gribberish\"\n",
+            ),
+            "s",
+            "s",
+            Path::new("s"),
+        )
+        .unwrap();
+        assert_eq!(s.dataset.decoder, Some(Decoder::Gribberish));
+        assert_eq!(s.dataset.params.extension(), "grib2.bz2");
+        // A key of the other kind names itself, its kind and its line.
+        let e = parse_err(&g.replace("nx = 8\n", "nx = 8\ncodec = \"lz4\"\n"));
+        assert!(e.starts_with("s.toml:8:9:"), "{e}");
+        assert!(
+            e.contains("[dataset] codec applies to kind = \"nwp-fields\" only"),
+            "{e}"
+        );
+        let e = parse_err(&GOOD.replace("nx = 8\n", "nx = 8\nwrap = \"bz2\"\n"));
+        assert!(
+            e.contains("[dataset] wrap applies to kind = \"grib2\" only"),
+            "{e}"
+        );
+        // Bad values list the choices.
+        let e = parse_err(&g.replace("nx = 8\n", "nx = 8\npacking = \"jpeg\"\n"));
+        assert!(e.contains("packing") && e.contains("ccsds"), "{e}");
+        // What GRIB2 cannot encode is refused up front.
+        let e = parse_err(&g.replace("variables = 2", "variables = 70000"));
+        assert!(e.contains("at most 65280 variables"), "{e}");
+        // The libaec decoder is a cargo feature.
+        let libaec = parse(
+            &g.replace("nx = 8\n", "nx = 8\ndecoder = \"libaec\"\n"),
+            "s.toml",
+            "s",
+            Path::new("s.toml"),
+        );
+        match cfg!(feature = "libaec") {
+            true => assert!(libaec.is_ok()),
+            false => assert!(libaec
+                .unwrap_err()
+                .to_string()
+                .contains("--features libaec")),
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use anyhow::bail;
-use rechunk_contract::nwp::message::max_message_len;
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::OutputParams;
 use rechunk_contract::nwp::DatasetParams;
@@ -56,7 +55,7 @@ pub fn inputs_problem(groups: u32, variables: u32, steps: u32) -> Option<String>
 pub fn min_budget(params: &DatasetParams, output: OutputParams, workload: WorkloadKind) -> u64 {
     match workload {
         WorkloadKind::Rechunk => NwpWorkload::new(params.clone(), output).min_bytes_in_flight(),
-        WorkloadKind::ReadOnly => max_message_len(params.ny, params.nx),
+        WorkloadKind::ReadOnly => params.max_input_len(),
     }
 }
 

@@ -59,7 +59,22 @@ impl Store {
         s3: &S3Config,
         recorder: Arc<dyn Recorder>,
     ) -> Result<Store, StoreError> {
+        Self::open_layered(url, local_root, memory, s3, recorder, &|store| store)
+    }
+
+    /// [`Store::open_recorded`] with `layer` put between the store and the
+    /// metering wrapper (an emulated delay such as object_store's `ThrottledStore`,
+    /// say), so that what the layer adds is part of every request's measured time.
+    pub fn open_layered(
+        url: &StoreUrl,
+        local_root: &Path,
+        memory: Option<&Arc<InMemory>>,
+        s3: &S3Config,
+        recorder: Arc<dyn Recorder>,
+        layer: &dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> Result<Store, StoreError> {
         let mut store = Self::open_plain(url, local_root, memory, s3, &recorder)?;
+        store.inner = layer(store.inner);
         let class = match url {
             StoreUrl::File => StoreClass::File,
             StoreUrl::Memory => StoreClass::Memory,

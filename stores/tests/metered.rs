@@ -204,10 +204,10 @@ fn connections_to(port: u16) -> usize {
 }
 
 /// 1024 GETs at once, each holding its response's body unread until all have
-/// answered: all 1024 are in flight together by the gauge, and each holds its own
-/// HTTP/1 connection, so 1024 connections to the server are open at that moment.
-/// A cap anywhere in the client (object_store, reqwest, hyper's pool) would leave
-/// requests waiting for a connection that never frees, and the test would time out.
+/// answered: all 1024 are in flight together by the gauge, on most of 1024 HTTP/1
+/// connections open at that moment. A cap anywhere in the client (object_store,
+/// reqwest, hyper's pool) would hold the connections at its size, or leave
+/// requests waiting for a connection, and the test would fail or time out.
 #[test]
 fn a_thousand_gets_at_once_are_all_in_flight() {
     let Some(bucket) = s3_bucket() else { return };
@@ -273,8 +273,12 @@ fn a_thousand_gets_at_once_are_all_in_flight() {
     );
     assert_eq!(held, N as u64, "{snap:?}");
     assert_eq!(snap.max_requests_in_flight, N as u64, "{snap:?}");
+    // hyper hands a connection back to the pool once a small body has arrived
+    // whole, read or not, so a request made after that may reuse it: most of the
+    // 1024, not all (749 to 1024 seen on loopback). A cap would hold them at its
+    // size.
     assert!(
-        connections >= N,
+        connections >= N / 2,
         "{connections} connections for {N} GETs held at once"
     );
     assert_eq!(snap.requests["s3 get"].count, N as u64);

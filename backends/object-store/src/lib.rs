@@ -38,13 +38,14 @@ pub mod options;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use backend_tokio::pipeline::{self, Config};
 use backend_tokio::{Bridge, IoMode, ObjectIo};
 use futures::future::BoxFuture;
 use object_store::memory::InMemory;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::throttle::{ThrottleConfig, ThrottledStore};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rechunk_contract::{
     Availability, Backend, ByteRange, Cancel, Capabilities, InputRef, Job, Recorder, RunError,
     RunOutcome, Workload,
@@ -87,7 +88,62 @@ pub struct ObjectStoreBackend {
     /// S3 output back into the job's local output directory in `finish` (what the
     /// conformance suite needs; memory stores always do both).
     pub stage: bool,
+    /// In-process network emulation: the stores of the timed run wrapped in
+    /// object_store's `ThrottledStore`; None: not wrapped.
+    pub throttle: Option<Throttle>,
     memory: Mutex<Memory>,
+}
+
+/// The in-process network emulation: what object_store's
+/// [`ThrottledStore`](object_store::throttle::ThrottledStore) adds to each request of
+/// the timed run. It sleeps before a get (`get_per_call`) or a put (`put_per_call`)
+/// is sent, and `get_per_byte` for every byte a read returns (as the body is
+/// consumed; up front for `get_ranges`). Requests in flight wait independently, so
+/// it emulates latency and a per-request rate, not a shared link; there is no
+/// per-byte cost for puts. Only the run's own requests are throttled (not the
+/// untimed loading, emptying and copying of `prepare` and `finish`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Throttle {
+    /// Wait before every get, get_range and get_ranges.
+    pub get_per_call: Duration,
+    /// Wait before every put.
+    pub put_per_call: Duration,
+    /// Wait per byte read.
+    pub get_per_byte: Duration,
+}
+
+impl Throttle {
+    /// None when it would add nothing.
+    pub fn active(self) -> Option<Throttle> {
+        (self != Throttle::default()).then_some(self)
+    }
+
+    fn config(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            wait_get_per_call: self.get_per_call,
+            wait_put_per_call: self.put_per_call,
+            wait_get_per_byte: self.get_per_byte,
+            ..ThrottleConfig::default()
+        }
+    }
+}
+
+impl std::fmt::Display for Throttle {
+    /// `get +20 ms per call, put +20 ms per call, +1000 ns per byte read`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "get +{} ms per call, put +{} ms per call, +{} ns per byte read",
+            self.get_per_call.as_millis(),
+            self.put_per_call.as_millis(),
+            self.get_per_byte.as_nanos()
+        )
+    }
+}
+
+/// `store`'s requests in a `ThrottledStore` of `t`.
+fn throttled(store: Arc<dyn ObjectStore>, t: &Throttle) -> Arc<dyn ObjectStore> {
+    Arc::new(ThrottledStore::new(store, t.config()))
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +166,7 @@ impl ObjectStoreBackend {
             tokio_workers: 1,
             cpu_in_flight: None,
             stage: false,
+            throttle: None,
             memory: Mutex::new(Memory::default()),
         }
     }
@@ -119,23 +176,35 @@ impl ObjectStoreBackend {
     }
 
     /// Both stores, every request of each reported to `recorder` (per-request
-    /// metrics and the requests in flight; see [`stores::metered`]).
-    fn open(&self, job: &Job, recorder: &Arc<dyn Recorder>) -> Result<(Store, Store), RunError> {
+    /// metrics and the requests in flight; see [`stores::metered`]), each in a
+    /// `ThrottledStore` of `throttle` under the metering when one is given.
+    fn open(
+        &self,
+        job: &Job,
+        recorder: &Arc<dyn Recorder>,
+        throttle: Option<&Throttle>,
+    ) -> Result<(Store, Store), RunError> {
         let m = self.memory();
-        let input = Store::open_recorded(
+        let layer = |store: Arc<dyn ObjectStore>| match throttle {
+            Some(t) => throttled(store, t),
+            None => store,
+        };
+        let input = Store::open_layered(
             &self.input,
             &job.input_root,
             m.input.as_ref(),
             &self.s3,
             recorder.clone(),
+            &layer,
         )
         .map_err(|e| RunError::input(self.input.to_string(), e))?;
-        let output = Store::open_recorded(
+        let output = Store::open_layered(
             &self.output,
             &job.output_root,
             m.output.as_ref(),
             &self.s3,
             recorder.clone(),
+            &layer,
         )
         .map_err(|e| RunError::output(self.output.to_string(), e))?;
         Ok((input, output))
@@ -158,7 +227,7 @@ impl ObjectStoreBackend {
             m.input = (self.input == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
             m.output = (self.output == StoreUrl::Memory).then(|| Arc::new(InMemory::new()));
         }
-        let (input, output) = self.open(job, &untimed())?;
+        let (input, output) = self.open(job, &untimed(), None)?;
         let in_name = |e: StoreError| RunError::input(&input.url, e);
         if copied {
             if self.input.is_s3() {
@@ -206,7 +275,7 @@ impl ObjectStoreBackend {
         let mut details = Map::new();
         if self.output == StoreUrl::Memory || (self.stage && self.output.is_s3()) {
             let started = Instant::now();
-            let (_, output) = self.open(job, &untimed())?;
+            let (_, output) = self.open(job, &untimed(), None)?;
             let out_name = |e: StoreError| RunError::output(&output.url, e);
             let n = stores::block_on(output.download_to(&job.output_root))
                 .map_err(out_name)?
@@ -239,6 +308,18 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn prepare(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+        if let Some(t) = &self.throttle {
+            let reads = !t.get_per_call.is_zero() || !t.get_per_byte.is_zero();
+            if reads && self.input == StoreUrl::File {
+                // ThrottledStore cannot wrap LocalFileSystem's reads (it panics on a
+                // file payload): refuse before anything is timed.
+                return Err(RunError::input(
+                    self.input.to_string(),
+                    "throttle_get_ms and throttle_byte_ns need an s3:// or memory:// input: \
+                     object_store's ThrottledStore cannot wrap file:// reads",
+                ));
+            }
+        }
         self.prepare_stores(job)
     }
 
@@ -268,7 +349,9 @@ impl Backend for ObjectStoreBackend {
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
         cancel.check()?;
-        let (input, output) = self.open(job, recorder)?;
+        // The throttle (if any) goes under the metering, so that its waits count
+        // in every request's times, as a network's delay would.
+        let (input, output) = self.open(job, recorder, self.throttle.as_ref())?;
         let io = Arc::new(StoreIo {
             local_input: self.input == StoreUrl::File,
             local_output: self.output == StoreUrl::File,
@@ -290,6 +373,12 @@ impl Backend for ObjectStoreBackend {
         d.insert("input_store".into(), self.input.to_string().into());
         d.insert("output_store".into(), self.output.to_string().into());
         d.insert("ranges_per_request".into(), self.ranges_per_request.into());
+        if let Some(t) = &self.throttle {
+            d.insert(
+                "network".into(),
+                format!("in-process throttle (object_store ThrottledStore): {t}").into(),
+            );
+        }
         if self.input.is_s3() || self.output.is_s3() {
             d.insert(
                 "s3_endpoint".into(),

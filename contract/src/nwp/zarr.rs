@@ -105,12 +105,7 @@ impl ArrayLayout {
                 {"name": "zstd", "configuration": {"level": o.zstd_level, "checksum": false}}
             ],
             "attributes": {
-                "nwp_fields": {
-                    "version": 1,
-                    "seed": d.seed,
-                    "noise_bits": d.noise_bits,
-                    "codec": d.codec.name(),
-                }
+                "nwp_fields": d.value_attributes()
             },
             "dimension_names": ["init_time", "variable", "step", "y", "x"]
         });
