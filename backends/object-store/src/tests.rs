@@ -326,3 +326,75 @@ fn a_throttle_on_file_reads_is_refused_before_the_run() {
         "{err}"
     );
 }
+
+/// The shortest time to first byte of each request kind, and every other event
+/// counted.
+#[derive(Default)]
+struct Fastest {
+    counters: rechunk_contract::Counters,
+    ttfb: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
+}
+
+impl Recorder for Fastest {
+    fn stage_done(&self, stage: rechunk_contract::Stage, started: Instant, bytes: u64) {
+        self.counters.stage_done(stage, started, bytes)
+    }
+    fn io_begin(&self, io: rechunk_contract::Io) {
+        self.counters.io_begin(io)
+    }
+    fn io_end(&self, io: rechunk_contract::Io) {
+        self.counters.io_end(io)
+    }
+    fn bytes_reserved(&self, n: u64) {
+        self.counters.bytes_reserved(n)
+    }
+    fn bytes_released(&self, n: u64) {
+        self.counters.bytes_released(n)
+    }
+    fn request_begin(&self, kind: rechunk_contract::RequestKind) {
+        self.counters.request_begin(kind)
+    }
+    fn request_end(
+        &self,
+        kind: rechunk_contract::RequestKind,
+        done: &rechunk_contract::RequestDone,
+    ) {
+        let t = done.first_byte - done.started;
+        let mut m = self.ttfb.lock().unwrap();
+        let e = m.entry(kind.name()).or_insert(t);
+        *e = (*e).min(t);
+        drop(m);
+        self.counters.request_end(kind, done)
+    }
+}
+
+/// The throttle sits under the metering: every GET's measured time to first byte
+/// includes its 20 ms wait (and every PUT its 1 ms), as a network's delay would.
+#[test]
+fn throttle_waits_count_in_request_times() {
+    let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+    let b = throttled_backend(StoreUrl::Memory, StoreUrl::Memory, 20);
+    let job = Arc::new(fx.job(Fixture::roomy_limits()));
+    let seen = Arc::new(Fastest::default());
+    let recorder: Arc<dyn Recorder> = seen.clone();
+    conformance::run_staged(
+        &b,
+        &job,
+        &Arc::new(fx.workload()),
+        &recorder,
+        &Cancel::new(),
+    )
+    .unwrap();
+    let fastest = seen.ttfb.lock().unwrap().clone();
+    assert!(
+        fastest["memory get"] >= Duration::from_millis(20),
+        "{fastest:?}"
+    );
+    assert!(
+        fastest["memory put"] >= Duration::from_millis(1),
+        "{fastest:?}"
+    );
+    let snap = seen.counters.snapshot();
+    let inputs = job.groups.iter().map(|g| g.inputs.len()).sum::<usize>() as u64;
+    assert_eq!(snap.requests["memory get"].count, inputs);
+}
