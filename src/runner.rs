@@ -534,7 +534,12 @@ fn ensure_dataset(
     fix: &str,
 ) -> anyhow::Result<dataset::DatasetInfo> {
     eprintln!("dataset {}", input_root.display());
-    let dataset = dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
+    let mut dataset =
+        dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
+    dataset.decoder = scenario
+        .dataset
+        .decoder
+        .map(|d| format!("{} = {}", d.name(), d.version()));
     if dataset.generated {
         eprintln!(
             "  generated {} messages ({:.1} MB) in {:.1} s: {:.0} messages/s",

@@ -52,9 +52,12 @@ fn dataset_line(a: &Analysis) -> String {
     let r = a.results;
     let d = &r.scenario.dataset;
     let p = &d.params;
-    let decoder = d.decoder.map_or(String::new(), |dec| {
-        format!(", decoded by {}", dec.version())
-    });
+    // The version as recorded when the run was made; the name alone for older files.
+    let decoder = match (&r.dataset.decoder, d.decoder) {
+        (Some(recorded), _) => format!(", decoder {recorded}"),
+        (None, Some(dec)) => format!(", decoder {}", dec.name()),
+        (None, None) => String::new(),
+    };
     format!(
         "Dataset: {} ({}{decoder}) · {} × {} × {} fields of {}×{} · {} layout · {} messages, {:.1} MB ({:.0} kB each)",
         d.kind,
