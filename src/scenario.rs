@@ -341,15 +341,10 @@ fn key_at(text: &str, at: usize) -> Option<String> {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| {
-            l.split(']')
-                .next()
-                .unwrap_or(l)
-                .trim_start_matches('[')
-                .to_string()
-        });
+        // The header as written: `[dataset]`, `[[backend]]`.
+        .map(|l| l.rsplit_once(']').map_or(l, |(h, _)| h).to_string() + "]");
     Some(match table {
-        Some(t) => format!("[{t}] {key}"),
+        Some(t) => format!("{t} {key}"),
         None => key.to_string(),
     })
 }
@@ -482,8 +477,13 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         seed: d.seed.unwrap_or(1),
         format,
     };
-    if let Some(why) = params.format_problem() {
-        return Err(ctx.err(d.variables.span(), format!("[dataset] {why}")));
+    if let Some((key, why)) = params.format_problem() {
+        let span = match key {
+            "groups" => d.groups.span(),
+            "ny" => d.ny.span(),
+            _ => d.variables.span(),
+        };
+        return Err(ctx.err(span, format!("[dataset] {key}: {why}")));
     }
     let root = relative_root(ctx, &d.root, "[dataset] root", "datasets", name)?;
     Ok(DatasetSpec {

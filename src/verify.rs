@@ -382,9 +382,15 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         .and_then(|c| c["configuration"]["level"].as_i64())
         .ok_or_else(|| bad("no zstd codec with a level"))?;
     let dataset = DatasetParams {
+        // Absent in outputs written before it was recorded: files.
         layout: match attrs["input_layout"].as_str() {
+            None | Some("files") => Layout::Files,
             Some("container") => Layout::Container,
-            _ => Layout::Files,
+            Some(_) => {
+                return Err(bad(
+                    "attributes.nwp_fields.input_layout is not files or container",
+                ))
+            }
         },
         groups: shape[0],
         variables: shape[1],

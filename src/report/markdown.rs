@@ -67,10 +67,7 @@ fn dataset_line(a: &Analysis) -> String {
         p.steps,
         p.ny,
         p.nx,
-        match p.layout {
-            rechunk_contract::nwp::Layout::Files => "files",
-            rechunk_contract::nwp::Layout::Container => "container",
-        },
+        p.layout_name(),
         r.dataset.messages,
         r.dataset.bytes as f64 / 1e6,
         r.dataset.bytes as f64 / r.dataset.messages.max(1) as f64 / 1e3,

@@ -117,7 +117,8 @@ pub fn decode(
 /// stream's end.
 pub fn unwrap_bz2(raw: &[u8], limit: u64) -> Result<Vec<u8>, String> {
     let mut d = bzip2::read::BzDecoder::new(raw);
-    let mut out = Vec::with_capacity((limit as usize).min(raw.len().saturating_mul(8)));
+    // Exactly the most that is read: the buffer never grows past it.
+    let mut out = Vec::with_capacity(limit as usize + 1);
     (&mut d)
         .take(limit + 1)
         .read_to_end(&mut out)

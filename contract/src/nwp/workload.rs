@@ -152,8 +152,8 @@ impl Workload for NwpWorkload {
         if let Format::Grib2(_) = self.layout.dataset.format {
             self.decoder.available().map_err(WorkloadError)?;
         }
-        if let Some(why) = self.layout.dataset.format_problem() {
-            return Err(WorkloadError(why));
+        if let Some((key, why)) = self.layout.dataset.format_problem() {
+            return Err(WorkloadError(format!("{key}: {why}")));
         }
         let need = self.min_bytes_in_flight();
         if job.limits.bytes_in_flight < need {
