@@ -3,7 +3,9 @@
 //! a request to the [object_store] crate, as light-speed-io benchmarked itself
 //! against. Reads are `get` (a whole file), `get_range` (one message of a
 //! container) or `get_ranges` (`ranges_per_request` consecutive messages of a
-//! container in one call); writes are one `put` per object, atomic on every store.
+//! container in one call); writes are one `put` per object, atomic on every store
+//! (an object above [`stores::MULTIPART_THRESHOLD`], a large shard, is a multipart
+//! upload, which appears whole when completed; counted in `multipart_uploads`).
 //!
 //! Input and output stores are chosen separately by URL ([`stores::StoreUrl`]) and
 //! opened, emptied, loaded and copied through the [`stores`] crate:
@@ -37,7 +39,7 @@ use backend_tokio::pipeline::{self, Config};
 use backend_tokio::{Bridge, IoMode, ObjectIo};
 use futures::future::BoxFuture;
 use object_store::memory::InMemory;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use rechunk_contract::{
     Availability, Backend, ByteRange, Cancel, Capabilities, InputRef, Job, Recorder, RunError,
     RunOutcome, Workload,
@@ -302,6 +304,10 @@ struct Counts {
     get_range: AtomicU64,
     get_ranges: AtomicU64,
     put: AtomicU64,
+    /// Objects written by multipart upload (each counted in `put` too) and their
+    /// parts.
+    multipart: AtomicU64,
+    multipart_parts: AtomicU64,
     read_hops: AtomicU64,
     write_hops: AtomicU64,
 }
@@ -411,12 +417,19 @@ impl ObjectIo for StoreIo {
         Box::pin(async move {
             counts.put.fetch_add(1, Relaxed);
             counts.write_hops.fetch_add(hops, Relaxed);
-            store
-                .inner
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .map(|_| ())
-                .map_err(|e| RunError::output(store.named(&path), describe(&e)))
+            let put = stores::put_object(
+                store.inner.as_ref(),
+                &path,
+                bytes,
+                stores::MULTIPART_THRESHOLD,
+            )
+            .await
+            .map_err(|e| RunError::output(store.named(&path), describe(&e)))?;
+            if let stores::Put::Multipart { parts } = put {
+                counts.multipart.fetch_add(1, Relaxed);
+                counts.multipart_parts.fetch_add(parts, Relaxed);
+            }
+            Ok(())
         })
     }
 
@@ -432,6 +445,8 @@ impl ObjectIo for StoreIo {
             ("requests_get_range", &c.get_range),
             ("requests_get_ranges", &c.get_ranges),
             ("requests_put", &c.put),
+            ("multipart_uploads", &c.multipart),
+            ("multipart_parts", &c.multipart_parts),
             ("read_blocking_hops", &c.read_hops),
             ("write_blocking_hops", &c.write_hops),
         ] {
