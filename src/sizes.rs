@@ -137,8 +137,13 @@ pub fn check_machine(s: &Scenario) -> anyhow::Result<()> {
     }
     let need = min_budget(p, s.output.params, s.workload);
     if memory > 0 && need > memory / 2 {
+        let vars = NwpWorkload::new(p.clone(), s.output.params).variables_per_emission();
+        let what = match vars {
+            1 => "one variable needs".to_string(),
+            n => format!("one shard's {n} variables need"),
+        };
         bail!(
-            "{}: one variable needs {} in memory to be rechunked ({} steps of {} × {}); this \
+            "{}: {what} {} in memory to be rechunked ({} steps of {} × {}); this \
              machine has {}",
             s.source.display(),
             bytes(need),
