@@ -226,13 +226,9 @@ pub fn verify_objects(
     let missing: Vec<_> = all.iter().filter(|c| !found.contains(*c)).collect();
     v.missing = missing.len() as u64;
     for &&(g, vv, iy, ix) in missing.iter().take(MAX_LISTED) {
-        let what = if layout.shard().is_some() {
-            "shard"
-        } else {
-            "chunk"
-        };
         problems.push(format!(
-            "missing {what} {}",
+            "missing {} {}",
+            layout.object_noun(),
             ArrayLayout::chunk_key(g, vv, iy, ix)
         ));
     }

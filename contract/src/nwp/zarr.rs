@@ -91,6 +91,15 @@ impl ArrayLayout {
         self.dataset.groups as u64 * self.dataset.variables as u64 * self.chunks_per_variable()
     }
 
+    /// What the output's objects are called in messages: `chunk` or `shard`.
+    pub fn object_noun(&self) -> &'static str {
+        if self.output.shard.is_some() {
+            "shard"
+        } else {
+            "chunk"
+        }
+    }
+
     /// The shard shape in chunks, if the layout is sharded.
     pub fn shard(&self) -> Option<ShardShape> {
         self.output
