@@ -144,7 +144,9 @@ fn a_damaged_shard_fails_verification_naming_it() {
     fs::write(&shard, &good[..100]).unwrap();
     let shown = verify();
     assert!(
-        shown.contains("c/1/2/0/1/1: truncated shard: 100 bytes, shorter than its index of 132 bytes"),
+        shown.contains(
+            "c/1/2/0/1/1: truncated shard: 100 bytes, shorter than its index of 132 bytes"
+        ),
         "{shown}"
     );
 

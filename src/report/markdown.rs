@@ -40,6 +40,15 @@ fn header(a: &Analysis) -> String {
         r.git_commit.get(..12).unwrap_or(&r.git_commit),
         if r.git_dirty { ", uncommitted changes" } else { "" },
     );
+    let (d, o) = (&s.dataset.params, &s.output.params);
+    let shards = o
+        .shard
+        .map_or(String::new(), |k| format!(" in shards of {k:?} chunks"));
+    let _ = writeln!(
+        md,
+        "Output: {} Zarr, chunks [1, 1, {}, {}, {}]{shards}, zstd level {}.\n",
+        s.output.layout, d.steps, o.cy, o.cx, o.zstd_level
+    );
     md
 }
 

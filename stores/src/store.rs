@@ -201,10 +201,15 @@ impl Store {
     /// Writes `bytes` as the object at `key` with [`put_object`]: one PUT, or a
     /// multipart upload above [`MULTIPART_THRESHOLD`]; atomic on every store.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        put_object(self.inner.as_ref(), &self.path(key), bytes, MULTIPART_THRESHOLD)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(key, Op::Put, e))
+        put_object(
+            self.inner.as_ref(),
+            &self.path(key),
+            bytes,
+            MULTIPART_THRESHOLD,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| self.error(key, Op::Put, e))
     }
 
     /// Empties the root for the harness: deletes every object under it (at most
@@ -452,7 +457,12 @@ mod tests {
             assert!(got[..] == bytes[..], "the parts were reassembled wrong");
             // At the threshold, one PUT.
             let small = ObjectPath::from("small");
-            let put = put_object(&store, &small, bytes[..MULTIPART_PART].to_vec(), MULTIPART_PART);
+            let put = put_object(
+                &store,
+                &small,
+                bytes[..MULTIPART_PART].to_vec(),
+                MULTIPART_PART,
+            );
             assert_eq!(put.await.unwrap(), Put::Single);
         })
         .unwrap();

@@ -165,7 +165,12 @@ fn a_large_object_is_uploaded_in_parts_to_s3() {
         .unwrap();
         assert_eq!(put, stores::Put::Multipart { parts: 3 });
         let got = store.fetch("c/0/0/0/0/0").await.unwrap();
-        assert!(got == bytes, "{} bytes read back, {} written", got.len(), bytes.len());
+        assert!(
+            got == bytes,
+            "{} bytes read back, {} written",
+            got.len(),
+            bytes.len()
+        );
         let small = store.path("small");
         let put = stores::put_object(
             store.inner.as_ref(),
