@@ -1,4 +1,5 @@
-//! Criterion benches of the kernels every backend shares: message decode, value
+//! Criterion benches of the kernels every backend shares: message decode (nwp-fields,
+//! and GRIB2 per packing and decoder), value
 //! generation, slicing a field into chunks (reduce) and chunk encode. A regression
 //! in shared code shows up here, where it is, not only end to end.
 
@@ -7,11 +8,12 @@
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rechunk_contract::grib2::{self, message::FieldId, Decoder, Grib2Params, Packing, Wrap};
 use rechunk_contract::job::{Group, InputRef};
 use rechunk_contract::nwp::message::{decode_message, encode_message, Codec};
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
-use rechunk_contract::nwp::{DatasetParams, Layout};
+use rechunk_contract::nwp::{DatasetParams, Format, Layout};
 use rechunk_contract::{GroupReducer, Workload};
 
 /// The icon-like field: 64×64 float32 (16 KiB), 4 noise bits, 146 steps, 32×32 tiles.
@@ -27,6 +29,17 @@ fn params(codec: Codec) -> DatasetParams {
         zstd_level: 1,
         noise_bits: 4,
         seed: 1,
+        format: Format::NwpFields,
+    }
+}
+
+/// One ICON-EU field (657 × 1377, 16 bits per value) as nwp-grib2.
+fn icon_eu(packing: Packing, wrap: Wrap) -> DatasetParams {
+    DatasetParams {
+        ny: 657,
+        nx: 1377,
+        format: Format::Grib2(Grib2Params { packing, wrap }),
+        ..params(Codec::None)
     }
 }
 
@@ -42,11 +55,47 @@ fn decode(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(64 * 64 * 4));
     for codec in Codec::ALL {
         let p = params(codec);
-        let msg = p.message_bytes(0, 1, 2);
+        let msg = p.message_bytes(0, 1, 2).unwrap();
         let mut out = vec![0.0f32; 64 * 64];
         group.bench_with_input(BenchmarkId::from_parameter(codec.name()), &msg, |b, msg| {
             b.iter(|| decode_message(black_box(msg), (0, 1, 2, 64, 64), &mut out).unwrap())
         });
+    }
+    group.finish();
+}
+
+/// GRIB2 decode of one ICON-EU field per packing, wrap and decoder: unwrap, section
+/// check and decode, as the workload's decode stage does it.
+fn decode_grib2(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_grib2_icon_eu_657x1377");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(657 * 1377));
+    for (packing, wrap) in [
+        (Packing::Ccsds, Wrap::None),
+        (Packing::Simple, Wrap::None),
+        (Packing::Ccsds, Wrap::Bz2),
+    ] {
+        let p = icon_eu(packing, wrap);
+        let Format::Grib2(g2) = p.format else {
+            unreachable!()
+        };
+        let msg = p.message_bytes(0, 1, 2).unwrap();
+        let id = FieldId {
+            g: 0,
+            v: 1,
+            s: 2,
+            ny: 657,
+            nx: 1377,
+        };
+        let mut out = vec![0.0f32; 657 * 1377];
+        for decoder in Decoder::ALL.into_iter().filter(|d| d.available().is_ok()) {
+            let name = format!("{} {} {}", packing.name(), wrap.name(), decoder.name());
+            group.bench_with_input(BenchmarkId::from_parameter(name), &msg, |b, msg| {
+                b.iter(|| {
+                    grib2::decode::decode(black_box(msg), &g2, decoder, id, 4, &mut out).unwrap()
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -115,5 +164,5 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, generate, reduce, encode);
+criterion_group!(benches, decode, decode_grib2, generate, reduce, encode);
 criterion_main!(benches);

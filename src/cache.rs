@@ -39,10 +39,10 @@ pub fn input_files(p: &DatasetParams, root: &Path) -> Vec<PathBuf> {
     match p.layout {
         Layout::Files => (0..p.groups)
             .flat_map(|g| (0..p.variables).flat_map(move |v| (0..p.steps).map(move |s| (g, v, s))))
-            .map(|(g, v, s)| root.join(DatasetParams::message_path(g, v, s)))
+            .map(|(g, v, s)| root.join(p.message_path(g, v, s)))
             .collect(),
         Layout::Container => (0..p.groups)
-            .map(|g| root.join(DatasetParams::container_path(g)))
+            .map(|g| root.join(p.container_path(g)))
             .collect(),
     }
 }

@@ -122,7 +122,7 @@ pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>
         },
         overlap_groups: false,
     };
-    let workload = NwpWorkload::new(params.clone(), scenario.output.params);
+    let workload = scenario.dataset.workload(scenario.output.params);
     let fields = job.input_count() as f64;
     let mut rates = Vec::new();
     for _ in 0..scenario.run.repetitions {

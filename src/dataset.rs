@@ -23,9 +23,9 @@ const MANIFEST: &str = "manifest.json";
 /// generation is never mistaken for a complete one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always `nwp-fields`.
+    /// The message format: `nwp-fields` or `nwp-grib2` (docs/FORMATS.md).
     pub format: String,
-    /// Version of the nwp-fields format: 1.
+    /// Version of that format: 1.
     pub format_version: u32,
     /// The parameters the dataset was generated with; a dataset is reused only
     /// when they equal the scenario's.
@@ -151,7 +151,11 @@ pub fn ensure(
     }
     let seconds = start.elapsed().as_secs_f64();
     let manifest = Manifest {
-        format: "nwp-fields".to_string(),
+        format: match params.format {
+            rechunk_contract::nwp::Format::NwpFields => "nwp-fields",
+            rechunk_contract::nwp::Format::Grib2(_) => "nwp-grib2",
+        }
+        .to_string(),
         format_version: 1,
         params: params.clone(),
         messages: total,
@@ -182,7 +186,10 @@ fn check_disk(params: &DatasetParams, root: &Path) -> anyhow::Result<()> {
     let Some(free) = sizes::free_space(root) else {
         return Ok(());
     };
-    let sample = params.message_bytes(0, 0, 0).len() as u64;
+    let sample = params
+        .message_bytes(0, 0, 0)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?
+        .len() as u64;
     // Messages vary a little in size; the filesystem rounds each file up to a block.
     let per_file = match params.layout {
         Layout::Files => sample.div_ceil(4096) * 4096,
@@ -238,10 +245,10 @@ pub fn check_complete(params: &DatasetParams, root: &Path, m: &Manifest) -> Resu
     for i in picks {
         let g = (i / per_group) as u32;
         let (v, s) = params.item_vs((i % per_group) as usize);
-        let expected = params.message_bytes(g, v, s);
+        let expected = params.message_bytes(g, v, s)?;
         let (path, range) = match params.layout {
             Layout::Files => {
-                let path = root.join(DatasetParams::message_path(g, v, s));
+                let path = root.join(params.message_path(g, v, s));
                 (path, None)
             }
             Layout::Container => {
@@ -283,7 +290,7 @@ fn container_group(
     g: u32,
 ) -> Result<(PathBuf, Vec<rechunk_contract::InputRef>), String> {
     let group = params.group_at(root, g).map_err(|e| e.to_string())?;
-    let path = root.join(DatasetParams::container_path(g));
+    let path = root.join(params.container_path(g));
     let end = group
         .inputs
         .iter()
@@ -444,6 +451,7 @@ mod tests {
             zstd_level: 1,
             noise_bits: 2,
             seed: 5,
+            format: rechunk_contract::nwp::Format::NwpFields,
         }
     }
 
@@ -464,12 +472,12 @@ mod tests {
         let first = ensure(&p, &root, false).unwrap();
         assert!(first.generated);
         assert_eq!(first.messages, 6);
-        let msg = root.join(DatasetParams::message_path(0, 1, 2));
-        assert_eq!(fs::read(&msg).unwrap(), p.message_bytes(0, 1, 2));
+        let msg = root.join(p.message_path(0, 1, 2));
+        assert_eq!(fs::read(&msg).unwrap(), p.message_bytes(0, 1, 2).unwrap());
         assert_eq!(
             first.bytes,
             (0..6)
-                .map(|i| p.message_bytes(0, i / 3, i % 3).len() as u64)
+                .map(|i| p.message_bytes(0, i / 3, i % 3).unwrap().len() as u64)
                 .sum::<u64>()
         );
 
@@ -484,7 +492,10 @@ mod tests {
             ensure(&other, &root, false).unwrap().generated,
             "a new seed must regenerate"
         );
-        assert_eq!(fs::read(&msg).unwrap(), other.message_bytes(0, 1, 2));
+        assert_eq!(
+            fs::read(&msg).unwrap(),
+            other.message_bytes(0, 1, 2).unwrap()
+        );
 
         let container = DatasetParams {
             layout: Layout::Container,
@@ -510,7 +521,7 @@ mod tests {
         fs::remove_file(root.join(MANIFEST)).unwrap();
         assert!(ensure(&p, false).unwrap().generated);
         // Or as if files had been deleted since: named, with the remedy.
-        fs::remove_file(root.join(DatasetParams::message_path(0, 1, 2))).unwrap();
+        fs::remove_file(root.join(p.message_path(0, 1, 2))).unwrap();
         let e = ensure(&p, false).unwrap_err().to_string();
         assert!(
             e.contains("5 files where the generation wrote 6") && e.contains(FIX),
@@ -521,7 +532,7 @@ mod tests {
             "--force makes it again"
         );
         // A message's header changed in place, same size and count.
-        let msg = root.join(DatasetParams::message_path(0, 0, 0));
+        let msg = root.join(p.message_path(0, 0, 0));
         let mut bytes = fs::read(&msg).unwrap();
         bytes[12] ^= 1;
         fs::write(&msg, &bytes).unwrap();
@@ -556,7 +567,7 @@ mod tests {
             ..params()
         };
         ensure(&data, &p, &root, false, FIX).unwrap();
-        let c = root.join(DatasetParams::container_path(0));
+        let c = root.join(p.container_path(0));
         let len = fs::metadata(&c).unwrap().len();
         fs::OpenOptions::new()
             .write(true)

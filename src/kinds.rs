@@ -4,7 +4,7 @@
 //! (sharded Zarr) is one entry here and its implementation there; the scenario
 //! parser, `harness list` and the results take their names from these lists.
 
-use rechunk_contract::nwp;
+use rechunk_contract::{grib2, nwp};
 
 /// One entry of a registry: what scenarios call it and what it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,10 +16,16 @@ pub struct Kind {
 }
 
 /// The dataset kinds (`[dataset] kind`); the first is the default.
-pub const DATASET_KINDS: &[Kind] = &[Kind {
-    name: nwp::KIND,
-    summary: nwp::KIND_SUMMARY,
-}];
+pub const DATASET_KINDS: &[Kind] = &[
+    Kind {
+        name: nwp::KIND,
+        summary: nwp::KIND_SUMMARY,
+    },
+    Kind {
+        name: grib2::KIND,
+        summary: grib2::KIND_SUMMARY,
+    },
+];
 
 /// The output layouts (`[output] layout`); the first is the default.
 pub const OUTPUT_LAYOUTS: &[Kind] = &[

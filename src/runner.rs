@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::ArrayLayout;
 use rechunk_contract::readonly::ReadOnly;
 use rechunk_contract::{Availability, Cancel, Counters, Job, Recorder, Stage};
@@ -717,7 +716,7 @@ fn timed_run(
         Some(f) => f.clone(),
         None => counters.clone(),
     };
-    let nwp = NwpWorkload::new(scenario.dataset.params.clone(), scenario.output.params);
+    let nwp = scenario.dataset.workload(scenario.output.params);
     let done = AtomicBool::new(false);
     // The harness's own threads (main, the signal handling) before the run; the
     // sampler thread started below takes the place of the calling thread in the count.

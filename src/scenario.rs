@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
+use rechunk_contract::grib2::{self, Decoder, Grib2Params, Packing, Wrap};
+use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::OutputParams;
-use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
+use rechunk_contract::nwp::{self, Codec, DatasetParams, Format, Layout};
 use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -101,6 +103,16 @@ pub struct DatasetSpec {
     /// Relative to the data directory, inside `datasets/` (default
     /// `datasets/<name>`).
     pub root: PathBuf,
+    /// The GRIB2 decoder (`[dataset] decoder`; grib2 datasets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<Decoder>,
+}
+
+impl DatasetSpec {
+    /// The rechunk of this dataset into `output`, decoding with the chosen decoder.
+    pub fn workload(&self, output: OutputParams) -> NwpWorkload {
+        NwpWorkload::new(self.params.clone(), output).with_decoder(self.decoder.unwrap_or_default())
+    }
 }
 
 /// The `[output]` table, validated.
@@ -249,11 +261,14 @@ struct RawDataset {
     steps: Spanned<u32>,
     ny: Spanned<u32>,
     nx: Spanned<u32>,
-    codec: Option<Codec>,
+    codec: Option<Spanned<Codec>>,
     zstd_level: Option<Spanned<i32>>,
     noise_bits: Option<Spanned<u32>>,
     seed: Option<u64>,
     root: Option<Spanned<String>>,
+    packing: Option<Spanned<Packing>>,
+    wrap: Option<Spanned<Wrap>>,
+    decoder: Option<Spanned<Decoder>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -421,6 +436,8 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         Some(b) => *b.get_ref(),
         None => 4,
     };
+    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
+    let (format, decoder) = message_format(ctx, d, &kind)?;
     let params = DatasetParams {
         layout: d.layout.unwrap_or(Layout::Files),
         groups,
@@ -428,14 +445,69 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         steps,
         ny,
         nx,
-        codec: d.codec.unwrap_or(Codec::Zstd),
+        codec: d.codec.as_ref().map_or(Codec::Zstd, |c| *c.get_ref()),
         zstd_level: zstd_level(ctx, &d.zstd_level, "[dataset] zstd_level")?,
         noise_bits,
         seed: d.seed.unwrap_or(1),
+        format,
     };
+    if let Some(why) = params.format_problem() {
+        return Err(ctx.err(d.variables.span(), format!("[dataset] {why}")));
+    }
     let root = relative_root(ctx, &d.root, "[dataset] root", "datasets", name)?;
-    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
-    Ok(DatasetSpec { kind, params, root })
+    Ok(DatasetSpec {
+        kind,
+        params,
+        root,
+        decoder,
+    })
+}
+
+/// The message format `[dataset] kind` names, with its own keys: `codec` and
+/// `zstd_level` for nwp-fields; `packing`, `wrap` and `decoder` for grib2. A key of
+/// the other kind is refused, naming the kind it belongs to.
+fn message_format(
+    ctx: &Ctx,
+    d: &RawDataset,
+    kind: &str,
+) -> Result<(Format, Option<Decoder>), ScenarioError> {
+    let grib2 = kind == grib2::KIND;
+    let misplaced = |span: Option<Range<usize>>, key: &str, belongs: &str| match span {
+        Some(span) => Err(ctx.err(
+            span,
+            format!("[dataset] {key} applies to kind = \"{belongs}\" only (this is \"{kind}\")"),
+        )),
+        None => Ok(()),
+    };
+    if grib2 {
+        misplaced(d.codec.as_ref().map(|c| c.span()), "codec", nwp::KIND)?;
+        misplaced(
+            d.zstd_level.as_ref().map(|c| c.span()),
+            "zstd_level",
+            nwp::KIND,
+        )?;
+        let decoder = d
+            .decoder
+            .as_ref()
+            .map_or(Decoder::default(), |c| *c.get_ref());
+        if let (Some(span), Err(why)) = (d.decoder.as_ref().map(|c| c.span()), decoder.available())
+        {
+            return Err(ctx.err(span, format!("[dataset] {why}")));
+        }
+        let params = Grib2Params {
+            packing: d
+                .packing
+                .as_ref()
+                .map_or(Packing::default(), |c| *c.get_ref()),
+            wrap: d.wrap.as_ref().map_or(Wrap::default(), |c| *c.get_ref()),
+        };
+        Ok((Format::Grib2(params), Some(decoder)))
+    } else {
+        misplaced(d.packing.as_ref().map(|c| c.span()), "packing", grib2::KIND)?;
+        misplaced(d.wrap.as_ref().map(|c| c.span()), "wrap", grib2::KIND)?;
+        misplaced(d.decoder.as_ref().map(|c| c.span()), "decoder", grib2::KIND)?;
+        Ok((Format::NwpFields, None))
+    }
 }
 
 /// `[output]`: chunk sizes within the field, zstd level and root.

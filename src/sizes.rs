@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use anyhow::bail;
-use rechunk_contract::nwp::message::max_message_len;
 use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::DatasetParams;
@@ -76,7 +75,7 @@ pub fn shard_problem(layout: &ArrayLayout) -> Option<String> {
 pub fn min_budget(params: &DatasetParams, output: OutputParams, workload: WorkloadKind) -> u64 {
     match workload {
         WorkloadKind::Rechunk => NwpWorkload::new(params.clone(), output).min_bytes_in_flight(),
-        WorkloadKind::ReadOnly => max_message_len(params.ny, params.nx),
+        WorkloadKind::ReadOnly => params.max_input_len(),
     }
 }
 
@@ -222,6 +221,7 @@ mod tests {
             zstd_level: 1,
             noise_bits: 4,
             seed: 1,
+            format: Default::default(),
         };
         let chunked = OutputParams {
             cy: 32,

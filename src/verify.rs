@@ -15,9 +15,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use rayon::prelude::*;
+use rechunk_contract::grib2::{Grib2Params, Packing, Wrap};
 use rechunk_contract::nwp::values::splitmix64;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
-use rechunk_contract::nwp::{Codec, DatasetParams, Layout};
+use rechunk_contract::nwp::{Codec, DatasetParams, Format, Layout};
 use serde::{Deserialize, Serialize};
 use stores::{S3Config, Store, StoreUrl};
 
@@ -459,11 +460,28 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
             "attributes.nwp_fields.version is not 1: not an nwp-fields output",
         ));
     }
-    let codec = match attrs["codec"].as_str() {
-        Some("none") => Codec::None,
-        Some("zstd") => Codec::Zstd,
-        Some("lz4") => Codec::Lz4,
-        _ => return Err(bad("attributes.nwp_fields.codec is not none, zstd or lz4")),
+    // The inputs' encoding does not change the values; it is read to refuse an
+    // output this harness did not write.
+    let grib2 = attrs["input_format"].as_str() == Some("nwp-grib2");
+    let (codec, format) = match (grib2, attrs["codec"].as_str()) {
+        (false, Some("none")) => (Codec::None, Format::NwpFields),
+        (false, Some("zstd")) => (Codec::Zstd, Format::NwpFields),
+        (false, Some("lz4")) => (Codec::Lz4, Format::NwpFields),
+        (true, Some(p @ ("ccsds" | "simple"))) => {
+            let packing = if p == "ccsds" {
+                Packing::Ccsds
+            } else {
+                Packing::Simple
+            };
+            let wrap = match attrs["wrap"].as_str() {
+                Some("none") => Wrap::None,
+                Some("bz2") => Wrap::Bz2,
+                _ => return Err(bad("attributes.nwp_fields.wrap is not none or bz2")),
+            };
+            (Codec::Zstd, Format::Grib2(Grib2Params { packing, wrap }))
+        }
+        (false, _) => return Err(bad("attributes.nwp_fields.codec is not none, zstd or lz4")),
+        (true, _) => return Err(bad("attributes.nwp_fields.codec is not ccsds or simple")),
     };
     let level = codecs
         .as_array()
@@ -483,6 +501,7 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
             .as_u64()
             .ok_or_else(|| bad("no noise_bits"))? as u32,
         seed: attrs["seed"].as_u64().ok_or_else(|| bad("no seed"))?,
+        format,
     };
     let output = OutputParams {
         cy: chunks[3],

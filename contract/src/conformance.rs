@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Cancel, RunError, RunOutcome};
+use crate::grib2::{Decoder, Grib2Params, Packing, Wrap};
 use crate::job::{Job, Limits};
 use crate::nwp::generate::generate;
 use crate::nwp::workload::NwpWorkload;
 use crate::nwp::zarr::{ArrayLayout, OutputParams};
-use crate::nwp::{Codec, DatasetParams, Layout};
+use crate::nwp::{Codec, DatasetParams, Format, Layout};
 use crate::output::is_temp_name;
 use crate::recorder::{Counters, Forward, Recorder, Stage};
 use crate::Workload as _;
@@ -62,6 +63,22 @@ impl Fixture {
         variables: u32,
         steps: u32,
     ) -> Fixture {
+        Self::with_format(layout, codec, Format::NwpFields, (groups, variables, steps))
+    }
+
+    /// [`Fixture::tiny`]'s shape as nwp-grib2 messages packed and wrapped as `grib2`.
+    pub fn grib2(layout: Layout, grib2: Grib2Params) -> Fixture {
+        Self::with_format(layout, Codec::Zstd, Format::Grib2(grib2), (2, 3, 4))
+    }
+
+    /// A dataset of (groups, variables, steps) fields of 10×9 values in `format`
+    /// (`codec` is the nwp-fields messages' codec).
+    pub fn with_format(
+        layout: Layout,
+        codec: Codec,
+        format: Format,
+        (groups, variables, steps): (u32, u32, u32),
+    ) -> Fixture {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let params = DatasetParams {
             layout,
@@ -74,6 +91,7 @@ impl Fixture {
             zstd_level: 3,
             noise_bits: 4,
             seed: 20261125,
+            format,
         };
         let input_root = dir.path().join("in");
         let output_root = dir.path().join("out");
@@ -141,8 +159,8 @@ impl Fixture {
     /// Path of the input that holds (g, v, s).
     pub fn input_file(&self, g: u32, v: u32, s: u32) -> PathBuf {
         match self.params.layout {
-            Layout::Files => self.input_root.join(DatasetParams::message_path(g, v, s)),
-            Layout::Container => self.input_root.join(DatasetParams::container_path(g)),
+            Layout::Files => self.input_root.join(self.params.message_path(g, v, s)),
+            Layout::Container => self.input_root.join(self.params.container_path(g)),
         }
     }
 }
@@ -221,22 +239,64 @@ pub fn reference_output(fx: &Fixture) -> BTreeMap<String, Vec<u8>> {
 
 /// Output is byte-identical to the reference for this layout and codec.
 pub fn check_output_identical(backend: &impl Backend, layout: Layout, codec: Codec) -> CheckResult {
-    output_identical(backend, Fixture::tiny(layout, codec))
+    supports(backend, layout)?;
+    let fx = Fixture::tiny(layout, codec);
+    output_identical(
+        backend,
+        &fx,
+        fx.workload(),
+        &format!("{layout:?}/{codec:?}"),
+    );
+    Ok(())
 }
 
-/// [`check_output_identical`] for the fixture `fx` (chunked or sharded).
-fn output_identical(backend: &impl Backend, fx: Fixture) -> CheckResult {
-    let (layout, codec) = (fx.params.layout, fx.params.codec);
+/// [`check_output_identical`] with the sharded output layout ([`Fixture::sharded`]).
+pub fn check_sharded_output_identical(
+    backend: &impl Backend,
+    layout: Layout,
+    codec: Codec,
+) -> CheckResult {
     supports(backend, layout)?;
+    let fx = Fixture::tiny(layout, codec).sharded();
+    output_identical(
+        backend,
+        &fx,
+        fx.workload(),
+        &format!("{layout:?}/{codec:?}, sharded output"),
+    );
+    Ok(())
+}
+/// Output is byte-identical to the reference for nwp-grib2 inputs in this layout,
+/// packing and wrap, decoded by `decoder` (skipped if this build lacks it).
+pub fn check_grib2_output_identical(
+    backend: &impl Backend,
+    layout: Layout,
+    grib2: Grib2Params,
+    decoder: Decoder,
+) -> CheckResult {
+    supports(backend, layout)?;
+    decoder.available().map_err(Skip)?;
+    let fx = Fixture::grib2(layout, grib2);
+    let what = format!(
+        "{layout:?}/grib2 {} {} by {}",
+        grib2.packing.name(),
+        grib2.wrap.name(),
+        decoder.name()
+    );
+    output_identical(backend, &fx, fx.workload().with_decoder(decoder), &what);
+    Ok(())
+}
+
+fn output_identical(backend: &impl Backend, fx: &Fixture, workload: NwpWorkload, what: &str) {
     let outcome = run_staged(
         backend,
         &Arc::new(fx.job(Fixture::roomy_limits())),
-        &Arc::new(fx.workload()),
+        &Arc::new(workload),
         &counters(),
         &Cancel::new(),
     )
-    .unwrap_or_else(|e| panic!("{} on {layout:?}/{codec:?} failed: {e}", backend.name()));
-    let expected = reference_output(&fx);
+    .unwrap_or_else(|e| panic!("{} on {what} failed: {e}", backend.name()));
+    let expected = reference_output(fx);
     let actual = fx.output_files();
     let missing: Vec<_> = expected
         .keys()
@@ -248,33 +308,51 @@ fn output_identical(backend: &impl Backend, fx: Fixture) -> CheckResult {
         .collect();
     assert!(
         missing.is_empty(),
-        "{}: missing outputs {missing:?}",
+        "{} on {what}: missing outputs {missing:?}",
         backend.name()
     );
     assert!(
         extra.is_empty(),
-        "{}: unexpected outputs {extra:?}",
+        "{} on {what}: unexpected outputs {extra:?}",
         backend.name()
     );
     for (key, bytes) in &expected {
         assert!(
             &actual[key] == bytes,
-            "{} on {layout:?}/{codec:?}: {key} differs from the reference",
+            "{} on {what}: {key} differs from the reference",
             backend.name()
         );
     }
     assert_eq!(outcome.inputs, fx.params.messages(), "RunOutcome.inputs");
     assert_eq!(outcome.outputs, expected.len() as u64, "RunOutcome.outputs");
-    Ok(())
 }
 
-/// [`check_output_identical`] for every layout and codec the backend supports.
+/// The GRIB2 inputs every backend is checked on: each packing and wrap, across
+/// the decoders.
+pub const GRIB2_CASES: [(Packing, Wrap, Decoder); 4] = [
+    (Packing::Ccsds, Wrap::None, Decoder::Grib),
+    (Packing::Ccsds, Wrap::Bz2, Decoder::Gribberish),
+    (Packing::Simple, Wrap::None, Decoder::Gribberish),
+    (Packing::Ccsds, Wrap::None, Decoder::Libaec),
+];
+
+/// [`check_output_identical`] for every layout and codec the backend supports, and
+/// [`check_grib2_output_identical`] for [`GRIB2_CASES`].
 pub fn check_all_layouts_and_codecs(backend: &impl Backend) -> Vec<Skip> {
     let mut skipped = Vec::new();
     for layout in [Layout::Files, Layout::Container] {
         for codec in Codec::ALL {
             if let Err(skip) = check_output_identical(backend, layout, codec) {
                 skipped.push(skip);
+            }
+        }
+        for (packing, wrap, decoder) in GRIB2_CASES {
+            let grib2 = Grib2Params { packing, wrap };
+            if let Err(skip) = check_grib2_output_identical(backend, layout, grib2, decoder) {
+                // A decoder missing from this build is not the backend's to skip.
+                if decoder.available().is_ok() {
+                    skipped.push(skip);
+                }
             }
         }
     }
@@ -462,11 +540,25 @@ fn bad_input(backend: &impl Backend, fx: Fixture, damage: Damage) -> CheckResult
     let err = run_bounded(backend, &job, &Arc::new(fx.workload()), &file, damage)
         .err()
         .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} input", backend.name()));
+    assert_failed_cleanly(backend, &fx, &file, (g, v), &err, &format!("{damage:?}"));
+    Ok(())
+}
+
+/// `err` is an input error naming `file`, and no chunk of variable (g, v) nor any
+/// temporary file was left.
+fn assert_failed_cleanly(
+    backend: &impl Backend,
+    fx: &Fixture,
+    file: &Path,
+    (g, v): (u32, u32),
+    err: &RunError,
+    damage: &str,
+) {
     let shown = err.to_string();
     let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         matches!(err, RunError::Input { .. }) && shown.contains(&file_name),
-        "{}: a {damage:?} input gave `{shown}`, which does not name {}",
+        "{}: a {damage} input gave `{shown}`, which does not name {}",
         backend.name(),
         file.display()
     );
@@ -480,8 +572,85 @@ fn bad_input(backend: &impl Backend, fx: Fixture, damage: Damage) -> CheckResult
         .collect();
     assert!(
         leaked.is_empty(),
-        "{}: after a {damage:?} input these outputs remain: {leaked:?}",
+        "{}: after a {damage} input these outputs remain: {leaked:?}",
         backend.name()
+    );
+}
+
+/// How a GRIB2 input is damaged by [`check_bad_grib2_input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grib2Damage {
+    /// The message cut short inside its data section.
+    Truncated,
+    /// One bit flipped in section 4's forecast time: a well-formed message of
+    /// another field, which only the section check can tell.
+    HeaderBitFlip,
+    /// One bit flipped in a section length: the sections no longer add up.
+    LengthBitFlip,
+    /// Section 5's template number changed (5.42 → 5.40, JPEG 2000).
+    WrongTemplate,
+    /// One bit flipped inside a bzip2-wrapped file (its block CRC catches it).
+    Bz2BitFlip,
+}
+
+/// A damaged GRIB2 input (group 1, variable 1, step 2) fails the run with an input
+/// error naming the file and leaves no chunk of its variable behind. The dataset is
+/// CCSDS-packed, bzip2-wrapped for [`Grib2Damage::Bz2BitFlip`].
+pub fn check_bad_grib2_input(
+    backend: &impl Backend,
+    layout: Layout,
+    damage: Grib2Damage,
+) -> CheckResult {
+    supports(backend, layout)?;
+    let wrap = match damage {
+        Grib2Damage::Bz2BitFlip => Wrap::Bz2,
+        _ => Wrap::None,
+    };
+    let fx = Fixture::grib2(
+        layout,
+        Grib2Params {
+            packing: Packing::Ccsds,
+            wrap,
+        },
+    );
+    let job = Arc::new(fx.job(Fixture::roomy_limits()));
+    let (g, v, s) = (1, 1, 2);
+    let file = fx.input_file(g, v, s);
+    let input = &job.groups[g as usize].inputs[fx.params.item_index(v, s)];
+    let start = input.range.map_or(0, |r| r.offset as usize);
+    let mut bytes = fs::read(&file).unwrap();
+    let len = input.range.map_or(bytes.len(), |r| r.len as usize);
+    // Octets of the unwrapped message: section 0 (16), 1 (21), 3 (72), then 4.
+    let section4 = start + 16 + 21 + 72;
+    match damage {
+        // Cut inside the data section: a file is then shorter than section 0 says;
+        // a container shorter than its index says.
+        Grib2Damage::Truncated => bytes.truncate(start + len - 7),
+        Grib2Damage::HeaderBitFlip => bytes[section4 + 21] ^= 0x01,
+        Grib2Damage::LengthBitFlip => bytes[start + 16 + 21 + 2] ^= 0x40,
+        Grib2Damage::WrongTemplate => {
+            let section5 = section4 + 34;
+            bytes[section5 + 10] = 40;
+        }
+        Grib2Damage::Bz2BitFlip => bytes[start + len / 2] ^= 0x08,
+    }
+    fs::write(&file, bytes).unwrap();
+    let err = run_bounded(
+        backend,
+        &job,
+        &Arc::new(fx.workload()),
+        &file,
+        Damage::Corrupt,
+    )
+    .err()
+    .unwrap_or_else(|| panic!("{} succeeded on a {damage:?} GRIB2 input", backend.name()));
+    assert_failed_cleanly(
+        backend,
+        &fx,
+        &file,
+        (g, v),
+        &err,
+        &format!("GRIB2 {damage:?}"),
     );
     Ok(())
 }
@@ -612,6 +781,17 @@ pub fn check_all_bad_inputs(backend: &impl Backend) -> Vec<Skip> {
                 continue;
             }
             if let Err(skip) = check_bad_input(backend, layout, damage) {
+                skipped.push(skip);
+            }
+        }
+        for damage in [
+            Grib2Damage::Truncated,
+            Grib2Damage::HeaderBitFlip,
+            Grib2Damage::LengthBitFlip,
+            Grib2Damage::WrongTemplate,
+            Grib2Damage::Bz2BitFlip,
+        ] {
+            if let Err(skip) = check_bad_grib2_input(backend, layout, damage) {
                 skipped.push(skip);
             }
         }
@@ -757,7 +937,7 @@ pub fn check_sharded(backend: &impl Backend) -> Vec<Skip> {
         (Layout::Files, Codec::Zstd),
         (Layout::Container, Codec::Lz4),
     ] {
-        skipped.extend(output_identical(backend, Fixture::tiny(layout, codec).sharded()).err());
+        skipped.extend(check_sharded_output_identical(backend, layout, codec).err());
         let fx = Fixture::with_shape(layout, Codec::Zstd, 2, 5, 6).sharded();
         skipped.extend(limits_hold(backend, fx).err());
         let fx = Fixture::with_shape(layout, Codec::Zstd, 3, 3, 4).sharded();

@@ -28,7 +28,9 @@
 
 pub mod backend;
 pub mod budget;
+pub mod ccsds;
 pub mod conformance;
+pub mod grib2;
 pub mod input;
 pub mod job;
 pub mod nwp;

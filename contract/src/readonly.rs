@@ -137,6 +137,7 @@ mod tests {
                 zstd_level: 1,
                 noise_bits: 0,
                 seed: 0,
+                format: crate::nwp::Format::NwpFields,
             },
             crate::nwp::zarr::OutputParams {
                 cy: 4,

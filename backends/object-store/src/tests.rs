@@ -209,7 +209,7 @@ fn a_missing_s3_object_is_named_with_its_store_and_key() {
     let b = staged_s3(fresh_prefix(&bucket, "missing"), StoreUrl::File);
     b.prepare(&fx.job(Fixture::roomy_limits())).unwrap();
     let shown = fails(&b, &fx).to_string();
-    let key = rechunk_contract::nwp::DatasetParams::message_path(1, 1, 2);
+    let key = fx.params.message_path(1, 1, 2);
     assert!(
         shown.contains(&format!("input {}/{key}: no such object", b.input)),
         "{shown}"

@@ -14,14 +14,14 @@
 //! use std::sync::Arc;
 //! use backend_tokio::read_groups::read_groups;
 //! use futures::StreamExt;
-//! use rechunk_contract::nwp::{generate::generate, Codec, DatasetParams, Layout};
+//! use rechunk_contract::nwp::{generate::generate, Codec, DatasetParams, Format, Layout};
 //! use rechunk_contract::{Job, Limits};
 //!
 //! // A tiny dataset: 2 groups (init times) × 3 variables × 4 steps of 8×8 fields.
 //! let dir = tempfile::tempdir()?;
 //! let params = DatasetParams {
 //!     layout: Layout::Files, groups: 2, variables: 3, steps: 4, ny: 8, nx: 8,
-//!     codec: Codec::Zstd, zstd_level: 1, noise_bits: 4, seed: 7,
+//!     codec: Codec::Zstd, zstd_level: 1, noise_bits: 4, seed: 7, format: Format::NwpFields,
 //! };
 //! generate(&params, dir.path(), &|_, _| {})?;
 //! let job = Arc::new(Job {

@@ -10,7 +10,8 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::message::encode_message;
-use super::{DatasetParams, Layout};
+use super::{DatasetParams, Format, Layout};
+use crate::grib2::{self, message::FieldId, Wrap};
 
 /// Messages encoded per parallel batch of the container layout: enough to keep all
 /// threads busy, few enough that a batch's buffers stay small (a few MiB).
@@ -19,39 +20,78 @@ const CONTAINER_BATCH: usize = 256;
 /// Per-thread scratch space, so a message costs no allocation after the first.
 struct Scratch {
     field: Vec<f32>,
+    /// The packed integers of a GRIB2 field.
+    q: Vec<u32>,
+    /// The unwrapped GRIB2 message before bzip2.
+    plain: Vec<u8>,
     msg: Vec<u8>,
 }
 
 impl DatasetParams {
     fn scratch(&self) -> Scratch {
+        let n = (self.ny * self.nx) as usize;
+        let grib2 = matches!(self.format, Format::Grib2(_));
         Scratch {
-            field: vec![0.0; (self.ny * self.nx) as usize],
-            msg: Vec::with_capacity(super::message::max_message_len(self.ny, self.nx) as usize),
+            field: if grib2 { Vec::new() } else { vec![0.0; n] },
+            q: if grib2 { vec![0; n] } else { Vec::new() },
+            plain: Vec::new(),
+            msg: Vec::with_capacity(self.max_input_len() as usize),
         }
     }
 
     /// Encodes message (g, v, s) into `scratch.msg`.
-    fn encode_into(&self, g: u32, v: u32, s: u32, scratch: &mut Scratch) {
-        self.values().fill_field(g, v, s, &mut scratch.field);
+    fn encode_into(&self, g: u32, v: u32, s: u32, scratch: &mut Scratch) -> Result<(), String> {
         scratch.msg.clear();
-        encode_message(
-            &mut scratch.msg,
-            self.codec,
-            self.zstd_level,
-            g,
-            v,
-            s,
-            self.ny,
-            self.nx,
-            &scratch.field,
-        );
+        match &self.format {
+            Format::NwpFields => {
+                self.values().fill_field(g, v, s, &mut scratch.field);
+                encode_message(
+                    &mut scratch.msg,
+                    self.codec,
+                    self.zstd_level,
+                    g,
+                    v,
+                    s,
+                    self.ny,
+                    self.nx,
+                    &scratch.field,
+                );
+            }
+            Format::Grib2(p) => {
+                self.values().fill_field_q(g, v, s, &mut scratch.q);
+                let id = FieldId {
+                    g,
+                    v,
+                    s,
+                    ny: self.ny,
+                    nx: self.nx,
+                };
+                let plain = match p.wrap {
+                    Wrap::None => &mut scratch.msg,
+                    Wrap::Bz2 => &mut scratch.plain,
+                };
+                plain.clear();
+                grib2::message::encode_message(plain, p, id, self.noise_bits, &scratch.q)?;
+                if p.wrap == Wrap::Bz2 {
+                    // Level 9 (900 kB blocks), bzip2's default and what `bzip2 file`
+                    // writes, as DWD's server serves.
+                    let mut z =
+                        bzip2::write::BzEncoder::new(&mut scratch.msg, bzip2::Compression::best());
+                    z.write_all(&scratch.plain)
+                        .and_then(|_| z.finish().map(|_| ()))
+                        .map_err(|e| format!("bzip2: {e}"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// One message as bytes (for tests and small tools).
-    pub fn message_bytes(&self, g: u32, v: u32, s: u32) -> Vec<u8> {
+    /// One message as stored (for tests, the completeness check and small tools);
+    /// an error if the format cannot hold it (see [`DatasetParams::format_problem`]).
+    pub fn message_bytes(&self, g: u32, v: u32, s: u32) -> Result<Vec<u8>, String> {
         let mut scratch = self.scratch();
-        self.encode_into(g, v, s, &mut scratch);
-        scratch.msg
+        self.encode_into(g, v, s, &mut scratch)?;
+        Ok(scratch.msg)
     }
 }
 
@@ -115,9 +155,11 @@ fn generate_files(
                     progress(written, bytes);
                     return Err(Stopped::Asked);
                 }
-                params.encode_into(g, v, s, scratch);
+                let path = root.join(params.message_path(g, v, s));
+                params
+                    .encode_into(g, v, s, scratch)
+                    .map_err(|e| Stopped::Failed(format!("{}: {e}", path.display())))?;
                 bytes += scratch.msg.len() as u64;
-                let path = root.join(DatasetParams::message_path(g, v, s));
                 fs::write(&path, &scratch.msg).map_err(|e| {
                     Stopped::Failed(format!(
                         "{}: {}",
@@ -141,7 +183,7 @@ fn generate_container(
 ) -> Result<(), Stopped> {
     let per_group = params.variables as usize * params.steps as usize;
     for g in 0..params.groups {
-        let path = root.join(DatasetParams::container_path(g));
+        let path = root.join(params.container_path(g));
         let idx_path = root.join(DatasetParams::index_path(g));
         let fail = |p: &Path, e: std::io::Error| {
             Stopped::Failed(format!("{}: {}", p.display(), crate::output::io_detail(&e)))
@@ -161,11 +203,12 @@ fn generate_container(
                     || params.scratch(),
                     |scratch, i| {
                         let (v, s) = params.item_vs(i);
-                        params.encode_into(g, v, s, scratch);
-                        scratch.msg.clone()
+                        params.encode_into(g, v, s, scratch)?;
+                        Ok(scratch.msg.clone())
                     },
                 )
-                .collect();
+                .collect::<Result<_, String>>()
+                .map_err(|e| Stopped::Failed(format!("{}: {e}", path.display())))?;
             let before = offset;
             for (i, msg) in (start..end).zip(&batch) {
                 let (v, s) = params.item_vs(i);

@@ -34,6 +34,28 @@ pub enum Layout {
     Container,
 }
 
+/// How each message is written: the dataset kind's message format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Format {
+    /// nwp-fields messages (`.msg`): a 40-byte header and the values compressed with
+    /// [`DatasetParams::codec`].
+    #[default]
+    NwpFields,
+    /// nwp-grib2 messages (`.grib2`, `.grib2.bz2`): real GRIB2 (crate::grib2).
+    Grib2(crate::grib2::Grib2Params),
+}
+
+impl Format {
+    /// The dataset kind's name in scenarios and results.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Format::NwpFields => KIND,
+            Format::Grib2(_) => crate::grib2::KIND,
+        }
+    }
+}
+
 /// Everything that determines a dataset's bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetParams {
@@ -57,6 +79,9 @@ pub struct DatasetParams {
     pub noise_bits: u32,
     /// The seed of the noise.
     pub seed: u64,
+    /// The message format (absent in results written before GRIB2: nwp-fields).
+    #[serde(default)]
+    pub format: Format,
 }
 
 impl DatasetParams {
@@ -93,20 +118,124 @@ impl DatasetParams {
         ((index / s) as u32, (index % s) as u32)
     }
 
-    /// The path of message (g, v, s) in the files layout, relative to the root.
-    pub fn message_path(g: u32, v: u32, s: u32) -> String {
-        format!("g{g:05}/v{v:04}/s{s:05}.msg")
+    /// The file name extension of one message: `msg`, `grib2` or `grib2.bz2`.
+    pub fn extension(&self) -> &'static str {
+        match &self.format {
+            Format::NwpFields => "msg",
+            Format::Grib2(p) => p.extension(),
+        }
     }
 
-    /// The path of group `g`'s container in the container layout.
-    pub fn container_path(g: u32) -> String {
-        format!("g{g:05}.msgs")
+    /// The path of message (g, v, s) in the files layout, relative to the root.
+    pub fn message_path(&self, g: u32, v: u32, s: u32) -> String {
+        format!("g{g:05}/v{v:04}/s{s:05}.{}", self.extension())
+    }
+
+    /// The path of group `g`'s container in the container layout: `g{g:05}.msgs`
+    /// (nwp-fields) or `g{g:05}.grib2[.bz2]` (a multi-message GRIB2 file that any
+    /// GRIB2 reader opens as it is).
+    pub fn container_path(&self, g: u32) -> String {
+        match &self.format {
+            Format::NwpFields => format!("g{g:05}.msgs"),
+            Format::Grib2(p) => format!("g{g:05}.{}", p.extension()),
+        }
     }
 
     /// The path of group `g`'s index (lines `v s offset length`) in the container
     /// layout.
     pub fn index_path(g: u32) -> String {
         format!("g{g:05}.idx")
+    }
+
+    /// The most bytes one stored message (one file, or one container entry) can
+    /// have: every backend's read bound for an input of unknown length.
+    pub fn max_input_len(&self) -> u64 {
+        match &self.format {
+            Format::NwpFields => message::max_message_len(self.ny, self.nx),
+            Format::Grib2(p) => p.max_file_len(self.ny, self.nx, 12 + self.noise_bits),
+        }
+    }
+
+    /// Memory a decode needs beyond the read buffer and the decoded field: the
+    /// unwrapped message of a bzip2-wrapped GRIB2 input and the GRIB2 decoders'
+    /// unpacked integers; nothing for nwp-fields.
+    pub fn decode_scratch(&self) -> u64 {
+        match &self.format {
+            Format::NwpFields => 0,
+            Format::Grib2(p) => {
+                let unwrapped = match p.wrap {
+                    crate::grib2::Wrap::None => 0,
+                    crate::grib2::Wrap::Bz2 => {
+                        p.max_message_len(self.ny, self.nx, 12 + self.noise_bits)
+                    }
+                };
+                // grib-rs unpacks CCSDS into 4 bytes per value before scaling;
+                // gribberish into f64 values (8 per value).
+                unwrapped + self.ny as u64 * self.nx as u64 * 8
+            }
+        }
+    }
+
+    /// Why the message format cannot hold this dataset, if it cannot: GRIB2 encodes
+    /// the variable as parameter category (< 255) and number, a point count in 32
+    /// bits and a reference time up to the year 9999.
+    pub fn format_problem(&self) -> Option<String> {
+        let Format::Grib2(_) = self.format else {
+            return None;
+        };
+        if self.variables > 255 * 256 {
+            return Some(format!(
+                "GRIB2 encodes a variable as parameter category and number: at most {} \
+                 variables, not {}",
+                255 * 256,
+                self.variables
+            ));
+        }
+        if self.ny as u64 * self.nx as u64 > u32::MAX as u64 {
+            return Some("GRIB2 counts a field's points in 32 bits: ny × nx is too large".into());
+        }
+        if crate::grib2::message::reference_time(self.groups.saturating_sub(1)).is_none() {
+            return Some(format!(
+                "{} groups 6 hours apart run past the year 9999, which GRIB2 cannot write",
+                self.groups
+            ));
+        }
+        None
+    }
+
+    /// The output's `nwp_fields` attributes: what a reader needs to recompute every
+    /// value (version, seed, noise_bits) and what the inputs were (codec: the
+    /// nwp-fields codec or the GRIB2 packing; for GRIB2 also the input format and
+    /// wrap).
+    pub fn value_attributes(&self) -> serde_json::Value {
+        match &self.format {
+            Format::NwpFields => serde_json::json!({
+                "version": 1,
+                "seed": self.seed,
+                "noise_bits": self.noise_bits,
+                "codec": self.codec.name(),
+            }),
+            Format::Grib2(p) => serde_json::json!({
+                "version": 1,
+                "seed": self.seed,
+                "noise_bits": self.noise_bits,
+                "codec": p.packing.name(),
+                "input_format": "nwp-grib2",
+                "wrap": p.wrap.name(),
+            }),
+        }
+    }
+
+    /// A name for the message encoding in reports: `zstd`, `grib2 ccsds`,
+    /// `grib2 simple + bz2`.
+    pub fn encoding_name(&self) -> String {
+        match &self.format {
+            Format::NwpFields => self.codec.name().to_string(),
+            Format::Grib2(p) => match p.wrap {
+                crate::grib2::Wrap::None => format!("grib2 {}", p.packing.name()),
+                w => format!("grib2 {} + {}", p.packing.name(), w.name()),
+            },
+        }
     }
 
     /// The groups of inputs of the dataset under `root`, in (g, v, s) order. For the
@@ -121,7 +250,7 @@ impl DatasetParams {
             Layout::Files => (0..self.variables)
                 .flat_map(|v| (0..self.steps).map(move |s| (v, s)))
                 .map(|(v, s)| InputRef {
-                    path: Self::message_path(g, v, s).into(),
+                    path: self.message_path(g, v, s).into(),
                     range: None,
                 })
                 .collect(),
@@ -138,7 +267,7 @@ impl DatasetParams {
             .map_err(|e| format!("index {}", e.to_string().trim_start_matches("input ")))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| format!("index {}: not UTF-8 text", idx_path.display()))?;
-        let container: Box<str> = Self::container_path(g).into();
+        let container: Box<str> = self.container_path(g).into();
         let mut inputs = Vec::with_capacity(expected);
         for (n, line) in text.lines().enumerate() {
             let bad = |what: &str| format!("index {} line {}: {what}", idx_path.display(), n + 1);
@@ -189,6 +318,7 @@ mod tests {
             zstd_level: 1,
             noise_bits: 4,
             seed: 9,
+            format: Format::NwpFields,
         }
     }
 

@@ -53,8 +53,10 @@ impl ValueParams {
             .wrapping_add(x as u64)
     }
 
+    /// The integer q of value = 200 + q / 2^b at `key` = (g, v, s, y, x) flattened;
+    /// q < 2^(12 + b).
     #[inline]
-    fn value_at_key(&self, key: u64, g: u32, v: u32, s: u32, y: u32, x: u32) -> f32 {
+    fn q_at_key(&self, key: u64, g: u32, v: u32, s: u32, y: u32, x: u32) -> u64 {
         let b = self.noise_bits;
         // Computed in u64 so that huge coordinates wrap the same way in any language.
         let smooth = (x as u64 + 2 * y as u64 + 3 * s as u64 + 5 * v as u64 + 7 * g as u64) % 4096;
@@ -63,9 +65,31 @@ impl ValueParams {
         } else {
             splitmix64(self.seed.wrapping_add(key)) >> (64 - b)
         };
-        let q = (smooth << b) + noise;
+        (smooth << b) + noise
+    }
+
+    #[inline]
+    fn value_at_key(&self, key: u64, g: u32, v: u32, s: u32, y: u32, x: u32) -> f32 {
+        let b = self.noise_bits;
+        let q = self.q_at_key(key, g, v, s, y, x);
         // (200·2^b + q) < 2^21 and the scale is a power of two, so both steps are exact.
         ((200u64 << b) + q) as f32 / (1u64 << b) as f32
+    }
+
+    /// Fills `out` (ny·nx, row-major) with the integers q of field (g, v, s):
+    /// value = 200 + q / 2^b, q < 2^(12 + b). GRIB2 packs exactly these
+    /// (docs/FORMATS.md, "nwp-grib2").
+    pub fn fill_field_q(&self, g: u32, v: u32, s: u32, out: &mut [u32]) {
+        let (ny, nx) = (self.ny as usize, self.nx as usize);
+        assert_eq!(out.len(), ny * nx, "field buffer has the wrong size");
+        for y in 0..ny {
+            let row = &mut out[y * nx..(y + 1) * nx];
+            let key0 = self.key(g, v, s, y as u32, 0);
+            for (x, slot) in row.iter_mut().enumerate() {
+                *slot =
+                    self.q_at_key(key0.wrapping_add(x as u64), g, v, s, y as u32, x as u32) as u32;
+            }
+        }
     }
 
     /// Fills `out` (ny·nx values, row-major) with the field (g, v, s).
@@ -146,6 +170,20 @@ mod tests {
             let v = p.value(0, 1, 2, 3, x) as f64;
             assert!((200.0..4296.0).contains(&v));
             assert_eq!((v * 16.0).fract(), 0.0);
+        }
+    }
+
+    #[test]
+    fn q_is_the_value_scaled() {
+        for b in [0, 4, 8] {
+            let p = params(b);
+            let mut q = vec![0u32; 77];
+            p.fill_field_q(1, 2, 3, &mut q);
+            let f = p.field(1, 2, 3);
+            for (q, f) in q.iter().zip(&f) {
+                assert!(*q < 1 << (12 + b));
+                assert_eq!(200.0 + *q as f32 / (1u32 << b) as f32, *f);
+            }
         }
     }
 

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use super::message::{decode_message, max_message_len};
+use super::message::decode_message;
 use super::zarr::{ArrayLayout, OutputParams};
-use super::DatasetParams;
+use super::{DatasetParams, Format};
+use crate::grib2::{self, message::FieldId, Decoder};
 use crate::job::{Group, Job};
 use crate::workload::{Emission, GroupReducer, ItemCost, OutputObject, Workload, WorkloadError};
 
@@ -15,6 +16,8 @@ use crate::workload::{Emission, GroupReducer, ItemCost, OutputObject, Workload, 
 #[derive(Clone, Debug)]
 pub struct NwpWorkload {
     layout: ArrayLayout,
+    /// The GRIB2 decoder (unused for nwp-fields inputs).
+    decoder: Decoder,
     /// Cached from the layout: every input costs the same.
     retained_per_item: u64,
 }
@@ -68,8 +71,19 @@ impl NwpWorkload {
         let retained_per_item = per_variable.div_ceil(layout.dataset.steps as u64);
         NwpWorkload {
             layout,
+            decoder: Decoder::default(),
             retained_per_item,
         }
+    }
+
+    /// The same workload decoding GRIB2 inputs with `decoder`.
+    pub fn with_decoder(self, decoder: Decoder) -> Self {
+        NwpWorkload { decoder, ..self }
+    }
+
+    /// The GRIB2 decoder this workload uses.
+    pub fn decoder(&self) -> Decoder {
+        self.decoder
     }
 
     /// The output array's geometry.
@@ -90,8 +104,9 @@ impl NwpWorkload {
     pub fn min_bytes_in_flight(&self) -> u64 {
         let d = &self.layout.dataset;
         self.variables_per_emission() as u64 * d.steps as u64 * self.retained_per_item
-            + max_message_len(d.ny, d.nx)
+            + d.max_input_len()
             + d.field_bytes()
+            + d.decode_scratch()
     }
 }
 
@@ -101,7 +116,7 @@ impl Workload for NwpWorkload {
     type Reducer = NwpReducer;
 
     fn name(&self) -> &str {
-        "nwp-fields"
+        self.layout.dataset.format.kind()
     }
 
     fn metadata(&self) -> Vec<OutputObject> {
@@ -116,9 +131,9 @@ impl Workload for NwpWorkload {
         ItemCost {
             read: match group.inputs[index].range {
                 Some(r) => r.len,
-                None => max_message_len(d.ny, d.nx),
+                None => d.max_input_len(),
             },
-            transient: d.field_bytes(),
+            transient: d.field_bytes() + d.decode_scratch(),
             retained: self.retained_per_item,
         }
     }
@@ -127,8 +142,23 @@ impl Workload for NwpWorkload {
         let d = &self.layout.dataset;
         let (v, s) = d.item_vs(index);
         let mut out = vec![0.0f32; (d.ny * d.nx) as usize];
-        decode_message(raw, (group.index, v, s, d.ny, d.nx), &mut out)
-            .map_err(|e| WorkloadError::new(e.to_string()))?;
+        match &d.format {
+            Format::NwpFields => {
+                decode_message(raw, (group.index, v, s, d.ny, d.nx), &mut out)
+                    .map_err(|e| WorkloadError::new(e.to_string()))?;
+            }
+            Format::Grib2(p) => {
+                let id = FieldId {
+                    g: group.index,
+                    v,
+                    s,
+                    ny: d.ny,
+                    nx: d.nx,
+                };
+                grib2::decode::decode(raw, p, self.decoder, id, d.noise_bits, &mut out)
+                    .map_err(WorkloadError)?
+            }
+        }
         Ok(out)
     }
 
@@ -169,6 +199,12 @@ impl Workload for NwpWorkload {
     }
 
     fn check_job(&self, job: &Job) -> Result<(), WorkloadError> {
+        if let Format::Grib2(_) = self.layout.dataset.format {
+            self.decoder.available().map_err(WorkloadError)?;
+        }
+        if let Some(why) = self.layout.dataset.format_problem() {
+            return Err(WorkloadError(why));
+        }
         let need = self.min_bytes_in_flight();
         if job.limits.bytes_in_flight < need {
             let d = &self.layout.dataset;
@@ -383,6 +419,7 @@ mod tests {
             zstd_level: 1,
             noise_bits: 2,
             seed: 3,
+            format: Default::default(),
         };
         let output = OutputParams {
             cy: 4,

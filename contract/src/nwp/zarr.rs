@@ -277,12 +277,7 @@ impl ArrayLayout {
             "fill_value": 0.0,
             "codecs": codecs,
             "attributes": {
-                "nwp_fields": {
-                    "version": 1,
-                    "seed": d.seed,
-                    "noise_bits": d.noise_bits,
-                    "codec": d.codec.name(),
-                }
+                "nwp_fields": d.value_attributes()
             },
             "dimension_names": ["init_time", "variable", "step", "y", "x"]
         });
@@ -355,6 +350,7 @@ mod tests {
             zstd_level: 1,
             noise_bits: 4,
             seed: 5,
+            format: Default::default(),
         };
         let output = OutputParams {
             cy: 4,
