@@ -26,7 +26,7 @@
 //! results count those hops per kind of call, as object_store 0.14's `local.rs`
 //! makes them: `get` two (`get_opts` opens and stats, `GetResult::bytes` reads),
 //! `get_range` two (the same two with a range), `get_ranges` one, `put` one (write a
-//! staged file, rename it).
+//! staged file, rename it), a multipart upload one per part and one to complete.
 
 pub mod options;
 
@@ -428,6 +428,9 @@ impl ObjectIo for StoreIo {
             if let stores::Put::Multipart { parts } = put {
                 counts.multipart.fetch_add(1, Relaxed);
                 counts.multipart_parts.fetch_add(parts, Relaxed);
+                // LocalFileSystem: one blocking hop per part and one to complete
+                // (the rename), not the one of a `put`.
+                counts.write_hops.fetch_add(hops * parts, Relaxed);
             }
             Ok(())
         })
