@@ -60,6 +60,9 @@ pub struct BackendFigures {
     /// Median MB/s (10^6 bytes): decoded field bytes in a rechunk run, input bytes
     /// read in a read-only run.
     pub mb_per_second: f64,
+    /// Median MB/s of input bytes read (the stored files: GRIB2 as compressed on
+    /// disk), whatever the workload.
+    pub read_mb_per_second: f64,
     /// Median / the baseline's median, when both are finite (1 for the baseline).
     pub ratio: Option<f64>,
     /// Bootstrap interval of that ratio ([`ratio_ci`]); not for the baseline itself.
@@ -235,6 +238,7 @@ fn own_figures(results: &Results, spec: &BackendSpec) -> (BackendFigures, Option
             WorkloadKind::Rechunk => med(&|m| m.decoded_mb_per_second),
             WorkloadKind::ReadOnly => med(&|m| m.input_mb_per_second),
         },
+        read_mb_per_second: med(&|m| m.input_mb_per_second),
         ratio: None,
         ratio_ci: None,
         paired_ratios: Vec::new(),

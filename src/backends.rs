@@ -256,6 +256,14 @@ impl AnyBackend {
 }
 
 impl AnyBackend {
+    /// The in-process network emulation this backend wraps its stores in, if any.
+    pub fn throttle(&self) -> Option<backend_object_store::Throttle> {
+        match self {
+            AnyBackend::ObjectStore(b) => b.throttle,
+            _ => None,
+        }
+    }
+
     /// The S3 stores this backend reads from and writes to, if any.
     pub fn s3_stores(&self) -> (Option<StoreUrl>, Option<StoreUrl>) {
         match self {

@@ -17,6 +17,8 @@
 //!   gate ([`compare`]) only format it.
 //! - [`ceilings`]: the IO and CPU ceilings of a scenario, and efficiency against them.
 //! - [`machine`]: what the run happened on.
+//! - [`netem`]: the emulated network to an S3 server (`harness netem-proxy`), and
+//!   the network profile a run records.
 //!
 //! The workload, the backend trait and the formats live in `rechunk-contract`;
 //! the backends in `backends/`. This crate only drives them.
@@ -31,6 +33,7 @@ pub mod export;
 pub mod kinds;
 pub mod machine;
 pub mod mock;
+pub mod netem;
 pub mod progress;
 pub mod record;
 pub mod report;

@@ -133,6 +133,34 @@ enum Cmd {
         #[arg(long, default_value = "")]
         progress_label: String,
     },
+    /// A delaying TCP proxy: the emulated network between the harness and an S3
+    /// server (`scripts/s3-server start --latency`). Every chunk of bytes in each
+    /// direction is delayed by half of --delay (the round-trip time), in order, with
+    /// optional jitter and a per-connection rate cap. Runs until killed.
+    NetemProxy {
+        /// Where to listen: a loopback address and port, e.g. 127.0.0.1:3910.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The server every connection is forwarded to, e.g. 127.0.0.1:3900.
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        /// The round-trip time added to every connection (each direction delays
+        /// every chunk by half of it): 20ms, 1.5ms, 250us, 0.
+        #[arg(long, value_parser = |t: &str| harness::netem::parse_duration(t, "--delay"))]
+        delay: std::time::Duration,
+        /// Up to this much more per chunk and direction, uniformly at random; bytes
+        /// are never reordered.
+        #[arg(long, default_value = "0ms", value_parser = |t: &str| harness::netem::parse_duration(t, "--jitter"))]
+        jitter: std::time::Duration,
+        /// Cap on each direction of each connection, in bits per second: 500mbit,
+        /// 8mbit, 1gbit; none for no cap.
+        #[arg(long, default_value = "none", value_parser = |t: &str| harness::netem::parse_rate(t, "--rate").map(RateArg))]
+        rate: RateArg,
+        /// The most bytes in flight per direction of a connection (the emulated
+        /// window): a connection carries at most about buffer / (delay / 2) per second.
+        #[arg(long, default_value = "4MiB", value_parser = |t: &str| harness::netem::parse_bytes(t, "--buffer"))]
+        buffer: usize,
+    },
     /// Write report.md and its plots (SVG and PNG) from a results file or run folder.
     Report {
         /// results.json, or the run folder holding it.
@@ -142,6 +170,10 @@ enum Cmd {
         out: Option<PathBuf>,
     },
 }
+
+/// `--rate`: bits per second, or no cap.
+#[derive(Clone, Copy, Debug)]
+struct RateArg(Option<u64>);
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum WorkloadArg {
@@ -245,6 +277,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Report { results, out } => report(&results, out),
+        Cmd::NetemProxy {
+            listen,
+            upstream,
+            delay,
+            jitter,
+            rate,
+            buffer,
+        } => {
+            let profile = harness::netem::Profile {
+                rtt: delay,
+                jitter,
+                rate_bits: rate.0,
+                buffer,
+            };
+            netem_proxy(listen, upstream, profile)
+        }
         Cmd::Rep {
             run_dir,
             backend,
@@ -433,6 +481,40 @@ fn verify_output(output: &str, max_chunks: u64) -> anyhow::Result<ExitCode> {
     }
     println!("verified");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `harness netem-proxy`: serves until killed.
+fn netem_proxy(
+    listen: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    profile: harness::netem::Profile,
+) -> anyhow::Result<ExitCode> {
+    use harness::netem;
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("--listen {listen}: the proxy listens on loopback addresses only");
+    }
+    profile.check().map_err(anyhow::Error::msg)?;
+    let files = netem::raise_fd_limit().context("raising the open-files limit")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("netem-proxy")
+        .build()
+        .context("starting the proxy's runtime")?;
+    rt.block_on(async {
+        let listener =
+            netem::bind(listen).with_context(|| format!("listening on {listen}"))?;
+        eprintln!(
+            "netem-proxy: {listen} -> {upstream}: round trip {} ({} each way) + jitter 0-{} per direction, rate {} per connection and direction, buffer {} bytes per direction; {files} open files allowed",
+            netem::show_duration(profile.rtt),
+            netem::show_duration(profile.one_way()),
+            netem::show_duration(profile.jitter),
+            profile.rate_bits.map_or("uncapped".into(), netem::show_rate),
+            profile.buffer,
+        );
+        let stats = std::sync::Arc::new(netem::Stats::default());
+        netem::serve(listener, upstream, profile, stats).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `harness report`.

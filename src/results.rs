@@ -65,6 +65,103 @@ pub struct Results {
     /// Copies of the dataset on object stores that backends read from (`s3://`).
     #[serde(default)]
     pub store_copies: Vec<crate::dataset::StoreCopy>,
+    /// The network between the harness and its object stores, and which emulation
+    /// of it ran. Absent in files written before it was recorded (read as unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// The network between the harness and its object stores: which emulation ran, and
+/// with what settings. The delay proxy and the in-process throttle are independent
+/// (both may run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// Which emulation ran: `proxy` (S3 requests went through `harness
+    /// netem-proxy`), `throttle` (some backend's stores were wrapped in object_store's
+    /// `ThrottledStore`), `proxy+throttle`, or `none` (no S3 store, or S3 on loopback
+    /// with nothing added).
+    pub mode: String,
+    /// Whether any backend of the run read or wrote an S3 store.
+    #[serde(default)]
+    pub s3: bool,
+    /// The delay proxy, when the run's S3 endpoint was the proxy that
+    /// `scripts/s3-server start --latency` started (`HARNESS_S3_NET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyNetwork>,
+    /// Backends whose timed requests went through `ThrottledStore`, with its waits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle: Vec<ThrottleNetwork>,
+    /// Why a proxy named in `HARNESS_S3_NET` did not count: the run used no S3
+    /// store, or its S3 endpoint was not the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The delay proxy's settings (`harness netem-proxy`, see `src/netem.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProxyNetwork {
+    /// Where the proxy listened: the S3 endpoint clients used.
+    pub listen: String,
+    /// The S3 server behind it.
+    pub upstream: String,
+    /// The round-trip time added, in ms: every chunk of bytes was delayed by half
+    /// of it in each direction.
+    pub rtt_ms: f64,
+    /// Up to this much more per chunk and direction (uniform, never reordering), ms.
+    pub jitter_ms: f64,
+    /// The cap per connection and direction, bits per second; null: none.
+    pub rate_bits_per_second: Option<u64>,
+    /// The most bytes in flight per connection and direction.
+    pub buffer_bytes: u64,
+}
+
+/// One backend's in-process throttle (object_store's `ThrottledStore`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleNetwork {
+    /// The `[[backend]]` label.
+    pub label: String,
+    /// Wait before every get, get_range and get_ranges, ms.
+    pub get_per_call_ms: f64,
+    /// Wait before every put, ms.
+    pub put_per_call_ms: f64,
+    /// Wait per byte read, ns.
+    pub get_per_byte_ns: f64,
+}
+
+impl std::fmt::Display for Network {
+    /// One line for the report: `TCP delay proxy 127.0.0.1:3903 → 127.0.0.1:3900:
+    /// round trip 20 ms, …` and / or `in-process throttle (object_store
+    /// ThrottledStore): …`, or `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.proxy {
+            parts.push(format!(
+                "TCP delay proxy (harness netem-proxy) {} → {}: round trip {} ms ({} ms each way per chunk), jitter 0–{} ms per direction, rate {}, {} KiB in flight per connection and direction",
+                p.listen,
+                p.upstream,
+                p.rtt_ms,
+                p.rtt_ms / 2.0,
+                p.jitter_ms,
+                p.rate_bits_per_second.map_or("uncapped".to_string(), |b| {
+                    format!("{} Mbit/s per connection and direction", b as f64 / 1e6)
+                }),
+                p.buffer_bytes / 1024,
+            ));
+        }
+        for t in &self.throttle {
+            parts.push(format!(
+                "in-process throttle (object_store ThrottledStore) on `{}`: get +{} ms per call, put +{} ms per call, +{} ns per byte read",
+                t.label, t.get_per_call_ms, t.put_per_call_ms, t.get_per_byte_ns
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("none emulated (S3, if any, straight to the server)".into());
+        }
+        if let Some(n) = &self.note {
+            parts.push(n.clone());
+        }
+        write!(f, "{}", parts.join("; "))
+    }
 }
 
 /// A backend of the scenario that was not run.
@@ -327,6 +424,36 @@ mod tests {
         });
         let r: Results = serde_json::from_value(with).unwrap();
         assert_eq!(r.ceilings.unwrap().cpu_per_second, 1000.0);
+    }
+
+    #[test]
+    fn a_file_without_the_network_loads_and_a_recorded_one_round_trips() {
+        let mut r = Results::load(&ci_baseline()).unwrap();
+        assert!(r.network.is_none());
+        r.network = Some(Network {
+            mode: "proxy".into(),
+            s3: true,
+            proxy: Some(ProxyNetwork {
+                listen: "127.0.0.1:3903".into(),
+                upstream: "127.0.0.1:3900".into(),
+                rtt_ms: 20.0,
+                jitter_ms: 5.0,
+                rate_bits_per_second: Some(500_000_000),
+                buffer_bytes: 4 << 20,
+            }),
+            throttle: Vec::new(),
+            note: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.json");
+        r.save(&path).unwrap();
+        let back = Results::load(&path).unwrap();
+        assert_eq!(back, r);
+        let line = back.network.unwrap().to_string();
+        assert!(
+            line.contains("round trip 20 ms") && line.contains("500 Mbit/s"),
+            "{line}"
+        );
     }
 
     #[test]

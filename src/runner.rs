@@ -215,6 +215,7 @@ impl<'a> Run<'a> {
             s3_outputs: vec![None; scenario.backends.len()],
         });
         let s3_inputs = run.choose_backends()?;
+        run.results.network = Some(run.network(&s3_inputs)?);
         run.copy_to_stores(&input_root, &s3_inputs)?;
         run.save()?;
         if scenario.run.cache == CacheMode::Warm {
@@ -256,6 +257,73 @@ impl<'a> Run<'a> {
             }
         }
         Ok(s3_inputs)
+    }
+
+    /// The network this run's S3 requests cross: the delay proxy that
+    /// `HARNESS_S3_NET` (from `scripts/s3-server env`) names, when the run uses S3
+    /// through it, and the backends with an in-process throttle. A malformed
+    /// `HARNESS_S3_NET` is an error: a run must not record a profile it misread.
+    fn network(&self, s3_inputs: &[Option<StoreUrl>]) -> anyhow::Result<crate::results::Network> {
+        let uses_s3 = self
+            .runnable
+            .iter()
+            .any(|&b| s3_inputs[b].is_some() || self.s3_outputs[b].is_some());
+        let setting = match std::env::var(crate::netem::NET_ENV) {
+            Ok(text) => crate::netem::parse_setting(&text).map_err(anyhow::Error::msg)?,
+            Err(_) => None,
+        };
+        let endpoint = self.scenario.s3.endpoint().unwrap_or_default();
+        let mut note = None;
+        let proxy = match setting {
+            Some(p) if !uses_s3 => {
+                note = Some(format!(
+                    "a delay proxy ({}) was running but no backend used S3",
+                    p.listen
+                ));
+                None
+            }
+            Some(p) if !endpoint_is(&endpoint, &p.listen) => {
+                note = Some(format!(
+                    "a delay proxy ({}) was running but the S3 endpoint was {endpoint}, not it",
+                    p.listen
+                ));
+                None
+            }
+            Some(p) => Some(crate::results::ProxyNetwork {
+                listen: p.listen,
+                upstream: p.upstream,
+                rtt_ms: p.profile.rtt.as_secs_f64() * 1e3,
+                jitter_ms: p.profile.jitter.as_secs_f64() * 1e3,
+                rate_bits_per_second: p.profile.rate_bits,
+                buffer_bytes: p.profile.buffer as u64,
+            }),
+            None => None,
+        };
+        let mut throttle = Vec::new();
+        for &b in &self.runnable {
+            let spec = &self.scenario.backends[b];
+            if let Some(t) = AnyBackend::build(spec, &self.scenario.s3)?.throttle() {
+                throttle.push(crate::results::ThrottleNetwork {
+                    label: spec.label.clone(),
+                    get_per_call_ms: t.get_per_call.as_secs_f64() * 1e3,
+                    put_per_call_ms: t.put_per_call.as_secs_f64() * 1e3,
+                    get_per_byte_ns: t.get_per_byte.as_nanos() as f64,
+                });
+            }
+        }
+        let mode = match (proxy.is_some(), !throttle.is_empty()) {
+            (true, true) => "proxy+throttle",
+            (true, false) => "proxy",
+            (false, true) => "throttle",
+            (false, false) => "none",
+        };
+        Ok(crate::results::Network {
+            mode: mode.into(),
+            s3: uses_s3,
+            proxy,
+            throttle,
+            note,
+        })
     }
 
     /// Backends that read from S3 need the dataset there: uploaded once, reused
@@ -509,7 +577,19 @@ fn new_results(scenario: &Scenario, dirs: &Dirs, dataset: dataset::DatasetInfo) 
         skipped: Vec::new(),
         ceilings: None,
         store_copies: Vec::new(),
+        network: None,
     }
+}
+
+/// Whether the endpoint URL `http://127.0.0.1:3903[/…]` is the address `listen`.
+fn endpoint_is(endpoint: &str, listen: &str) -> bool {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    !listen.is_empty() && host == listen
 }
 
 /// One line on the terminal per finished repetition.

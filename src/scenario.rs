@@ -327,6 +327,34 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The key whose value is at byte `at`, with its table: `[dataset] packing`, for
+/// an error about a value (serde names the variant, not the key).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..at].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.split(']')
+                .next()
+                .unwrap_or(l)
+                .trim_start_matches('[')
+                .to_string()
+        });
+    Some(match table {
+        Some(t) => format!("[{t}] {key}"),
+        None => key.to_string(),
+    })
+}
+
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, anyhow::Error> {
     let text = std::fs::read_to_string(path)
@@ -352,7 +380,11 @@ pub fn parse(
     };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        ctx.err(span, e.message().trim().to_string())
+        let message = e.message().trim();
+        match key_at(text, span.start) {
+            Some(key) if !message.contains(&key) => ctx.err(span, format!("{key}: {message}")),
+            _ => ctx.err(span, message.to_string()),
+        }
     })?;
     let name = scenario_name(&ctx, &raw, default_name)?;
     let dataset = dataset_spec(&ctx, &raw.dataset, &name)?;
@@ -1302,6 +1334,65 @@ name = "sequential"
         let e = parse_err(&format!("[workload]\nkind = \"write-only\"\n{GOOD}"));
         assert!(e.starts_with("s.toml:2:8:"), "{e}");
         assert!(e.contains("`rechunk`") && e.contains("`read-only`"), "{e}");
+    }
+
+    #[test]
+    fn grib2_keys_belong_to_the_grib2_kind_and_are_checked() {
+        let g = GOOD.replace("nx = 8\n", "nx = 8\nkind = \"grib2\"\n");
+        let s = parse(&g, "s", "s", Path::new("s")).unwrap();
+        assert_eq!(s.dataset.kind, "grib2");
+        assert_eq!(
+            s.dataset.params.format,
+            Format::Grib2(Grib2Params {
+                packing: Packing::Ccsds,
+                wrap: Wrap::None
+            })
+        );
+        assert_eq!(s.dataset.decoder, Some(Decoder::Grib));
+        let s = parse(
+            &g.replace(
+                "nx = 8\n",
+                "nx = 8\npacking = \"simple\"\nwrap = \"bz2\"\ndecoder = \"gribberish\"\n",
+            ),
+            "s",
+            "s",
+            Path::new("s"),
+        )
+        .unwrap();
+        assert_eq!(s.dataset.decoder, Some(Decoder::Gribberish));
+        assert_eq!(s.dataset.params.extension(), "grib2.bz2");
+        // A key of the other kind names itself, its kind and its line.
+        let e = parse_err(&g.replace("nx = 8\n", "nx = 8\ncodec = \"lz4\"\n"));
+        assert!(e.starts_with("s.toml:8:9:"), "{e}");
+        assert!(
+            e.contains("[dataset] codec applies to kind = \"nwp-fields\" only"),
+            "{e}"
+        );
+        let e = parse_err(&GOOD.replace("nx = 8\n", "nx = 8\nwrap = \"bz2\"\n"));
+        assert!(
+            e.contains("[dataset] wrap applies to kind = \"grib2\" only"),
+            "{e}"
+        );
+        // Bad values list the choices.
+        let e = parse_err(&g.replace("nx = 8\n", "nx = 8\npacking = \"jpeg\"\n"));
+        assert!(e.contains("packing") && e.contains("ccsds"), "{e}");
+        // What GRIB2 cannot encode is refused up front.
+        let e = parse_err(&g.replace("variables = 2", "variables = 70000"));
+        assert!(e.contains("at most 65280 variables"), "{e}");
+        // The libaec decoder is a cargo feature.
+        let libaec = parse(
+            &g.replace("nx = 8\n", "nx = 8\ndecoder = \"libaec\"\n"),
+            "s.toml",
+            "s",
+            Path::new("s.toml"),
+        );
+        match cfg!(feature = "libaec") {
+            true => assert!(libaec.is_ok()),
+            false => assert!(libaec
+                .unwrap_err()
+                .to_string()
+                .contains("--features libaec")),
+        }
     }
 
     #[test]

@@ -21,17 +21,18 @@ fn throughput(a: &Analysis) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| backend | {rate} (median) | {} | min – max {rate} | × sequential | peak RSS | verified |",
+        "| backend | {rate} (median) | {} | MB/s read | min – max {rate} | × sequential | peak RSS | verified |",
         a.mb_unit,
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
     for f in &a.backends {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} – {} | {} | {:.1} MiB | {} |",
+            "| {} | {} | {} | {} | {} – {} | {} | {:.1} MiB | {} |",
             f.label,
             fmt_num(f.median),
             fmt_num(f.mb_per_second),
+            fmt_num(f.read_mb_per_second),
             fmt_num(f.min),
             fmt_num(f.max),
             f.ratio.map_or("–".to_string(), |r| format!("{r:.2}")),
@@ -42,7 +43,7 @@ fn throughput(a: &Analysis) -> String {
     for k in &a.results.skipped {
         let _ = writeln!(
             out,
-            "| {} | – | – | – | – | – | skipped: {} |",
+            "| {} | – | – | – | – | – | – | skipped: {} |",
             k.label, k.reason
         );
     }

@@ -319,11 +319,13 @@ fn compare(
         let (cy, cx) = (layout.output.cy as usize, layout.output.cx as usize);
         let (s, y, x) = (i / (cy * cx), i / cx % cy, i % cx);
         return Err(format!(
-            "{label}: value at step {s}, y {}, x {} is {}, expected {}",
+            "{label}: value at step {s}, y {}, x {} is {}, expected {} (decoded from input {}: \
+             damaged, or decoded wrongly)",
             iy as usize * cy + y,
             ix as usize * cx + x,
             values[i],
-            expected[i]
+            expected[i],
+            layout.dataset.input_name(g, v, s as u32),
         ));
     }
     Ok(())
@@ -489,7 +491,10 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         .and_then(|c| c["configuration"]["level"].as_i64())
         .ok_or_else(|| bad("no zstd codec with a level"))?;
     let dataset = DatasetParams {
-        layout: Layout::Files,
+        layout: match attrs["input_layout"].as_str() {
+            Some("container") => Layout::Container,
+            _ => Layout::Files,
+        },
         groups: shape[0],
         variables: shape[1],
         steps: shape[2],

@@ -730,3 +730,68 @@ fn compare_fails_against_a_failed_or_incomplete_run() {
         "{out}"
     );
 }
+
+// ------------------------------------------------------------------ GRIB2 inputs
+
+/// [`tiny`] as GRIB2 messages packed `packing`, every backend that runs anywhere.
+fn tiny_grib2(packing: &str) -> String {
+    tiny("warm").replace(
+        "codec = \"lz4\"\n",
+        &format!("kind = \"grib2\"\npacking = \"{packing}\"\n"),
+    )
+}
+
+#[test]
+fn a_flipped_bit_in_a_grib2_payload_fails_verification_naming_the_file() {
+    // GRIB2 has no checksum: a flipped bit in simple packing's data decodes to
+    // another value. The verification catches it and names the input it came from.
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "tiny.toml", &tiny_grib2("simple"));
+    gen(dir.path(), &s);
+    let victim = dir
+        .path()
+        .join("data/datasets/tiny/g00001/v0002/s00003.grib2");
+    let mut bytes = fs::read(&victim).unwrap();
+    let at = bytes.len() - 4 - 20; // inside section 7's payload, before `7777`
+    bytes[at] ^= 0x10;
+    fs::write(&victim, &bytes).unwrap();
+    let (status, out) = harness(dir.path(), &["run", &s], Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("g00001/v0002/s00003.grib2") && out.contains("expected"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_truncated_or_foreign_grib2_input_fails_the_run_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "tiny.toml", &tiny_grib2("ccsds"));
+    let victim = dir
+        .path()
+        .join("data/datasets/tiny/g00000/v0001/s00004.grib2");
+    for (damage, says) in [
+        ("truncated", "total length"),
+        ("nwp-fields", "not a GRIB message"),
+        ("template", "data representation template"),
+    ] {
+        harness(dir.path(), &["gen", "--force", &s], Duration::from_secs(60));
+        let mut bytes = fs::read(&victim).unwrap();
+        match damage {
+            "truncated" => bytes.truncate(bytes.len() - 9),
+            "nwp-fields" => bytes[..4].copy_from_slice(b"NWPF"),
+            // Section 5's template number (octets 10-11): 5.42 becomes 5.0.
+            _ => bytes[16 + 21 + 72 + 34 + 10] = 0,
+        }
+        fs::write(&victim, &bytes).unwrap();
+        let (status, out) = harness(dir.path(), &["run", &s], Duration::from_secs(60));
+        assert_eq!(status.code(), Some(1), "{damage}: {out}");
+        // A changed length or first 40 bytes may already be caught by the dataset's
+        // completeness check (a seeded sample), which names the file too.
+        let caught_early = damage != "template" && out.contains("as generated");
+        assert!(
+            out.contains("g00000/v0001/s00004.grib2") && (out.contains(says) || caught_early),
+            "{damage}: {out}"
+        );
+    }
+}

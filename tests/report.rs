@@ -243,3 +243,70 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
     );
     assert!(decision.contains("Confident"), "{decision}");
 }
+
+/// The network line: an object-store backend with the in-process throttle is
+/// recorded as such (mode `throttle`), and a delay proxy named in HARNESS_S3_NET
+/// that no S3 store went through is noted, not counted.
+#[test]
+fn the_network_profile_is_recorded_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("throttled.toml");
+    let scenario = common::tiny("files", "warm", 1).replace(
+        "[[backend]]\nname = \"sequential\"",
+        "[[backend]]\nname = \"sequential\"\n[[backend]]\nname = \"object-store\"\n\
+         input = \"memory://\"\nthrottle_get_ms = 1\nthrottle_put_ms = 2\nthrottle_byte_ns = 3",
+    );
+    fs::write(&s, scenario).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", s.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--results-dir")
+        .arg(dir.path().join("results"))
+        .env(
+            "HARNESS_S3_NET",
+            "proxy=127.0.0.1:3903,upstream=127.0.0.1:3900,rtt=20ms,jitter=0ms,rate=none",
+        )
+        .env_remove("AWS_ENDPOINT")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = run_dir(dir.path());
+    let r = Results::load(&run.join("results.json")).unwrap();
+    let n = r.network.as_ref().expect("the network is recorded");
+    assert_eq!(n.mode, "throttle");
+    assert!(!n.s3 && n.proxy.is_none());
+    assert_eq!(n.throttle.len(), 1);
+    let t = &n.throttle[0];
+    assert_eq!(
+        (
+            t.label.as_str(),
+            t.get_per_call_ms,
+            t.put_per_call_ms,
+            t.get_per_byte_ns
+        ),
+        ("object-store", 1.0, 2.0, 3.0)
+    );
+    assert!(
+        n.note.as_deref().unwrap().contains("no backend used S3"),
+        "{n:?}"
+    );
+    let md = fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("Network to the object stores (throttle): in-process throttle (object_store ThrottledStore) on `object-store`: get +1 ms per call, put +2 ms per call, +3 ns per byte read"),
+        "{md}"
+    );
+
+    // A malformed profile is refused before anything runs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", s.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--results-dir")
+        .arg(dir.path().join("results2"))
+        .env("HARNESS_S3_NET", "proxy=127.0.0.1:3903,rtt=20")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("HARNESS_S3_NET rtt"), "{}", text(&out));
+}

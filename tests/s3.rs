@@ -2,7 +2,9 @@
 //! middle of a run: the run must end with an error that names the store, promptly,
 //! not hang. Starts its own Garage (scripts/s3-server, another port and directory),
 //! so it needs the `garage` binary: without it the test says so and passes, unless
-//! HARNESS_REQUIRE_S3 is set (as in CI), when it fails.
+//! HARNESS_REQUIRE_S3 is set (as in CI), when it fails. Also: a run through the
+//! delay proxy (`start --latency`) records the proxy's profile and every one of its
+//! reads takes at least the round trip.
 
 mod common;
 
@@ -36,8 +38,16 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, port: u16) -> Server {
+        Self::start_with(dir, port, &[])
+    }
+
+    /// With `args` after `start` (`--latency 20ms`); the proxy is this test build's
+    /// own binary.
+    fn start_with(dir: &Path, port: u16, args: &[&str]) -> Server {
         let out = Command::new(script())
             .arg("start")
+            .args(args)
+            .env("HARNESS_BIN", env!("CARGO_BIN_EXE_harness"))
             .env("HARNESS_S3_DIR", dir)
             .env("HARNESS_S3_PORT", port.to_string())
             // Keep the loopback's delayed ACKs: a slow run is easier to cut short, and
@@ -175,4 +185,98 @@ fn killing_the_s3_server_mid_run_ends_the_run_with_an_error() {
         killed.elapsed().as_secs_f64(),
         shown.lines().find(|l| l.contains("FAILED")).unwrap_or("")
     );
+}
+
+const PROXIED: &str = r#"
+name = "s3-proxied"
+[dataset]
+groups = 1
+variables = 2
+steps = 10
+ny = 16
+nx = 16
+[output]
+cy = 8
+cx = 8
+[run]
+repetitions = 1
+[[backend]]
+name = "object-store"
+input = "s3://harness/datasets/s3-proxied"
+output = "s3://harness/outputs/s3-proxied"
+io_in_flight = 4
+"#;
+
+/// `start --latency 20ms`: the env points at the proxy and carries the profile, a
+/// run through it verifies, records `network.mode = "proxy"` with the round trip,
+/// and none of its reads is quicker than the round trip; `stop` ends the proxy.
+#[test]
+fn a_run_through_the_delay_proxy_records_its_profile() {
+    if !garage_installed() {
+        assert!(
+            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
+            "HARNESS_REQUIRE_S3 is set but garage is not installed (scripts/s3-server start installs it)"
+        );
+        eprintln!("SKIPPED: garage is not installed (scripts/s3-server start installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = dir.path().join("s3");
+    let server = Server::start_with(&s3, 3940, &["--latency", "20ms"]);
+    let env: std::collections::HashMap<_, _> = server.env.iter().cloned().collect();
+    assert_eq!(env["AWS_ENDPOINT"], "http://127.0.0.1:3943");
+    assert_eq!(
+        env["HARNESS_S3_NET"],
+        "proxy=127.0.0.1:3943,upstream=127.0.0.1:3940,rtt=20ms,jitter=0ms,rate=none"
+    );
+    let proxy_pid = std::fs::read_to_string(s3.join("proxy.pid")).unwrap();
+    let scenario = dir.path().join("s3-proxied.toml");
+    std::fs::write(&scenario, PROXIED).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", scenario.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--results-dir")
+        .arg(dir.path().join("results"))
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = std::fs::read_dir(dir.path().join("results"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let r = harness::results::Results::load(&run.join("results.json")).unwrap();
+    let n = r.network.as_ref().unwrap();
+    assert_eq!(n.mode, "proxy", "{n:?}");
+    let p = n.proxy.as_ref().unwrap();
+    assert_eq!((p.listen.as_str(), p.rtt_ms), ("127.0.0.1:3943", 20.0));
+    let rep = &r.repetitions[0];
+    assert!(rep.counts, "{rep:?}");
+    let read = &rep.measurement.as_ref().unwrap().stages["read"];
+    eprintln!(
+        "read latency through the proxy at 20 ms: min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms",
+        read.min_us / 1e3,
+        read.p50_us / 1e3,
+        read.p99_us / 1e3
+    );
+    // Every GET crosses the proxy both ways: never sooner than the round trip.
+    assert!(
+        read.min_us >= 20e3,
+        "a read took {} µs at a 20 ms round trip",
+        read.min_us
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("Network to the object stores (proxy): TCP delay proxy"),
+        "{md}"
+    );
+
+    drop(server);
+    let gone = !Path::new(&format!("/proc/{}", proxy_pid.trim())).exists();
+    assert!(gone, "the proxy (pid {}) outlived stop", proxy_pid.trim());
+    assert!(!s3.exists(), "stop left {}", s3.display());
 }

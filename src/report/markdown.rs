@@ -40,6 +40,10 @@ fn header(a: &Analysis) -> String {
         r.git_commit.get(..12).unwrap_or(&r.git_commit),
         if r.git_dirty { ", uncommitted changes" } else { "" },
     );
+    let _ = writeln!(md, "{}\n", dataset_line(a));
+    if let Some(n) = r.network.as_ref().filter(|n| n.s3 || n.mode != "none") {
+        let _ = writeln!(md, "Network to the object stores ({}): {n}\n", n.mode);
+    }
     let (d, o) = (&s.dataset.params, &s.output.params);
     let shards = o
         .shard
@@ -50,6 +54,33 @@ fn header(a: &Analysis) -> String {
         s.output.layout, d.steps, o.cy, o.cx, o.zstd_level
     );
     md
+}
+
+/// What the inputs were: kind, encoding (and decoder), shape, size on disk.
+fn dataset_line(a: &Analysis) -> String {
+    let r = a.results;
+    let d = &r.scenario.dataset;
+    let p = &d.params;
+    let decoder = d.decoder.map_or(String::new(), |dec| {
+        format!(", decoded by {}", dec.version())
+    });
+    format!(
+        "Dataset: {} ({}{decoder}) · {} × {} × {} fields of {}×{} · {} layout · {} messages, {:.1} MB ({:.0} kB each)",
+        d.kind,
+        p.encoding_name(),
+        p.groups,
+        p.variables,
+        p.steps,
+        p.ny,
+        p.nx,
+        match p.layout {
+            rechunk_contract::nwp::Layout::Files => "files",
+            rechunk_contract::nwp::Layout::Container => "container",
+        },
+        r.dataset.messages,
+        r.dataset.bytes as f64 / 1e6,
+        r.dataset.bytes as f64 / r.dataset.messages.max(1) as f64 / 1e3,
+    )
 }
 
 /// The throughput table: one row per backend with counted repetitions.

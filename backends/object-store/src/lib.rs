@@ -33,12 +33,13 @@ pub mod options;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use backend_tokio::pipeline::{self, Config};
 use backend_tokio::{Bridge, IoMode, ObjectIo};
 use futures::future::BoxFuture;
 use object_store::memory::InMemory;
+use object_store::throttle::{ThrottleConfig, ThrottledStore};
 use object_store::ObjectStoreExt;
 use rechunk_contract::{
     Availability, Backend, ByteRange, Cancel, Capabilities, InputRef, Job, Recorder, RunError,
@@ -82,7 +83,63 @@ pub struct ObjectStoreBackend {
     /// S3 output back into the job's local output directory in `finish` (what the
     /// conformance suite needs; memory stores always do both).
     pub stage: bool,
+    /// In-process network emulation: the stores of the timed run wrapped in
+    /// object_store's `ThrottledStore`; None: not wrapped.
+    pub throttle: Option<Throttle>,
     memory: Mutex<Memory>,
+}
+
+/// The in-process network emulation: what object_store's
+/// [`ThrottledStore`](object_store::throttle::ThrottledStore) adds to each request of
+/// the timed run. It sleeps before a get (`get_per_call`) or a put (`put_per_call`)
+/// is sent, and `get_per_byte` for every byte a read returns (as the body is
+/// consumed; up front for `get_ranges`). Requests in flight wait independently, so
+/// it emulates latency and a per-request rate, not a shared link; there is no
+/// per-byte cost for puts. Only the run's own requests are throttled (not the
+/// untimed loading, emptying and copying of `prepare` and `finish`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Throttle {
+    /// Wait before every get, get_range and get_ranges.
+    pub get_per_call: Duration,
+    /// Wait before every put.
+    pub put_per_call: Duration,
+    /// Wait per byte read.
+    pub get_per_byte: Duration,
+}
+
+impl Throttle {
+    /// None when it would add nothing.
+    pub fn active(self) -> Option<Throttle> {
+        (self != Throttle::default()).then_some(self)
+    }
+
+    fn config(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            wait_get_per_call: self.get_per_call,
+            wait_put_per_call: self.put_per_call,
+            wait_get_per_byte: self.get_per_byte,
+            ..ThrottleConfig::default()
+        }
+    }
+}
+
+impl std::fmt::Display for Throttle {
+    /// `get +20 ms per call, put +20 ms per call, +1000 ns per byte read`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "get +{} ms per call, put +{} ms per call, +{} ns per byte read",
+            self.get_per_call.as_millis(),
+            self.put_per_call.as_millis(),
+            self.get_per_byte.as_nanos()
+        )
+    }
+}
+
+/// Wraps `store`'s requests in a `ThrottledStore`.
+fn throttled(mut store: Store, t: &Throttle) -> Store {
+    store.inner = Arc::new(ThrottledStore::new(store.inner.clone(), t.config()));
+    store
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +162,7 @@ impl ObjectStoreBackend {
             tokio_workers: 1,
             cpu_in_flight: None,
             stage: false,
+            throttle: None,
             memory: Mutex::new(Memory::default()),
         }
     }
@@ -220,6 +278,18 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn prepare(&self, job: &Job) -> Result<Map<String, Value>, RunError> {
+        if let Some(t) = &self.throttle {
+            let reads = !t.get_per_call.is_zero() || !t.get_per_byte.is_zero();
+            if reads && self.input == StoreUrl::File {
+                // ThrottledStore cannot wrap LocalFileSystem's reads (it panics on a
+                // file payload): refuse before anything is timed.
+                return Err(RunError::input(
+                    self.input.to_string(),
+                    "throttle_get_ms and throttle_byte_ns need an s3:// or memory:// input: \
+                     object_store's ThrottledStore cannot wrap file:// reads",
+                ));
+            }
+        }
         self.prepare_stores(job)
     }
 
@@ -249,7 +319,11 @@ impl Backend for ObjectStoreBackend {
         cancel: &Cancel,
     ) -> Result<RunOutcome, RunError> {
         cancel.check()?;
-        let (input, output) = self.open(job)?;
+        let (mut input, mut output) = self.open(job)?;
+        if let Some(t) = &self.throttle {
+            input = throttled(input, t);
+            output = throttled(output, t);
+        }
         let io = Arc::new(StoreIo {
             local_input: self.input == StoreUrl::File,
             local_output: self.output == StoreUrl::File,
@@ -271,6 +345,12 @@ impl Backend for ObjectStoreBackend {
         d.insert("input_store".into(), self.input.to_string().into());
         d.insert("output_store".into(), self.output.to_string().into());
         d.insert("ranges_per_request".into(), self.ranges_per_request.into());
+        if let Some(t) = &self.throttle {
+            d.insert(
+                "network".into(),
+                format!("in-process throttle (object_store ThrottledStore): {t}").into(),
+            );
+        }
         if self.input.is_s3() || self.output.is_s3() {
             d.insert(
                 "s3_endpoint".into(),

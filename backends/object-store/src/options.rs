@@ -3,6 +3,7 @@
 //! defaults all come from this declaration.
 
 use std::fmt;
+use std::time::Duration;
 
 use backend_tokio::options::BridgeChoice;
 use rechunk_contract::backend_options;
@@ -66,6 +67,18 @@ backend_options! {
         bridge: BridgeChoice = BridgeChoice::Oneshot;
         /// Tokio worker threads, which only drive IO and hand-overs.
         tokio_workers: usize = 1, range 1..=64;
+        /// In-process network emulation (object_store's ThrottledStore, no proxy):
+        /// milliseconds every get, get_range and get_ranges waits before it is sent;
+        /// 0: none. Needs an s3:// or memory:// input (ThrottledStore cannot wrap
+        /// file:// reads).
+        throttle_get_ms: u64 = 0, range 0..=60000;
+        /// In-process network emulation: milliseconds every put waits before it is
+        /// sent; 0: none.
+        throttle_put_ms: u64 = 0, range 0..=60000;
+        /// In-process network emulation: nanoseconds every byte read waits (1000 ns:
+        /// 1 MB/s, i.e. 8 Mbit/s per request); 0: none. Reads only: ThrottledStore
+        /// has no per-byte cost for puts.
+        throttle_byte_ns: u64 = 0, range 0..=1000000;
     }
 }
 
@@ -81,6 +94,12 @@ impl Configured for ObjectStoreBackend {
         b.ranges_per_request = o.ranges_per_request;
         b.bridge = o.bridge.into();
         b.tokio_workers = o.tokio_workers;
+        b.throttle = crate::Throttle {
+            get_per_call: Duration::from_millis(o.throttle_get_ms),
+            put_per_call: Duration::from_millis(o.throttle_put_ms),
+            get_per_byte: Duration::from_nanos(o.throttle_byte_ns),
+        }
+        .active();
         b
     }
 }

@@ -215,3 +215,67 @@ fn a_missing_s3_object_is_named_with_its_store_and_key() {
         "{shown}"
     );
 }
+
+// ------------------------------------------------------ in-process throttle
+
+fn throttled_backend(input: StoreUrl, output: StoreUrl, get_ms: u64) -> ObjectStoreBackend {
+    let mut b = backend(input, output);
+    b.throttle = Throttle {
+        get_per_call: Duration::from_millis(get_ms),
+        put_per_call: Duration::from_millis(1),
+        get_per_byte: Duration::from_nanos(1),
+    }
+    .active();
+    b
+}
+
+#[test]
+fn throttled_stores_give_identical_outputs() {
+    let b = throttled_backend(StoreUrl::Memory, StoreUrl::Memory, 1);
+    assert!(conformance::check_all_layouts_and_codecs(&b).is_empty());
+}
+
+/// Every get waits its 20 ms: with 4 requests in flight, 24 inputs take at least 6
+/// waits; the run says in its details that the throttle ran.
+#[test]
+fn the_throttle_delays_every_get_and_says_so() {
+    let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+    let b = throttled_backend(StoreUrl::Memory, StoreUrl::Memory, 20);
+    let limits = rechunk_contract::Limits {
+        cpu_threads: 1,
+        io_in_flight: 4,
+        bytes_in_flight: 64 << 20,
+    };
+    let job = Arc::new(fx.job(limits));
+    b.prepare(&job).unwrap();
+    let recorder: Arc<dyn Recorder> = Arc::new(rechunk_contract::NullRecorder);
+    let started = Instant::now();
+    let outcome = b
+        .run(&job, &Arc::new(fx.workload()), &recorder, &Cancel::new())
+        .unwrap();
+    let took = started.elapsed();
+    b.finish(&job).unwrap();
+    let inputs = job.groups.iter().map(|g| g.inputs.len()).sum::<usize>() as u32;
+    let floor = Duration::from_millis(20) * inputs.div_ceil(4);
+    assert!(
+        took >= floor,
+        "{inputs} throttled gets took {took:?} < {floor:?}"
+    );
+    let said = outcome.details["network"].as_str().unwrap();
+    assert!(
+        said.starts_with("in-process throttle (object_store ThrottledStore): get +20 ms"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_throttle_on_file_reads_is_refused_before_the_run() {
+    let fx = Fixture::tiny(Layout::Files, Codec::Zstd);
+    let b = throttled_backend(StoreUrl::File, StoreUrl::Memory, 5);
+    let err = b.prepare(&fx.job(Fixture::roomy_limits())).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ThrottledStore cannot wrap file://"),
+        "{err}"
+    );
+}

@@ -222,7 +222,20 @@ impl DatasetParams {
                 "codec": p.packing.name(),
                 "input_format": "nwp-grib2",
                 "wrap": p.wrap.name(),
+                "input_layout": match self.layout {
+                    Layout::Files => "files",
+                    Layout::Container => "container",
+                },
             }),
+        }
+    }
+
+    /// Where field (g, v, s) is stored, relative to the dataset root: its file, or
+    /// its container and index entry.
+    pub fn input_name(&self, g: u32, v: u32, s: u32) -> String {
+        match self.layout {
+            Layout::Files => self.message_path(g, v, s),
+            Layout::Container => format!("{} (message v {v}, s {s})", self.container_path(g)),
         }
     }
 
