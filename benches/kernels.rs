@@ -47,6 +47,7 @@ const OUTPUT: OutputParams = OutputParams {
     cy: 32,
     cx: 32,
     zstd_level: 1,
+    shard: None,
 };
 
 fn decode(c: &mut Criterion) {

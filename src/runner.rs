@@ -382,7 +382,13 @@ impl<'a> Run<'a> {
         };
         let ok = error.is_none() && status.success();
         let verification = ok.then(|| self.verify(slot, measurement.as_ref()));
-        say_outcome(self.scenario.workload, &error, &verification, &measurement);
+        say_outcome(
+            self.scenario.workload,
+            self.layout.object_noun(),
+            &error,
+            &verification,
+            &measurement,
+        );
         Ok(Some(Repetition {
             label: spec.label.clone(),
             backend: spec.name.clone(),
@@ -594,6 +600,7 @@ fn endpoint_is(endpoint: &str, listen: &str) -> bool {
 /// One line on the terminal per finished repetition.
 fn say_outcome(
     workload: WorkloadKind,
+    noun: &str,
     error: &Option<String>,
     verification: &Option<verify::Verification>,
     measurement: &Option<Measurement>,
@@ -612,7 +619,7 @@ fn say_outcome(
                 "ok (every input read once, nothing written)".to_string()
             } else if v.ok {
                 format!(
-                    "ok ({} of {} chunks checked)",
+                    "ok ({} of {} {noun}s checked)",
                     v.chunks_checked, v.chunks_expected
                 )
             } else {

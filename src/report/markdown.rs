@@ -44,6 +44,15 @@ fn header(a: &Analysis) -> String {
     if let Some(n) = r.network.as_ref().filter(|n| n.s3 || n.mode != "none") {
         let _ = writeln!(md, "Network to the object stores ({}): {n}\n", n.mode);
     }
+    let (d, o) = (&s.dataset.params, &s.output.params);
+    let shards = o
+        .shard
+        .map_or(String::new(), |k| format!(" in shards of {k:?} chunks"));
+    let _ = writeln!(
+        md,
+        "Output: {} Zarr, chunks [1, 1, {}, {}, {}]{shards}, zstd level {}.\n",
+        s.output.layout, d.steps, o.cy, o.cx, o.zstd_level
+    );
     md
 }
 

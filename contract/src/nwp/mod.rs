@@ -4,6 +4,7 @@
 
 pub mod generate;
 pub mod message;
+pub mod shard;
 pub mod values;
 pub mod workload;
 pub mod zarr;
