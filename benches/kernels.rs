@@ -47,6 +47,7 @@ const OUTPUT: OutputParams = OutputParams {
     cy: 32,
     cx: 32,
     zstd_level: 1,
+    shard: None,
 };
 
 fn decode(c: &mut Criterion) {
@@ -96,6 +97,56 @@ fn decode_grib2(c: &mut Criterion) {
             });
         }
     }
+    group.finish();
+}
+
+/// Where one ICON-EU CCSDS field's decode time goes: the bzip2 unwrap, the section
+/// check, the CCSDS stream alone (rust-aec, what grib-rs calls), and the whole
+/// grib-rs decode (stream, then unpacking and scaling through its iterators).
+fn decode_grib2_stages(c: &mut Criterion) {
+    let mut group = c.benchmark_group("grib2_stages_icon_eu_657x1377");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(657 * 1377));
+    let p = icon_eu(Packing::Ccsds, Wrap::None);
+    let msg = p.message_bytes(0, 1, 2).unwrap();
+    let id = FieldId {
+        g: 0,
+        v: 1,
+        s: 2,
+        ny: 657,
+        nx: 1377,
+    };
+    let wrapped = icon_eu(Packing::Ccsds, Wrap::Bz2)
+        .message_bytes(0, 1, 2)
+        .unwrap();
+    group.bench_function("bz2 unwrap", |b| {
+        b.iter(|| grib2::decode::unwrap_bz2(black_box(&wrapped), 4 << 20).unwrap())
+    });
+    group.bench_function("section check", |b| {
+        b.iter(|| grib2::message::check(black_box(&msg), id, Packing::Ccsds, 4).unwrap())
+    });
+    let parsed = grib2::message::check(&msg, id, Packing::Ccsds, 4).unwrap();
+    let (flags, block, rsi) = parsed.ccsds.unwrap();
+    let params = rust_aec::AecParams::new(
+        16,
+        block as u32,
+        rsi as u32,
+        rust_aec::flags_from_grib2_ccsds_flags(flags),
+    );
+    group.bench_function("ccsds stream (rust-aec)", |b| {
+        b.iter(|| {
+            rust_aec::decode(black_box(&msg[parsed.data.clone()]), params, 657 * 1377).unwrap()
+        })
+    });
+    let mut out = vec![0.0f32; 657 * 1377];
+    let Format::Grib2(g2) = p.format else {
+        unreachable!()
+    };
+    group.bench_function("whole decode (grib)", |b| {
+        b.iter(|| {
+            grib2::decode::decode(black_box(&msg), &g2, Decoder::Grib, id, 4, &mut out).unwrap()
+        })
+    });
     group.finish();
 }
 
@@ -163,5 +214,13 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, decode_grib2, generate, reduce, encode);
+criterion_group!(
+    benches,
+    decode,
+    decode_grib2,
+    decode_grib2_stages,
+    generate,
+    reduce,
+    encode
+);
 criterion_main!(benches);

@@ -95,7 +95,7 @@ def main():
             diff = {k: (got.get(k), w) for k, w in want.items() if got.get(k) != w}
             if diff:
                 sys.exit(f"{path} (g {g}, v {v}, s {s}): ecCodes reads {diff} (got, expected)")
-            out = run("grib_get_data", "-F", "%.6f", one).split("\n")[1:]
+            out = run("grib_get_data", "-F", "%.17g", one).split("\n")[1:]
             values = np.array([float(line.split()[2]) for line in out if line.strip()])
             expected = field(g, v, s, p).reshape(-1)
             if values.shape != expected.shape:

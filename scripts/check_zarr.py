@@ -1,8 +1,13 @@
 """Open a harness output with zarr-python (a Zarr v3 reader that is not ours) and
-check every value against the closed form of DESIGN §3, recomputed here in numpy.
+check every value against the closed form (docs/FORMATS.md, "The values: a closed
+form"), recomputed here in numpy. Either output layout: chunked, or sharded
+(the sharding_indexed codec, which zarr-python decodes itself, checking each
+shard index's crc32c).
 
-Usage: python check_zarr.py OUTPUT_DIR [--groups N]
+Usage: python check_zarr.py OUTPUT_DIR [--expect chunked|sharded]
 """
+import json
+import os
 import sys
 
 import numpy as np
@@ -32,9 +37,34 @@ def expected(g, V, S, ny, nx, seed, b):
     return (200.0 + q.astype(np.float64) / (1 << b)).astype(np.float32)
 
 
+def layout_of(path, arr):
+    """The layout zarr.json declares, checked against what zarr-python made of it."""
+    with open(os.path.join(path, "zarr.json")) as f:
+        codecs = json.load(f)["codecs"]
+    if [c["name"] for c in codecs] != ["sharding_indexed"]:
+        assert arr.shards is None, arr.shards
+        return "chunked"
+    conf = codecs[0]["configuration"]
+    assert arr.shards is not None, "zarr-python did not see the sharding codec"
+    assert tuple(arr.chunks) == tuple(conf["chunk_shape"]), (arr.chunks, conf)
+    assert [c["name"] for c in conf["index_codecs"]] == ["bytes", "crc32c"], conf
+    assert conf["index_location"] == "end", conf
+    return "sharded"
+
+
 def main():
-    path = sys.argv[1]
+    args = sys.argv[1:]
+    expect = None
+    if len(args) == 3 and args[1] == "--expect":
+        expect = args[2]
+        args = args[:1]
+    if len(args) != 1 or expect not in (None, "chunked", "sharded"):
+        sys.exit("usage: check_zarr.py OUTPUT_DIR [--expect chunked|sharded]")
+    path = args[0]
     arr = zarr.open_array(path, mode="r")
+    layout = layout_of(path, arr)
+    if expect is not None and layout != expect:
+        sys.exit(f"{path}: a {layout} output, expected {expect}")
     attrs = arr.attrs["nwp_fields"]
     assert attrs["version"] == 1, attrs
     G, V, S, ny, nx = arr.shape
@@ -48,8 +78,9 @@ def main():
             v, s, y, x = bad[0]
             sys.exit(f"{path}: value at (g {g}, v {v}, s {s}, y {y}, x {x}) is {got[v, s, y, x]}, "
                      f"expected {want[v, s, y, x]}")
-    print(f"zarr-python {zarr.__version__} read {path}: shape {arr.shape}, chunks {arr.chunks}, "
-          f"all {arr.size} values equal the closed form")
+    shards = f", shards {arr.shards}" if arr.shards is not None else ""
+    print(f"zarr-python {zarr.__version__} read {path} ({layout}): shape {arr.shape}, "
+          f"chunks {arr.chunks}{shards}, all {arr.size} values equal the closed form")
 
 
 if __name__ == "__main__":

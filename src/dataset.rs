@@ -61,6 +61,11 @@ pub struct DatasetInfo {
     pub generation_seconds: f64,
     /// Messages per second of the generation that made it.
     pub generation_rate: f64,
+    /// The decoder of a GRIB2 dataset and its version, as built into this harness
+    /// (e.g. `grib 0.20 (rust-aec 0.1)`); absent for nwp-fields and in results
+    /// written before GRIB2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<String>,
 }
 
 /// Makes sure the dataset of `params` is at `root` (a path checked by
@@ -423,6 +428,7 @@ fn info(root: &Path, m: &Manifest, generated: bool) -> DatasetInfo {
         generated,
         generation_seconds: m.generation_seconds,
         generation_rate: m.messages as f64 / m.generation_seconds.max(1e-9),
+        decoder: None,
     }
 }
 

@@ -28,10 +28,16 @@ pub const DATASET_KINDS: &[Kind] = &[
 ];
 
 /// The output layouts (`[output] layout`); the first is the default.
-pub const OUTPUT_LAYOUTS: &[Kind] = &[Kind {
-    name: nwp::zarr::LAYOUT,
-    summary: nwp::zarr::LAYOUT_SUMMARY,
-}];
+pub const OUTPUT_LAYOUTS: &[Kind] = &[
+    Kind {
+        name: nwp::zarr::LAYOUT,
+        summary: nwp::zarr::LAYOUT_SUMMARY,
+    },
+    Kind {
+        name: nwp::zarr::SHARDED_LAYOUT,
+        summary: nwp::zarr::SHARDED_LAYOUT_SUMMARY,
+    },
+];
 
 /// The entry of `registry` named `name`; the error lists the valid names.
 pub fn find(registry: &'static [Kind], name: &str) -> Result<&'static Kind, String> {

@@ -458,10 +458,11 @@ fn verify_output(output: &str, max_chunks: u64) -> anyhow::Result<ExitCode> {
     let layout = verify::layout_from_objects(objects.as_ref(), output)?;
     let v = verify::verify_objects(&layout, objects.as_ref(), max_chunks, 0);
     println!(
-        "{}: {} of {} chunks present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
+        "{}: {} of {} {}s present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
         output,
         v.chunks_found,
         v.chunks_expected,
+        layout.object_noun(),
         v.chunks_checked,
         if v.sampled { " (random sample)" } else { "" },
         v.missing,

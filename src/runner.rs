@@ -382,7 +382,13 @@ impl<'a> Run<'a> {
         };
         let ok = error.is_none() && status.success();
         let verification = ok.then(|| self.verify(slot, measurement.as_ref()));
-        say_outcome(self.scenario.workload, &error, &verification, &measurement);
+        say_outcome(
+            self.scenario.workload,
+            self.layout.object_noun(),
+            &error,
+            &verification,
+            &measurement,
+        );
         Ok(Some(Repetition {
             label: spec.label.clone(),
             backend: spec.name.clone(),
@@ -534,7 +540,12 @@ fn ensure_dataset(
     fix: &str,
 ) -> anyhow::Result<dataset::DatasetInfo> {
     eprintln!("dataset {}", input_root.display());
-    let dataset = dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
+    let mut dataset =
+        dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
+    dataset.decoder = scenario
+        .dataset
+        .decoder
+        .map(|d| format!("{} = {}", d.name(), d.version()));
     if dataset.generated {
         eprintln!(
             "  generated {} messages ({:.1} MB) in {:.1} s: {:.0} messages/s",
@@ -589,6 +600,7 @@ fn endpoint_is(endpoint: &str, listen: &str) -> bool {
 /// One line on the terminal per finished repetition.
 fn say_outcome(
     workload: WorkloadKind,
+    noun: &str,
     error: &Option<String>,
     verification: &Option<verify::Verification>,
     measurement: &Option<Measurement>,
@@ -607,7 +619,7 @@ fn say_outcome(
                 "ok (every input read once, nothing written)".to_string()
             } else if v.ok {
                 format!(
-                    "ok ({} of {} chunks checked)",
+                    "ok ({} of {} {noun}s checked)",
                     v.chunks_checked, v.chunks_expected
                 )
             } else {

@@ -279,6 +279,7 @@ struct RawOutput {
     cy: Option<Spanned<u32>>,
     cx: Option<Spanned<u32>>,
     zstd_level: Option<Spanned<i32>>,
+    shard: Option<Spanned<Vec<Spanned<u32>>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -341,15 +342,10 @@ fn key_at(text: &str, at: usize) -> Option<String> {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| {
-            l.split(']')
-                .next()
-                .unwrap_or(l)
-                .trim_start_matches('[')
-                .to_string()
-        });
+        // The header as written: `[dataset]`, `[[backend]]`.
+        .map(|l| l.rsplit_once(']').map_or(l, |(h, _)| h).to_string() + "]");
     Some(match table {
-        Some(t) => format!("[{t}] {key}"),
+        Some(t) => format!("{t} {key}"),
         None => key.to_string(),
     })
 }
@@ -482,8 +478,13 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         seed: d.seed.unwrap_or(1),
         format,
     };
-    if let Some(why) = params.format_problem() {
-        return Err(ctx.err(d.variables.span(), format!("[dataset] {why}")));
+    if let Some((key, why)) = params.format_problem() {
+        let span = match key {
+            "groups" => d.groups.span(),
+            "ny" => d.ny.span(),
+            _ => d.variables.span(),
+        };
+        return Err(ctx.err(span, format!("[dataset] {key}: {why}")));
     }
     let root = relative_root(ctx, &d.root, "[dataset] root", "datasets", name)?;
     Ok(DatasetSpec {
@@ -558,10 +559,11 @@ fn output_spec(
             None => Ok(full),
         }
     };
-    let params = OutputParams {
+    let mut params = OutputParams {
         cy: chunk(&o.cy, "[output] cy", dataset.params.ny)?,
         cx: chunk(&o.cx, "[output] cx", dataset.params.nx)?,
         zstd_level: zstd_level(ctx, &o.zstd_level, "[output] zstd_level")?,
+        shard: None,
     };
     let root = relative_root(ctx, &o.root, "[output] root", "outputs", name)?;
     if root.starts_with(&dataset.root) || dataset.root.starts_with(&root) {
@@ -572,11 +574,102 @@ fn output_spec(
         ));
     }
     let layout = registered(ctx, &o.layout, kinds::OUTPUT_LAYOUTS, "[output] layout")?;
+    params.shard = shard_shape(ctx, o, &layout, &dataset.params, params)?;
     Ok(OutputSpec {
         layout,
         params,
         root,
     })
+}
+
+/// `[output] shard`: given exactly when the layout is sharded, 5 entries along
+/// `[init_time, variable, step, y, x]` in chunks, `[1, kv, 1, ky, kx]` with `kv` at
+/// most the variables and `ky`, `kx` at most the chunks along y and x; and a shard
+/// no larger than [`sizes::MAX_SHARD_BYTES`] encoded.
+fn shard_shape(
+    ctx: &Ctx,
+    o: &RawOutput,
+    layout: &str,
+    dataset: &DatasetParams,
+    chunks: OutputParams,
+) -> Result<Option<[u32; 5]>, ScenarioError> {
+    let sharded = layout == rechunk_contract::nwp::zarr::SHARDED_LAYOUT;
+    let raw = match (&o.shard, sharded) {
+        (None, false) => return Ok(None),
+        (Some(s), false) => {
+            return Err(ctx.err(
+                s.span(),
+                format!(
+                    "[output] shard is the sharded layout's: it needs layout = \"{}\"",
+                    rechunk_contract::nwp::zarr::SHARDED_LAYOUT
+                ),
+            ))
+        }
+        (None, true) => {
+            let span = o.layout.as_ref().map_or(0..0, |l| l.span());
+            return Err(ctx.err(
+                span,
+                "[output] layout = \"sharded\" needs shard = [1, kv, 1, ky, kx]: the shard \
+                 shape in chunks along [init_time, variable, step, y, x]",
+            ));
+        }
+        (Some(s), true) => s,
+    };
+    let entries = raw.get_ref();
+    let [g, v, s, y, x] = &entries[..] else {
+        return Err(ctx.err(
+            raw.span(),
+            format!(
+                "[output] shard must be 5 integers, the shard shape in chunks along \
+                 [init_time, variable, step, y, x]; {} given",
+                entries.len()
+            ),
+        ));
+    };
+    let (ncy, ncx) = (
+        dataset.ny.div_ceil(chunks.cy),
+        dataset.nx.div_ceil(chunks.cx),
+    );
+    let at_most = |e: &Spanned<u32>, name: &str, max: u32, what: &str| {
+        let n = *e.get_ref();
+        if n == 0 || n > max {
+            Err(ctx.err(
+                e.span(),
+                format!("[output] shard: the {name} entry must be 1 to {max} ({what})"),
+            ))
+        } else {
+            Ok(n)
+        }
+    };
+    let only_one = |e: &Spanned<u32>, name: &str, why: &str| {
+        if *e.get_ref() == 1 {
+            Ok(1)
+        } else {
+            Err(ctx.err(
+                e.span(),
+                format!("[output] shard: the {name} entry must be 1: {why}"),
+            ))
+        }
+    };
+    let shape = [
+        only_one(
+            g,
+            "init_time",
+            "a shard spanning groups would need state shared between the groups' \
+             reducers, which are independent",
+        )?,
+        at_most(v, "variable", dataset.variables, "the dataset's variables")?,
+        only_one(s, "step", "one chunk already holds every step")?,
+        at_most(y, "y", ncy, "the chunks along y, ny / cy rounded up")?,
+        at_most(x, "x", ncx, "the chunks along x, nx / cx rounded up")?,
+    ];
+    let mut output = chunks;
+    output.shard = Some(shape);
+    let layout = rechunk_contract::nwp::zarr::ArrayLayout::new(dataset.clone(), output);
+    if let Some(why) = sizes::shard_problem(&layout) {
+        return Err(ctx.err(raw.span(), format!("[output] shard: {why}")));
+    }
+    Ok(Some(shape))
 }
 
 /// A name from one of [`crate::kinds`]'s registries (the first when absent).
@@ -1342,9 +1435,76 @@ name = "sequential"
         );
         let e = parse_err(&format!("{GOOD}\n[output]\nlayout = \"tiled\"\n"));
         assert!(
-            e.contains("[output] layout: `tiled` is not one of \"chunked\""),
+            e.contains("[output] layout: `tiled` is not one of \"chunked\", \"sharded\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_shard_shape_is_checked_entry_by_entry() {
+        // 8 × 8 fields in 3 × 4 chunks: 3 chunks along y, 2 along x; 2 variables.
+        let sharded = |shard: &str| {
+            format!("{GOOD}\n[output]\ncy = 3\ncx = 4\nlayout = \"sharded\"\nshard = {shard}\n")
+        };
+        let s = parse(&sharded("[1, 2, 1, 3, 1]"), "s", "s", Path::new("s")).unwrap();
+        assert_eq!(s.output.layout, "sharded");
+        assert_eq!(s.output.params.shard, Some([1, 2, 1, 3, 1]));
+        // Recorded in the results, and absent from (and defaulted in) chunked ones.
+        let json = serde_json::to_value(&s.output).unwrap();
+        assert_eq!(json["params"]["shard"], serde_json::json!([1, 2, 1, 3, 1]));
+        let chunked = parse(GOOD, "s", "s", Path::new("s")).unwrap();
+        let mut json = serde_json::to_value(&chunked.output).unwrap();
+        assert!(json["params"].get("shard").is_none());
+        json["params"].as_object_mut().unwrap().remove("shard");
+        let back: OutputSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back.params.shard, None);
+
+        for (shard, at, says) in [
+            ("[1, 2, 1, 3]", "16:9", "must be 5 integers"),
+            (
+                "[2, 1, 1, 1, 1]",
+                "16:10",
+                "the init_time entry must be 1: a shard spanning groups",
+            ),
+            (
+                "[1, 3, 1, 1, 1]",
+                "16:13",
+                "the variable entry must be 1 to 2 (the dataset's variables)",
+            ),
+            (
+                "[1, 0, 1, 1, 1]",
+                "16:13",
+                "the variable entry must be 1 to 2",
+            ),
+            (
+                "[1, 1, 3, 1, 1]",
+                "16:16",
+                "the step entry must be 1: one chunk already holds every step",
+            ),
+            (
+                "[1, 1, 1, 4, 1]",
+                "16:19",
+                "the y entry must be 1 to 3 (the chunks along y",
+            ),
+            (
+                "[1, 1, 1, 1, 3]",
+                "16:22",
+                "the x entry must be 1 to 2 (the chunks along x",
+            ),
+        ] {
+            let e = parse_err(&sharded(shard));
+            assert!(
+                e.starts_with(&format!("s.toml:{at}: [output] shard")),
+                "{shard}: {e}"
+            );
+            assert!(e.contains(says), "{shard}: {e}");
+        }
+        let e = parse_err(&format!("{GOOD}\n[output]\nshard = [1, 1, 1, 1, 1]\n"));
+        assert!(e.starts_with("s.toml:13:9:"), "{e}");
+        assert!(e.contains("it needs layout = \"sharded\""), "{e}");
+        let e = parse_err(&format!("{GOOD}\n[output]\nlayout = \"sharded\"\n"));
+        assert!(e.starts_with("s.toml:13:10:"), "{e}");
+        assert!(e.contains("needs shard = [1, kv, 1, ky, kx]"), "{e}");
     }
 
     #[test]

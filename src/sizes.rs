@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use rechunk_contract::nwp::workload::NwpWorkload;
-use rechunk_contract::nwp::zarr::OutputParams;
+use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::DatasetParams;
 
 use crate::scenario::{Scenario, WorkloadKind};
@@ -24,6 +24,10 @@ pub const JOB_BYTES_PER_INPUT: u64 = 128;
 pub const MAX_CPU_THREADS: u64 = 1024;
 /// IO operations in flight per backend at most.
 pub const MAX_IO_IN_FLIGHT: u64 = 1 << 16;
+/// Bytes one encoded shard may take at most (its inner chunks at zstd's bound and
+/// its index): a shard is held whole in memory, written in one object, and read
+/// whole by verification.
+pub const MAX_SHARD_BYTES: u64 = 1 << 30;
 /// Repetitions (and warm-up rounds) at most.
 pub const MAX_REPETITIONS: u64 = 10_000;
 
@@ -50,6 +54,22 @@ pub fn inputs_problem(groups: u32, variables: u32, steps: u32) -> Option<String>
     })
 }
 
+/// Whether a sharded layout's shards fit [`MAX_SHARD_BYTES`]; why not otherwise.
+pub fn shard_problem(layout: &ArrayLayout) -> Option<String> {
+    let s = layout.shard()?;
+    let max = layout.max_shard_bytes();
+    (max > MAX_SHARD_BYTES).then(|| {
+        format!(
+            "a shard of {} inner chunks of {} values may take {} encoded: at most {} per \
+             shard; use a smaller shard",
+            s.positions(),
+            layout.chunk_len(),
+            bytes(max),
+            bytes(MAX_SHARD_BYTES)
+        )
+    })
+}
+
 /// The smallest byte budget with which a backend can finish the workload.
 /// Call only with a field size that passed [`field_problem`].
 pub fn min_budget(params: &DatasetParams, output: OutputParams, workload: WorkloadKind) -> u64 {
@@ -67,13 +87,20 @@ pub fn budget_problem(
     bytes_in_flight: u64,
 ) -> Option<String> {
     let need = min_budget(params, output, workload);
+    let variables = NwpWorkload::new(params.clone(), output).variables_per_emission();
+    let what = match variables {
+        1 => format!("a variable: its {} steps are", params.steps),
+        n => format!(
+            "a shard: its {n} variables × {} steps = {} inputs are",
+            params.steps,
+            n as u64 * params.steps as u64
+        ),
+    };
     (bytes_in_flight < need).then(|| match workload {
         WorkloadKind::Rechunk => format!(
-            "bytes_in_flight = {bytes_in_flight} ({}) cannot complete a variable: its {} \
-             steps are held until its chunks are written, which needs at least {need} \
-             bytes ({})",
+            "bytes_in_flight = {bytes_in_flight} ({}) cannot complete {what} held until \
+             its chunks are written, which needs at least {need} bytes ({})",
             bytes(bytes_in_flight),
-            params.steps,
             bytes(need)
         ),
         WorkloadKind::ReadOnly => format!(
@@ -109,8 +136,13 @@ pub fn check_machine(s: &Scenario) -> anyhow::Result<()> {
     }
     let need = min_budget(p, s.output.params, s.workload);
     if memory > 0 && need > memory / 2 {
+        let vars = NwpWorkload::new(p.clone(), s.output.params).variables_per_emission();
+        let what = match vars {
+            1 => "one variable needs".to_string(),
+            n => format!("one shard's {n} variables need"),
+        };
         bail!(
-            "{}: one variable needs {} in memory to be rechunked ({} steps of {} × {}); this \
+            "{}: {what} {} in memory to be rechunked ({} steps of {} × {}); this \
              machine has {}",
             s.source.display(),
             bytes(need),
@@ -174,5 +206,62 @@ mod tests {
         assert!(e.contains("79228162458924105385300197375 inputs"), "{e}");
         assert!(inputs_problem(1, 146_000, 1).is_none());
         assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn the_budget_of_a_shard_spanning_variables_holds_all_of_them() {
+        let p = DatasetParams {
+            layout: rechunk_contract::nwp::Layout::Files,
+            groups: 1,
+            variables: 8,
+            steps: 10,
+            ny: 64,
+            nx: 64,
+            codec: rechunk_contract::nwp::Codec::Zstd,
+            zstd_level: 1,
+            noise_bits: 4,
+            seed: 1,
+            format: Default::default(),
+        };
+        let chunked = OutputParams {
+            cy: 32,
+            cx: 32,
+            zstd_level: 1,
+            shard: None,
+        };
+        let sharded = OutputParams {
+            shard: Some([1, 4, 1, 2, 2]),
+            ..chunked
+        };
+        let one = min_budget(&p, chunked, WorkloadKind::Rechunk);
+        let four = min_budget(&p, sharded, WorkloadKind::Rechunk);
+        // Four variables' steps held, not one.
+        assert!(four > 3 * one, "{four} vs {one}");
+        let e = budget_problem(&p, sharded, WorkloadKind::Rechunk, one).unwrap();
+        assert!(
+            e.contains("cannot complete a shard: its 4 variables × 10 steps = 40 inputs"),
+            "{e}"
+        );
+        assert!(budget_problem(&p, sharded, WorkloadKind::Rechunk, four).is_none());
+        // A shard too large to hold is refused.
+        let big = DatasetParams {
+            variables: 64,
+            steps: 146,
+            ny: 1024,
+            nx: 1024,
+            ..p
+        };
+        let layout = ArrayLayout::new(
+            big,
+            OutputParams {
+                cy: 256,
+                cx: 256,
+                zstd_level: 1,
+                shard: Some([1, 8, 1, 4, 4]),
+            },
+        );
+        assert!(shard_problem(&layout)
+            .unwrap()
+            .contains("at most 1.0 GiB per shard"));
     }
 }

@@ -3,7 +3,10 @@
 //! Every expected chunk must exist, nothing unexpected may exist (a leftover
 //! temporary file counts), `zarr.json` must describe the expected array, and the
 //! values of every chunk (or of a stated, seeded random sample of them) must equal
-//! the closed form exactly.
+//! the closed form exactly. In the sharded layout the objects are shards: each
+//! checked shard's index must be intact (its CRC-32C, every range inside the shard
+//! and none overlapping another), every inner chunk inside the array present and
+//! every one past it absent, and every inner chunk's values right.
 
 use std::collections::HashSet;
 use std::fs;
@@ -31,7 +34,8 @@ pub struct Verification {
     /// No problem found: the output may count.
     pub ok: bool,
     /// Chunks the array has: groups × variables × chunk rows × chunk columns (0 in
-    /// a read-only run).
+    /// a read-only run). In the sharded layout this and the other chunk counts
+    /// count shards, the objects written.
     pub chunks_expected: u64,
     /// Expected chunk keys present.
     pub chunks_found: u64,
@@ -120,8 +124,13 @@ impl Objects for LocalDir<'_> {
     }
 }
 
-/// The largest object a local output may hold (a chunk is at most a few MiB).
-const MAX_OBJECT: u64 = 1 << 30;
+/// The largest object a local output may hold (a chunk is at most a few MiB, a
+/// shard at most [`crate::sizes::MAX_SHARD_BYTES`]).
+const MAX_OBJECT: u64 = if crate::sizes::MAX_SHARD_BYTES > 1 << 30 {
+    crate::sizes::MAX_SHARD_BYTES
+} else {
+    1 << 30
+};
 
 /// An output in an object store (`s3://…`), read through object_store.
 pub struct InStore {
@@ -170,7 +179,7 @@ pub fn verify_objects(
 ) -> Verification {
     let start = Instant::now();
     let mut v = Verification {
-        chunks_expected: layout.total_chunks(),
+        chunks_expected: layout.total_objects(),
         ..Default::default()
     };
     let mut problems = Vec::new();
@@ -209,17 +218,18 @@ pub fn verify_objects(
         problems.push(format!("unexpected file {key}"));
     }
 
-    let (ncy, ncx) = layout.chunk_grid();
+    let (nv, ncy, ncx) = layout.object_grid();
     let d = &layout.dataset;
     let all: Vec<(u32, u32, u32, u32)> = (0..d.groups)
-        .flat_map(|g| (0..d.variables).map(move |v| (g, v)))
+        .flat_map(|g| (0..nv).map(move |v| (g, v)))
         .flat_map(|(g, v)| (0..ncy).flat_map(move |iy| (0..ncx).map(move |ix| (g, v, iy, ix))))
         .collect();
     let missing: Vec<_> = all.iter().filter(|c| !found.contains(*c)).collect();
     v.missing = missing.len() as u64;
     for &&(g, vv, iy, ix) in missing.iter().take(MAX_LISTED) {
         problems.push(format!(
-            "missing chunk {}",
+            "missing {} {}",
+            layout.object_noun(),
             ArrayLayout::chunk_key(g, vv, iy, ix)
         ));
     }
@@ -234,7 +244,10 @@ pub fn verify_objects(
     v.chunks_checked = to_check.len() as u64;
     let wrong: Vec<String> = to_check
         .par_iter()
-        .filter_map(|&(g, vv, iy, ix)| check_chunk(layout, objects, g, vv, iy, ix).err())
+        .filter_map(|&(g, vv, iy, ix)| match layout.shard() {
+            None => check_chunk(layout, objects, g, vv, iy, ix).err(),
+            Some(_) => check_shard(layout, objects, g, vv, iy, ix).err(),
+        })
         .collect();
     v.wrong_chunks = wrong.len() as u64;
     problems.extend(wrong.into_iter().take(MAX_LISTED));
@@ -287,12 +300,26 @@ fn check_chunk(
     let values = layout
         .decode_chunk(&bytes)
         .map_err(|e| format!("{key}: {e}"))?;
+    compare(layout, &key, g, v, iy, ix, &values)
+}
+
+/// Whether chunk (g, v, iy, ix)'s `values` are the closed form's; the error names
+/// the first wrong value, under `label`.
+fn compare(
+    layout: &ArrayLayout,
+    label: &str,
+    g: u32,
+    v: u32,
+    iy: u32,
+    ix: u32,
+    values: &[f32],
+) -> Result<(), String> {
     let expected = layout.expected_chunk(g, v, iy, ix);
     if let Some(i) = (0..values.len()).find(|&i| values[i].to_bits() != expected[i].to_bits()) {
         let (cy, cx) = (layout.output.cy as usize, layout.output.cx as usize);
         let (s, y, x) = (i / (cy * cx), i / cx % cy, i % cx);
         return Err(format!(
-            "{key}: value at step {s}, y {}, x {} is {}, expected {} (decoded from input {}: \
+            "{label}: value at step {s}, y {}, x {} is {}, expected {} (decoded from input {}: \
              damaged, or decoded wrongly)",
             iy as usize * cy + y,
             ix as usize * cx + x,
@@ -300,6 +327,48 @@ fn check_chunk(
             expected[i],
             layout.dataset.input_name(g, v, s as u32),
         ));
+    }
+    Ok(())
+}
+
+/// Checks shard (g, sv, sy, sx): its index (see
+/// [`rechunk_contract::nwp::shard::decode_index`]), which inner chunks it holds, and
+/// their values. Every error starts with the shard's key.
+fn check_shard(
+    layout: &ArrayLayout,
+    objects: &dyn Objects,
+    g: u32,
+    sv: u32,
+    sy: u32,
+    sx: u32,
+) -> Result<(), String> {
+    let key = ArrayLayout::chunk_key(g, sv, sy, sx);
+    let bytes = objects.get(&key).map_err(|e| format!("{key}: {e}"))?;
+    let inner = layout
+        .decode_shard(&bytes)
+        .map_err(|e| format!("{key}: {e}"))?;
+    for (p, values) in inner.iter().enumerate() {
+        match (layout.inner_chunk(sv, sy, sx, p), values) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{key}: inner chunk {p} is present but lies past the array's chunk grid"
+                ))
+            }
+            (Some((v, iy, ix)), None) => {
+                return Err(format!(
+                    "{key}: inner chunk {p} (chunk {}) is absent",
+                    ArrayLayout::chunk_key(g, v, iy, ix)
+                ))
+            }
+            (Some((v, iy, ix)), Some(values)) => {
+                let label = format!(
+                    "{key}: inner chunk {p} (chunk {})",
+                    ArrayLayout::chunk_key(g, v, iy, ix)
+                );
+                compare(layout, &label, g, v, iy, ix, values)?;
+            }
+        }
     }
     Ok(())
 }
@@ -334,9 +403,34 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
     let shape = u32s(&doc["shape"])
         .filter(|s| s.len() == 5)
         .ok_or_else(|| bad("`shape` is not 5 integers"))?;
-    let chunks = u32s(&doc["chunk_grid"]["configuration"]["chunk_shape"])
+    let grid = u32s(&doc["chunk_grid"]["configuration"]["chunk_shape"])
         .filter(|s| s.len() == 5)
         .ok_or_else(|| bad("`chunk_grid.configuration.chunk_shape` is not 5 integers"))?;
+    // The sharded layout: one `sharding_indexed` codec whose configuration holds the
+    // inner chunk shape and the chunks' codecs; the grid's chunks are the shards.
+    let sharding = doc["codecs"]
+        .as_array()
+        .filter(|c| c.len() == 1 && c[0]["name"] == "sharding_indexed")
+        .map(|c| &c[0]["configuration"]);
+    let (chunks, codecs, shard) = match sharding {
+        None => (grid, &doc["codecs"], None),
+        Some(conf) => {
+            let inner = u32s(&conf["chunk_shape"])
+                .filter(|s| s.len() == 5 && s.iter().all(|&c| c > 0))
+                .ok_or_else(|| {
+                    bad("the sharding codec's `chunk_shape` is not 5 positive integers")
+                })?;
+            if grid.iter().zip(&inner).any(|(s, c)| s % c != 0) {
+                return Err(bad(&format!(
+                    "the shard shape {grid:?} is not a whole number of inner chunks \
+                     {inner:?}"
+                )));
+            }
+            let shard: Vec<u32> = grid.iter().zip(&inner).map(|(s, c)| s / c).collect();
+            let shard: [u32; 5] = shard.try_into().expect("5 entries");
+            (inner, &conf["codecs"], Some(shard))
+        }
+    };
     if let Some(why) = crate::sizes::field_problem(shape[3], shape[4])
         .or_else(|| crate::sizes::inputs_problem(shape[0], shape[1], shape[2]))
     {
@@ -346,6 +440,21 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         return Err(bad(&format!(
             "`chunk_shape` {chunks:?} does not fit `shape` {shape:?}"
         )));
+    }
+    if let Some(k) = shard {
+        // [1, kv, 1, ky, kx], within the variables and the chunk grid, as a
+        // scenario's `[output] shard` must be.
+        let fits = k[0] == 1
+            && k[2] == 1
+            && (1..=shape[1]).contains(&k[1])
+            && (1..=shape[3].div_ceil(chunks[3])).contains(&k[3])
+            && (1..=shape[4].div_ceil(chunks[4])).contains(&k[4]);
+        if !fits {
+            return Err(bad(&format!(
+                "shards of {k:?} chunks: not [1, kv, 1, ky, kx] within the array's \
+                 variables and chunk grid"
+            )));
+        }
     }
     let attrs = &doc["attributes"]["nwp_fields"];
     if attrs["version"].as_u64() != Some(1) {
@@ -376,15 +485,21 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         (false, _) => return Err(bad("attributes.nwp_fields.codec is not none, zstd or lz4")),
         (true, _) => return Err(bad("attributes.nwp_fields.codec is not ccsds or simple")),
     };
-    let level = doc["codecs"]
+    let level = codecs
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == "zstd"))
         .and_then(|c| c["configuration"]["level"].as_i64())
         .ok_or_else(|| bad("no zstd codec with a level"))?;
     let dataset = DatasetParams {
+        // Absent in outputs written before it was recorded: files.
         layout: match attrs["input_layout"].as_str() {
+            None | Some("files") => Layout::Files,
             Some("container") => Layout::Container,
-            _ => Layout::Files,
+            Some(_) => {
+                return Err(bad(
+                    "attributes.nwp_fields.input_layout is not files or container",
+                ))
+            }
         },
         groups: shape[0],
         variables: shape[1],
@@ -403,8 +518,13 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         cy: chunks[3],
         cx: chunks[4],
         zstd_level: level as i32,
+        shard,
     };
-    Ok(ArrayLayout::new(dataset, output))
+    let layout = ArrayLayout::new(dataset, output);
+    if let Some(why) = crate::sizes::shard_problem(&layout) {
+        return Err(bad(&why));
+    }
+    Ok(layout)
 }
 
 #[cfg(test)]
@@ -468,5 +588,99 @@ mod tests {
         let v = verify(&layout, &fx.output_root, 0, 1);
         assert_eq!((v.missing, v.unexpected), (1, 1), "{:?}", v.problems);
         assert!(!v.ok);
+    }
+
+    #[test]
+    fn a_sharded_output_passes_and_its_layout_is_recovered() {
+        let fx = Fixture::tiny(Layout::Files, Codec::Zstd).sharded();
+        write(&fx);
+        let layout = layout_from_zarr_json(&fx.output_root).unwrap();
+        assert_eq!(layout.output, fx.output);
+        let v = verify(&layout, &fx.output_root, 0, 1);
+        assert!(v.ok, "{:?}", v.problems);
+        // 2 groups × 2 blocks of variables × 2 shards along y × 1 along x.
+        assert_eq!((v.chunks_expected, v.chunks_checked), (8, 8));
+        let v = verify(&layout, &fx.output_root, 3, 1);
+        assert!(v.ok && v.sampled && v.chunks_checked == 3);
+    }
+
+    /// Verifies the sharded fixture after `damage` rewrote shard `c/1/1/0/1/0` (one
+    /// variable × one row of chunks: 2 of its 8 positions present); returns the
+    /// problems.
+    fn damaged_shard(damage: impl FnOnce(&ArrayLayout, Vec<u8>) -> Vec<u8>) -> Vec<String> {
+        let fx = Fixture::tiny(Layout::Files, Codec::Zstd).sharded();
+        write(&fx);
+        let layout = ArrayLayout::new(fx.params.clone(), fx.output);
+        let path = fx.output_root.join("c/1/1/0/1/0");
+        let bytes = damage(&layout, fs::read(&path).unwrap());
+        fs::write(&path, bytes).unwrap();
+        let v = verify(&layout, &fx.output_root, 0, 1);
+        assert!(!v.ok);
+        assert_eq!((v.wrong_chunks, v.missing, v.unexpected), (1, 0, 0));
+        v.problems
+    }
+
+    #[test]
+    fn a_damaged_shard_is_caught_and_named() {
+        let p = damaged_shard(|_, mut b| {
+            let n = b.len();
+            b[n - 20] ^= 0x40;
+            b
+        });
+        assert!(
+            p[0].starts_with("c/1/1/0/1/0: shard index checksum mismatch"),
+            "{p:?}"
+        );
+        let p = damaged_shard(|_, b| b[..b.len() - 7].to_vec());
+        assert!(
+            p[0].starts_with("c/1/1/0/1/0: shard index checksum"),
+            "{p:?}"
+        );
+        let p = damaged_shard(|_, b| b[..50].to_vec());
+        assert!(
+            p[0].starts_with(
+                "c/1/1/0/1/0: truncated shard: 50 bytes, shorter than its index of 132 bytes"
+            ),
+            "{p:?}"
+        );
+        // An index of another length (4 positions, with a good checksum).
+        let p = damaged_shard(|l, _| {
+            let mut inner = l.expected_shard(1, 1, 1, 0);
+            inner.truncate(4);
+            l.encode_shard(inner).unwrap()
+        });
+        assert!(p[0].contains("checksum mismatch"), "{p:?}");
+        // A present inner chunk dropped from the index; one past the grid added.
+        let p = damaged_shard(|l, _| {
+            let mut inner = l.expected_shard(1, 1, 1, 0);
+            inner[1] = None;
+            l.encode_shard(inner).unwrap()
+        });
+        assert_eq!(
+            p[0],
+            "c/1/1/0/1/0: inner chunk 1 (chunk c/1/2/0/2/1) is absent"
+        );
+        let p = damaged_shard(|l, _| {
+            let mut inner = l.expected_shard(1, 1, 1, 0);
+            inner[2] = inner[0].clone();
+            l.encode_shard(inner).unwrap()
+        });
+        assert!(
+            p[0].contains("inner chunk 2 is present but lies past"),
+            "{p:?}"
+        );
+        // One wrong value, named with its inner chunk.
+        let p = damaged_shard(|l, _| {
+            let mut inner = l.expected_shard(1, 1, 1, 0);
+            let c = inner[1].as_mut().unwrap();
+            c[0] = f32::from_bits(c[0].to_bits() + 1);
+            l.encode_shard(inner).unwrap()
+        });
+        assert!(
+            p[0].starts_with(
+                "c/1/1/0/1/0: inner chunk 1 (chunk c/1/2/0/2/1): value at step 0, y 8, x 5"
+            ),
+            "{p:?}"
+        );
     }
 }

@@ -117,7 +117,9 @@ fn a_bad_scenario_names_line_and_key_and_fails() {
     assert!(!out.status.success());
     let shown = text(&out);
     assert!(
-        shown.contains("bad.toml:16:9: unknown variant `tepid`, expected `warm` or `cold`"),
+        shown.contains(
+            "bad.toml:16:9: [run] cache: unknown variant `tepid`, expected `warm` or `cold`"
+        ),
         "{shown}"
     );
     assert!(

@@ -26,6 +26,9 @@ use crate::output::is_temp_name;
 use crate::recorder::{Counters, Forward, Recorder, Stage};
 use crate::Workload as _;
 
+/// The shard shape of [`Fixture::sharded`]: 2 variables × 2 × 2 chunks.
+pub const SHARD: [u32; 5] = [1, 2, 1, 2, 2];
+
 /// A check that did not apply to this backend, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip(pub String);
@@ -102,10 +105,20 @@ impl Fixture {
                 cy: 4,
                 cx: 5,
                 zstd_level: 1,
+                shard: None,
             },
             input_root,
             output_root,
         }
+    }
+
+    /// The same fixture writing the sharded layout with [`SHARD`]: 10 × 9 fields in
+    /// 4 × 5 chunks are a 3 × 2 chunk grid, so shards of 2 × 2 chunks reach past it
+    /// along y, and shards of 2 variables past the last variable when there is an
+    /// odd number of them.
+    pub fn sharded(mut self) -> Fixture {
+        self.output.shard = Some(SHARD);
+        self
     }
 
     /// The NWP workload that turns this dataset into its output.
@@ -202,21 +215,21 @@ pub fn run_staged<B: Backend, W: crate::Workload>(
     Ok(outcome)
 }
 
-/// The exact bytes a correct run writes: zarr.json and every chunk.
+/// The exact bytes a correct run writes: zarr.json and every chunk (or shard).
 pub fn reference_output(fx: &Fixture) -> BTreeMap<String, Vec<u8>> {
     let layout = ArrayLayout::new(fx.params.clone(), fx.output);
     let mut out = BTreeMap::new();
     out.insert("zarr.json".to_string(), layout.zarr_json().into_bytes());
-    let (ncy, ncx) = layout.chunk_grid();
+    let (nv, ny, nx) = layout.object_grid();
     for g in 0..fx.params.groups {
-        for v in 0..fx.params.variables {
-            for iy in 0..ncy {
-                for ix in 0..ncx {
-                    let values = layout.expected_chunk(g, v, iy, ix);
-                    out.insert(
-                        ArrayLayout::chunk_key(g, v, iy, ix),
-                        layout.encode_chunk(&values).unwrap(),
-                    );
+        for v in 0..nv {
+            for iy in 0..ny {
+                for ix in 0..nx {
+                    let bytes = match layout.shard() {
+                        None => layout.encode_chunk(&layout.expected_chunk(g, v, iy, ix)),
+                        Some(_) => layout.encode_shard(layout.expected_shard(g, v, iy, ix)),
+                    };
+                    out.insert(ArrayLayout::chunk_key(g, v, iy, ix), bytes.unwrap());
                 }
             }
         }
@@ -237,6 +250,22 @@ pub fn check_output_identical(backend: &impl Backend, layout: Layout, codec: Cod
     Ok(())
 }
 
+/// [`check_output_identical`] with the sharded output layout ([`Fixture::sharded`]).
+pub fn check_sharded_output_identical(
+    backend: &impl Backend,
+    layout: Layout,
+    codec: Codec,
+) -> CheckResult {
+    supports(backend, layout)?;
+    let fx = Fixture::tiny(layout, codec).sharded();
+    output_identical(
+        backend,
+        &fx,
+        fx.workload(),
+        &format!("{layout:?}/{codec:?}, sharded output"),
+    );
+    Ok(())
+}
 /// Output is byte-identical to the reference for nwp-grib2 inputs in this layout,
 /// packing and wrap, decoded by `decoder` (skipped if this build lacks it).
 pub fn check_grib2_output_identical(
@@ -334,8 +363,12 @@ pub fn check_all_layouts_and_codecs(backend: &impl Backend) -> Vec<Skip> {
 /// output written once, and everything reserved given back. Runs a few limit
 /// settings, the tightest being the smallest budget with which the job can finish.
 pub fn check_limits(backend: &impl Backend, layout: Layout) -> CheckResult {
-    supports(backend, layout)?;
-    let fx = Fixture::with_shape(layout, Codec::Zstd, 2, 5, 6);
+    limits_hold(backend, Fixture::with_shape(layout, Codec::Zstd, 2, 5, 6))
+}
+
+/// [`check_limits`] for the fixture `fx` (chunked or sharded).
+fn limits_hold(backend: &impl Backend, fx: Fixture) -> CheckResult {
+    supports(backend, fx.params.layout)?;
     let workload = Arc::new(fx.workload());
     let tight = workload.min_bytes_in_flight();
     for limits in [
@@ -460,8 +493,12 @@ pub const BAD_INPUT_MEMORY: u64 = 1 << 30;
 /// that file, within [`BAD_INPUT_TIMEOUT`], and leaves no complete-looking chunk of
 /// the damaged variable and no temporary file behind.
 pub fn check_bad_input(backend: &impl Backend, layout: Layout, damage: Damage) -> CheckResult {
-    supports(backend, layout)?;
-    let fx = Fixture::tiny(layout, Codec::Zstd);
+    bad_input(backend, Fixture::tiny(layout, Codec::Zstd), damage)
+}
+
+/// [`check_bad_input`] for the fixture `fx` (chunked or sharded).
+fn bad_input(backend: &impl Backend, fx: Fixture, damage: Damage) -> CheckResult {
+    supports(backend, fx.params.layout)?;
     let job = Arc::new(fx.job(Fixture::roomy_limits()));
     let (g, v, s) = (1, 1, 2);
     let file = fx.input_file(g, v, s);
@@ -526,7 +563,9 @@ fn assert_failed_cleanly(
         file.display()
     );
     let outputs = fx.output_files();
-    let prefix = format!("c/{g}/{v}/");
+    // The objects holding the damaged variable: its chunks, or its block's shards.
+    let kv = fx.output.shard.map_or(1, |s| s[1]);
+    let prefix = format!("c/{g}/{}/", v / kv);
     let leaked: Vec<_> = outputs
         .keys()
         .filter(|k| k.starts_with(&prefix) || k.rsplit('/').next().is_some_and(is_temp_name))
@@ -849,8 +888,12 @@ pub fn check_cancellation(backend: &impl Backend, layout: Layout) -> CheckResult
 /// group is written) the output is still byte-identical and the limits still hold,
 /// also with a budget that fits little more than one variable.
 pub fn check_overlap_groups(backend: &impl Backend, layout: Layout) -> CheckResult {
-    supports(backend, layout)?;
-    let fx = Fixture::with_shape(layout, Codec::Zstd, 3, 3, 4);
+    overlap_groups(backend, Fixture::with_shape(layout, Codec::Zstd, 3, 3, 4))
+}
+
+/// [`check_overlap_groups`] for the fixture `fx` (chunked or sharded).
+fn overlap_groups(backend: &impl Backend, fx: Fixture) -> CheckResult {
+    supports(backend, fx.params.layout)?;
     let workload = Arc::new(fx.workload());
     for bytes_in_flight in [workload.min_bytes_in_flight() * 2, 64 << 20] {
         fs::remove_dir_all(&fx.output_root).unwrap();
@@ -883,9 +926,32 @@ pub fn check_overlap_groups(backend: &impl Backend, layout: Layout) -> CheckResu
     Ok(())
 }
 
+/// The checks again with the sharded output layout ([`Fixture::sharded`]):
+/// byte-identical output on both dataset layouts (shards that reach past the chunk
+/// grid along y and, with 3 or 5 variables, past the last variable), the limits
+/// (the tightest budget being a shard's two variables), a damaged input leaving no
+/// shard of its block, and overlapping groups.
+pub fn check_sharded(backend: &impl Backend) -> Vec<Skip> {
+    let mut skipped = Vec::new();
+    for (layout, codec) in [
+        (Layout::Files, Codec::Zstd),
+        (Layout::Container, Codec::Lz4),
+    ] {
+        skipped.extend(check_sharded_output_identical(backend, layout, codec).err());
+        let fx = Fixture::with_shape(layout, Codec::Zstd, 2, 5, 6).sharded();
+        skipped.extend(limits_hold(backend, fx).err());
+        let fx = Fixture::with_shape(layout, Codec::Zstd, 3, 3, 4).sharded();
+        skipped.extend(overlap_groups(backend, fx).err());
+    }
+    let fx = Fixture::tiny(Layout::Files, Codec::Zstd).sharded();
+    skipped.extend(bad_input(backend, fx, Damage::Corrupt).err());
+    skipped
+}
+
 /// Runs the whole suite; returns what was skipped and why.
 pub fn check_all(backend: &impl Backend) -> Vec<Skip> {
     let mut skipped = check_all_layouts_and_codecs(backend);
+    skipped.extend(check_sharded(backend));
     skipped.extend(check_all_bad_inputs(backend));
     for layout in [Layout::Files, Layout::Container] {
         skipped.extend(check_limits(backend, layout).err());

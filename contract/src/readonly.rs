@@ -143,6 +143,7 @@ mod tests {
                 cy: 4,
                 cx: 4,
                 zstd_level: 1,
+                shard: None,
             },
         ));
         assert_eq!(w.decode(&g, 0, b"abcd").unwrap(), 4);

@@ -46,6 +46,15 @@ fn header(a: &Analysis) -> String {
     if let Some(n) = r.network.as_ref().filter(|n| n.s3 || n.mode != "none") {
         let _ = writeln!(md, "Network to the object stores ({}): {n}\n", n.mode);
     }
+    let (d, o) = (&s.dataset.params, &s.output.params);
+    let shards = o
+        .shard
+        .map_or(String::new(), |k| format!(" in shards of {k:?} chunks"));
+    let _ = writeln!(
+        md,
+        "Output: {} Zarr, chunks [1, 1, {}, {}, {}]{shards}, zstd level {}.\n",
+        s.output.layout, d.steps, o.cy, o.cx, o.zstd_level
+    );
     md
 }
 
@@ -54,9 +63,12 @@ fn dataset_line(a: &Analysis) -> String {
     let r = a.results;
     let d = &r.scenario.dataset;
     let p = &d.params;
-    let decoder = d.decoder.map_or(String::new(), |dec| {
-        format!(", decoded by {}", dec.version())
-    });
+    // The version as recorded when the run was made; the name alone for older files.
+    let decoder = match (&r.dataset.decoder, d.decoder) {
+        (Some(recorded), _) => format!(", decoder {recorded}"),
+        (None, Some(dec)) => format!(", decoder {}", dec.name()),
+        (None, None) => String::new(),
+    };
     format!(
         "Dataset: {} ({}{decoder}) · {} × {} × {} fields of {}×{} · {} layout · {} messages, {:.1} MB ({:.0} kB each)",
         d.kind,
@@ -66,10 +78,7 @@ fn dataset_line(a: &Analysis) -> String {
         p.steps,
         p.ny,
         p.nx,
-        match p.layout {
-            rechunk_contract::nwp::Layout::Files => "files",
-            rechunk_contract::nwp::Layout::Container => "container",
-        },
+        p.layout_name(),
         r.dataset.messages,
         r.dataset.bytes as f64 / 1e6,
         r.dataset.bytes as f64 / r.dataset.messages.max(1) as f64 / 1e3,

@@ -42,5 +42,7 @@ pub use s3::{
     S3Config, S3_CONNECT_TIMEOUT, S3_MAX_CONNECTIONS, S3_MAX_RETRIES, S3_REQUEST_TIMEOUT,
     S3_RETRY_TIMEOUT,
 };
-pub use store::{block_on, Store, MARKER, MAX_UPLOAD_FILE};
+pub use store::{
+    block_on, put_object, Put, Store, MARKER, MAX_UPLOAD_FILE, MULTIPART_PART, MULTIPART_THRESHOLD,
+};
 pub use url::StoreUrl;

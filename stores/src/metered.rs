@@ -371,10 +371,15 @@ impl fmt::Debug for MeteredUpload {
 #[async_trait]
 impl MultipartUpload for MeteredUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let request = InFlight::begin(self.class, RequestOp::UploadPart, &self.recorder);
         let len = data.content_length() as u64;
         let part = self.inner.put_part(data);
-        Box::pin(async move { request.finish(part.await, |_| len) })
+        let (class, recorder) = (self.class, self.recorder.clone());
+        // In flight from its first poll: a caller may make parts ahead and send a
+        // few at a time (`stores::put_object` does).
+        Box::pin(async move {
+            let request = InFlight::begin(class, RequestOp::UploadPart, &recorder);
+            request.finish(part.await, |_| len)
+        })
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {

@@ -250,13 +250,18 @@ impl Store {
         }
     }
 
-    /// Writes `bytes` as the object at `key` (one PUT: atomic on every store).
+    /// Writes `bytes` as the object at `key` with [`put_object`]: one PUT, or a
+    /// multipart upload above [`MULTIPART_THRESHOLD`]; atomic on every store.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.inner
-            .put(&self.path(key), PutPayload::from(bytes))
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(key, Op::Put, e))
+        put_object(
+            self.inner.as_ref(),
+            &self.path(key),
+            bytes,
+            MULTIPART_THRESHOLD,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| self.error(key, Op::Put, e))
     }
 
     /// Empties the root for the harness: deletes every object under it (at most
@@ -397,6 +402,70 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Objects larger than this (16 MiB) are written by [`put_object`] as a multipart
+/// upload rather than one PUT.
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// The size of every part of a multipart upload but the last (8 MiB; S3 wants at
+/// least 5 MiB).
+pub const MULTIPART_PART: usize = 8 << 20;
+/// Parts of one multipart upload in flight at once.
+const MULTIPART_CONCURRENCY: usize = 4;
+
+/// How [`put_object`] wrote an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// One PUT request.
+    Single,
+    /// A multipart upload: a request to start it, one per part, one to complete it.
+    Multipart {
+        /// Parts uploaded.
+        parts: u64,
+    },
+}
+
+/// Writes `bytes` as the object at `path`: one PUT when it is at most `threshold`
+/// bytes, else a multipart upload of [`MULTIPART_PART`]-byte parts (a few in flight
+/// at once, all slices of `bytes`, never copied), completed once every part is in,
+/// and aborted if any part fails. Either way the object appears whole or not at all:
+/// S3 shows a multipart object only when it is completed, and a local filesystem
+/// store renames its temporary file then.
+pub async fn put_object(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    bytes: Vec<u8>,
+    threshold: usize,
+) -> Result<Put, object_store::Error> {
+    if bytes.len() <= threshold {
+        store.put(path, PutPayload::from(bytes)).await?;
+        return Ok(Put::Single);
+    }
+    let bytes = bytes::Bytes::from(bytes);
+    let mut upload = store.put_multipart(path).await?;
+    let parts: Vec<_> = (0..bytes.len())
+        .step_by(MULTIPART_PART)
+        .map(|at| {
+            let end = (at + MULTIPART_PART).min(bytes.len());
+            upload.put_part(PutPayload::from(bytes.slice(at..end)))
+        })
+        .collect();
+    let n = parts.len() as u64;
+    let sent: Result<Vec<()>, _> = futures::stream::iter(parts)
+        .buffer_unordered(MULTIPART_CONCURRENCY)
+        .try_collect()
+        .await;
+    let done = match sent {
+        Ok(_) => upload.complete().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        // The first error is the one to report; a failed abort leaves only parts
+        // that S3 never shows as an object.
+        let _ = upload.abort().await;
+        return Err(e);
+    }
+    Ok(Put::Multipart { parts: n })
+}
+
 /// Runs `f` to completion on a small runtime of its own: the harness's blocking
 /// entry to the async helpers above.
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, StoreError> {
@@ -421,6 +490,55 @@ fn install_crypto_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes that differ from part to part, so a part out of place shows.
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    #[test]
+    fn a_large_object_is_a_multipart_upload_that_appears_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let bytes = pattern(2 * MULTIPART_PART + 12345);
+        block_on(async {
+            let path = ObjectPath::from("c/0/0/0/0/0");
+            let put = put_object(&store, &path, bytes.clone(), MULTIPART_PART).await;
+            assert_eq!(put.unwrap(), Put::Multipart { parts: 3 });
+            let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+            assert!(got[..] == bytes[..], "the parts were reassembled wrong");
+            // At the threshold, one PUT.
+            let small = ObjectPath::from("small");
+            let put = put_object(
+                &store,
+                &small,
+                bytes[..MULTIPART_PART].to_vec(),
+                MULTIPART_PART,
+            );
+            assert_eq!(put.await.unwrap(), Put::Single);
+        })
+        .unwrap();
+        // Nothing but the two objects: no staged parts left.
+        let mut names: Vec<_> = walk_names(dir.path());
+        names.sort();
+        assert_eq!(names, ["c/0/0/0/0/0", "small"]);
+    }
+
+    fn walk_names(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    let p = e.path();
+                    out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out
+    }
 
     #[test]
     fn no_credentials_is_an_error_before_any_request() {

@@ -142,3 +142,44 @@ fn wrong_s3_credentials_are_access_denied() {
     );
     assert!(!shown.contains("wrong-secret"), "{shown}");
 }
+
+/// A shard above the multipart threshold goes up in parts and reads back whole;
+/// one at the threshold is one PUT.
+#[test]
+fn a_large_object_is_uploaded_in_parts_to_s3() {
+    let Some(bucket) = s3_bucket() else { return };
+    let url = fresh_prefix(&bucket, "multipart");
+    let store = open(&url, &S3Config::default());
+    let bytes: Vec<u8> = (0..stores::MULTIPART_THRESHOLD + 3 * 1000 * 1000 + 7)
+        .map(|i| (i * 7 + i / 4099) as u8)
+        .collect();
+    block_on(async {
+        let path = store.path("c/0/0/0/0/0");
+        let put = stores::put_object(
+            store.inner.as_ref(),
+            &path,
+            bytes.clone(),
+            stores::MULTIPART_THRESHOLD,
+        )
+        .await
+        .unwrap();
+        assert_eq!(put, stores::Put::Multipart { parts: 3 });
+        let got = store.fetch("c/0/0/0/0/0").await.unwrap();
+        assert!(
+            got == bytes,
+            "{} bytes read back, {} written",
+            got.len(),
+            bytes.len()
+        );
+        let small = store.path("small");
+        let put = stores::put_object(
+            store.inner.as_ref(),
+            &small,
+            bytes[..1000].to_vec(),
+            stores::MULTIPART_THRESHOLD,
+        );
+        assert_eq!(put.await.unwrap(), stores::Put::Single);
+        assert_eq!(store.list().await.unwrap(), ["c/0/0/0/0/0", "small"]);
+    })
+    .unwrap();
+}

@@ -3,7 +3,9 @@
 //! a request to the [object_store] crate, as light-speed-io benchmarked itself
 //! against. Reads are `get` (a whole file), `get_range` (one message of a
 //! container) or `get_ranges` (`ranges_per_request` consecutive messages of a
-//! container in one call); writes are one `put` per object, atomic on every store.
+//! container in one call); writes are one `put` per object, atomic on every store
+//! (an object above [`stores::MULTIPART_THRESHOLD`], a large shard, is a multipart
+//! upload, which appears whole when completed; counted in `multipart_uploads`).
 //!
 //! Input and output stores are chosen separately by URL ([`stores::StoreUrl`]) and
 //! opened, emptied, loaded and copied through the [`stores`] crate:
@@ -31,7 +33,7 @@
 //! results count those hops per kind of call, as object_store 0.14's `local.rs`
 //! makes them: `get` two (`get_opts` opens and stats, `GetResult::bytes` reads),
 //! `get_range` two (the same two with a range), `get_ranges` one, `put` one (write a
-//! staged file, rename it).
+//! staged file, rename it), a multipart upload one per part and one to complete.
 
 pub mod options;
 
@@ -45,7 +47,7 @@ use backend_tokio::{Bridge, IoMode, ObjectIo};
 use futures::future::BoxFuture;
 use object_store::memory::InMemory;
 use object_store::throttle::{ThrottleConfig, ThrottledStore};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use rechunk_contract::{
     Availability, Backend, ByteRange, Cancel, Capabilities, InputRef, Job, Recorder, RunError,
     RunOutcome, Workload,
@@ -418,6 +420,10 @@ struct Counts {
     get_range: AtomicU64,
     get_ranges: AtomicU64,
     put: AtomicU64,
+    /// Objects written by multipart upload (each counted in `put` too) and their
+    /// parts.
+    multipart: AtomicU64,
+    multipart_parts: AtomicU64,
     read_hops: AtomicU64,
     write_hops: AtomicU64,
 }
@@ -527,12 +533,22 @@ impl ObjectIo for StoreIo {
         Box::pin(async move {
             counts.put.fetch_add(1, Relaxed);
             counts.write_hops.fetch_add(hops, Relaxed);
-            store
-                .inner
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .map(|_| ())
-                .map_err(|e| RunError::output(store.named(&path), describe(&e)))
+            let put = stores::put_object(
+                store.inner.as_ref(),
+                &path,
+                bytes,
+                stores::MULTIPART_THRESHOLD,
+            )
+            .await
+            .map_err(|e| RunError::output(store.named(&path), describe(&e)))?;
+            if let stores::Put::Multipart { parts } = put {
+                counts.multipart.fetch_add(1, Relaxed);
+                counts.multipart_parts.fetch_add(parts, Relaxed);
+                // LocalFileSystem: one blocking hop per part and one to complete
+                // (the rename), not the one of a `put`.
+                counts.write_hops.fetch_add(hops * parts, Relaxed);
+            }
+            Ok(())
         })
     }
 
@@ -548,6 +564,8 @@ impl ObjectIo for StoreIo {
             ("requests_get_range", &c.get_range),
             ("requests_get_ranges", &c.get_ranges),
             ("requests_put", &c.put),
+            ("multipart_uploads", &c.multipart),
+            ("multipart_parts", &c.multipart_parts),
             ("read_blocking_hops", &c.read_hops),
             ("write_blocking_hops", &c.write_hops),
         ] {

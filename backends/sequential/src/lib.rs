@@ -212,6 +212,11 @@ mod tests {
     }
 
     #[test]
+    fn conformance_sharded_output() {
+        assert!(conformance::check_sharded(&Sequential).is_empty());
+    }
+
+    #[test]
     fn conformance_bad_inputs_are_named() {
         assert!(conformance::check_all_bad_inputs(&Sequential).is_empty());
     }

@@ -42,12 +42,20 @@ impl Decoder {
         }
     }
 
-    /// The crate (and its version) that does the decoding, for results.
-    pub fn version(self) -> &'static str {
+    /// The crates (with the versions this build resolved, from Cargo.lock) that do
+    /// the decoding, for results.
+    pub fn version(self) -> String {
         match self {
-            Decoder::Grib => "grib 0.20 (rust-aec 0.1)",
-            Decoder::Gribberish => "gribberish 1.9",
-            Decoder::Libaec => "libaec-sys 0.1 (libaec 1.1)",
+            Decoder::Grib => format!(
+                "grib {} (CCSDS by rust-aec {})",
+                env!("HARNESS_VERSION_GRIB"),
+                env!("HARNESS_VERSION_RUST_AEC")
+            ),
+            Decoder::Gribberish => format!("gribberish {}", env!("HARNESS_VERSION_GRIBBERISH")),
+            Decoder::Libaec => format!(
+                "libaec-sys {} (the libaec it bundles)",
+                env!("HARNESS_VERSION_LIBAEC_SYS")
+            ),
         }
     }
 
@@ -109,7 +117,8 @@ pub fn decode(
 /// stream's end.
 pub fn unwrap_bz2(raw: &[u8], limit: u64) -> Result<Vec<u8>, String> {
     let mut d = bzip2::read::BzDecoder::new(raw);
-    let mut out = Vec::with_capacity((limit as usize).min(raw.len().saturating_mul(8)));
+    // Exactly the most that is read: the buffer never grows past it.
+    let mut out = Vec::with_capacity(limit as usize + 1);
     (&mut d)
         .take(limit + 1)
         .read_to_end(&mut out)
@@ -376,6 +385,17 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn decoder_versions_come_from_the_lock_file() {
+        for d in Decoder::ALL {
+            let v = d.version();
+            assert!(
+                !v.contains('?') && v.chars().any(|c| c.is_ascii_digit()),
+                "{v}"
+            );
         }
     }
 

@@ -176,7 +176,7 @@ pub fn encode_message(
     put(out, 21, 4);
     out.push(1);
     put(out, CENTRE_DWD as u64, 2);
-    put(out, 255, 2); // sub-centre: missing
+    put(out, 255, 2); // sub-centre 255, as DWD writes
     out.push(TABLES_VERSION);
     out.push(0); // local tables: not used
     out.push(1); // significance of the reference time: start of forecast
@@ -268,7 +268,8 @@ pub fn encode_message(
             out.extend_from_slice(&stream);
         }
     }
-    let sect7_len = (out.len() - sect7_at) as u32;
+    let sect7_len = u32::try_from(out.len() - sect7_at)
+        .map_err(|_| "the data section exceeds GRIB2's 32-bit section length".to_string())?;
     out[sect7_at..sect7_at + 4].copy_from_slice(&sect7_len.to_be_bytes());
 
     // Section 8: end.
@@ -467,7 +468,8 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
             7 => p.data = at + 5..at + len,
             _ => {
                 return bad(format!(
-                    "section number {num} at octet {}: GRIB2 has sections 0 to 8",
+                    "unexpected section number {num} at octet {} (sections 1 to 7 may \
+                     follow section 0; `7777` ends the message)",
                     at + 1
                 ))
             }
@@ -613,6 +615,18 @@ pub fn check(
             ),
         );
     }
+    if packing == Packing::Ccsds {
+        let d = crate::ccsds::AecParams::eccodes_default(expected.3);
+        let want = (d.flags, d.block_size as u8, d.rsi as u16);
+        if p.ccsds != Some(want) {
+            let (f, b, r) = p.ccsds.unwrap_or_default();
+            return differs(
+                "template 5.42's CCSDS flags, block size and reference sample interval",
+                format!("({f}, {b}, {r})"),
+                format!("({}, {}, {}) as ecCodes writes", want.0, want.1, want.2),
+            );
+        }
+    }
     if p.bitmap != 255 {
         return differs(
             "the bitmap indicator",
@@ -636,6 +650,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grib2::Grib2Params;
 
     #[test]
     fn reference_times_step_six_hours_from_the_epoch() {
@@ -750,12 +765,117 @@ mod tests {
         let mut bad = m.clone();
         bad[16 + 3] = 200;
         assert!(err(&bad, ID).contains("bad length"), "{}", err(&bad, ID));
-        // Every single-byte change outside the data payload is caught or harmless
-        // to the decode (a reserved octet): never a panic.
+        // Never a panic, whatever byte changes.
         for i in 0..m.len() {
             let mut b = m.clone();
             b[i] ^= 0x10;
             let _ = check(&b, ID, Packing::Simple, 4);
+        }
+    }
+
+    #[test]
+    fn every_key_the_format_fixes_is_checked_octet_by_octet() {
+        let m = message(Packing::Ccsds, ID, 4);
+        // Offsets (from the message's start) of octets check() must refuse when
+        // changed: section 0, 1, 3, 4, 5 and 6 keys, and section lengths.
+        let (s1, s3) = (16, 16 + 21);
+        let (s4, s5) = (s3 + 72, s3 + 72 + 34);
+        let s6 = s5 + 25;
+        let octet = |section: usize, n: usize| section + n - 1;
+        let must_refuse = [
+            ("discipline", 6),
+            ("edition", 7),
+            ("total length", 15),
+            ("section 1 length", octet(s1, 4)),
+            ("centre", octet(s1, 7)),
+            ("year", octet(s1, 14)),
+            ("hour", octet(s1, 18)),
+            ("points", octet(s3, 10)),
+            ("grid template", octet(s3, 14)),
+            ("Ni", octet(s3, 34)),
+            ("Nj", octet(s3, 38)),
+            ("scanning mode", octet(s3, 72)),
+            ("product template", octet(s4, 9)),
+            ("category", octet(s4, 10)),
+            ("number", octet(s4, 11)),
+            ("time unit", octet(s4, 18)),
+            ("forecast time", octet(s4, 22)),
+            ("encoded points", octet(s5, 9)),
+            ("data template", octet(s5, 11)),
+            ("R", octet(s5, 12)),
+            ("E", octet(s5, 17)),
+            ("D", octet(s5, 19)),
+            ("bits", octet(s5, 20)),
+            ("ccsds flags", octet(s5, 22)),
+            ("block size", octet(s5, 23)),
+            ("rsi", octet(s5, 25)),
+            ("bitmap", octet(s6, 6)),
+            ("section 7 length", octet(s6 + 6, 4)),
+            ("7777", m.len() - 1),
+        ];
+        for (what, at) in must_refuse {
+            for bit in [0x01, 0x80] {
+                let mut b = m.clone();
+                b[at] ^= bit;
+                assert!(
+                    check(&b, ID, Packing::Ccsds, 4).is_err(),
+                    "{what} (offset {at}) changed by {bit:#x} was accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_length_bound_holds_for_the_worst_data() {
+        // Alternating extremes defeat every CCSDS option; small fields end in a
+        // partial block, which the encoder pads to a whole one.
+        for b in [0u32, 4, 8] {
+            let bits = 12 + b;
+            for (ny, nx) in [(1, 1), (1, 3), (3, 11), (7, 33), (40, 50)] {
+                let n = (ny * nx) as usize;
+                for pattern in 0..3u32 {
+                    let q: Vec<u32> = (0..n as u32)
+                        .map(|i| match pattern {
+                            0 => {
+                                if i % 2 == 0 {
+                                    0
+                                } else {
+                                    (1 << bits) - 1
+                                }
+                            }
+                            1 => {
+                                if i % 3 == 1 {
+                                    (1 << bits) - 1
+                                } else {
+                                    0
+                                }
+                            }
+                            _ => (i.wrapping_mul(2_654_435_761) >> 7) & ((1 << bits) - 1),
+                        })
+                        .collect();
+                    let id = FieldId {
+                        g: 0,
+                        v: 0,
+                        s: 0,
+                        ny,
+                        nx,
+                    };
+                    for packing in [Packing::Ccsds, Packing::Simple] {
+                        let p = Grib2Params {
+                            packing,
+                            wrap: super::super::Wrap::None,
+                        };
+                        let mut out = Vec::new();
+                        encode_message(&mut out, &p, id, b, &q).unwrap();
+                        let bound = p.max_message_len(ny, nx, bits);
+                        assert!(
+                            out.len() as u64 <= bound,
+                            "{packing:?} b={b} {ny}x{nx} pattern {pattern}: {} > {bound}",
+                            out.len()
+                        );
+                    }
+                }
+            }
         }
     }
 }

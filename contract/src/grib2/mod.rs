@@ -99,10 +99,10 @@ impl Grib2Params {
         let n = ny as u64 * nx as u64;
         let packed = match self.packing {
             Packing::Simple => (n * bits as u64).div_ceil(8),
-            // CCSDS at its worst sends every block uncompressed: the samples plus an
-            // option id of at most 5 bits per block of 32 (a bit per sample bounds
-            // that) and a reference sample per interval (counted in the same bit).
-            Packing::Ccsds => (n * (bits as u64 + 1)).div_ceil(8) + 64,
+            // CCSDS at its worst sends every block uncompressed: an option id of at
+            // most 5 bits and 32 samples (the reference sample among them), the last
+            // block padded to 32 samples. ecCodes' block size is 32.
+            Packing::Ccsds => (n.div_ceil(32) * (5 + 32 * bits as u64)).div_ceil(8),
         };
         message::HEADERS_LEN as u64 + packed
     }

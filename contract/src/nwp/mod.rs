@@ -4,6 +4,7 @@
 
 pub mod generate;
 pub mod message;
+pub mod shard;
 pub mod values;
 pub mod workload;
 pub mod zarr;
@@ -168,9 +169,17 @@ impl DatasetParams {
                         p.max_message_len(self.ny, self.nx, 12 + self.noise_bits)
                     }
                 };
-                // grib-rs unpacks CCSDS into 4 bytes per value before scaling;
-                // gribberish into f64 values (8 per value).
-                unwrapped + self.ny as u64 * self.nx as u64 * 8
+                // bzip2's level-9 decoder state (100 kB + 4 × 900 kB), whatever the
+                // field's size.
+                let bz2_state = match p.wrap {
+                    crate::grib2::Wrap::None => 0,
+                    crate::grib2::Wrap::Bz2 => 4 << 20,
+                };
+                // The decoders' own buffers, the largest of them: gribberish copies
+                // the payload twice (~2 bytes per value each), unpacks to bytes (2),
+                // then f32 (4) and collects f64 (8) while the f32 buffer lives; grib-rs
+                // and libaec need less.
+                unwrapped + bz2_state + self.ny as u64 * self.nx as u64 * 18
             }
         }
     }
@@ -178,25 +187,41 @@ impl DatasetParams {
     /// Why the message format cannot hold this dataset, if it cannot: GRIB2 encodes
     /// the variable as parameter category (< 255) and number, a point count in 32
     /// bits and a reference time up to the year 9999.
-    pub fn format_problem(&self) -> Option<String> {
+    /// Returns the key at fault (`variables`, `ny`, `groups`) and why.
+    pub fn format_problem(&self) -> Option<(&'static str, String)> {
         let Format::Grib2(_) = self.format else {
             return None;
         };
         if self.variables > 255 * 256 {
-            return Some(format!(
-                "GRIB2 encodes a variable as parameter category and number: at most {} \
+            return Some((
+                "variables",
+                format!(
+                    "GRIB2 encodes a variable as parameter category and number: at most {} \
                  variables, not {}",
-                255 * 256,
-                self.variables
+                    255 * 256,
+                    self.variables
+                ),
             ));
         }
-        if self.ny as u64 * self.nx as u64 > u32::MAX as u64 {
-            return Some("GRIB2 counts a field's points in 32 bits: ny × nx is too large".into());
+        // Section 7's length is 32 bits: the packed values must fit in it.
+        let points = self.ny as u64 * self.nx as u64;
+        if points > u32::MAX as u64
+            || points * (12 + self.noise_bits as u64) / 8 > u32::MAX as u64 - 1024
+        {
+            return Some((
+                "ny",
+                "GRIB2 counts a field's points and its data section's bytes in 32 bits: \
+                 ny × nx is too large"
+                    .into(),
+            ));
         }
         if crate::grib2::message::reference_time(self.groups.saturating_sub(1)).is_none() {
-            return Some(format!(
-                "{} groups 6 hours apart run past the year 9999, which GRIB2 cannot write",
-                self.groups
+            return Some((
+                "groups",
+                format!(
+                    "{} groups 6 hours apart run past the year 9999, which GRIB2 cannot write",
+                    self.groups
+                ),
             ));
         }
         None
@@ -213,6 +238,7 @@ impl DatasetParams {
                 "seed": self.seed,
                 "noise_bits": self.noise_bits,
                 "codec": self.codec.name(),
+                "input_layout": self.layout_name(),
             }),
             Format::Grib2(p) => serde_json::json!({
                 "version": 1,
@@ -221,11 +247,16 @@ impl DatasetParams {
                 "codec": p.packing.name(),
                 "input_format": "nwp-grib2",
                 "wrap": p.wrap.name(),
-                "input_layout": match self.layout {
-                    Layout::Files => "files",
-                    Layout::Container => "container",
-                },
+                "input_layout": self.layout_name(),
             }),
+        }
+    }
+
+    /// The layout's name in scenarios and attributes: `files` or `container`.
+    pub fn layout_name(&self) -> &'static str {
+        match self.layout {
+            Layout::Files => "files",
+            Layout::Container => "container",
         }
     }
 

@@ -1,5 +1,7 @@
 //! The NWP workload: decode messages, gather each variable's steps, emit one
 //! `[S, cy, cx]` chunk per spatial tile when the variable is complete, encode as Zarr.
+//! In the sharded layout the unit emitted is a shard: once every variable a shard
+//! spans is complete, all its inner chunks together, encoded into one object.
 
 use std::collections::HashMap;
 
@@ -20,19 +22,36 @@ pub struct NwpWorkload {
     retained_per_item: u64,
 }
 
-/// One output chunk before encoding.
+/// One output object before encoding: a chunk, or a shard of inner chunks.
 #[derive(Debug)]
-pub struct NwpChunk {
-    /// The group (init time).
-    pub g: u32,
-    /// The variable.
-    pub v: u32,
-    /// The chunk's index along y.
-    pub iy: u32,
-    /// The chunk's index along x.
-    pub ix: u32,
-    /// `[steps, cy, cx]`, padded with the fill value.
-    pub values: Vec<f32>,
+pub enum NwpChunk {
+    /// A chunk of the chunked layout.
+    Chunk {
+        /// The group (init time).
+        g: u32,
+        /// The variable.
+        v: u32,
+        /// The chunk's index along y.
+        iy: u32,
+        /// The chunk's index along x.
+        ix: u32,
+        /// `[steps, cy, cx]`, padded with the fill value.
+        values: Vec<f32>,
+    },
+    /// A shard of the sharded layout.
+    Shard {
+        /// The group (init time).
+        g: u32,
+        /// The shard's index along the variables.
+        sv: u32,
+        /// The shard's index along y.
+        sy: u32,
+        /// The shard's index along x.
+        sx: u32,
+        /// Per inner chunk position (C order), its `[steps, cy, cx]` values, or
+        /// `None` where the shard reaches past the array's chunk grid.
+        inner: Vec<Option<Vec<f32>>>,
+    },
 }
 
 impl NwpWorkload {
@@ -41,8 +60,14 @@ impl NwpWorkload {
         let layout = ArrayLayout::new(dataset, output);
         // A variable's chunks, raw and encoded, shared among its `steps` inputs.
         let chunk_bytes = layout.chunk_len() * 4;
-        let per_variable = layout.chunks_per_variable()
+        let mut per_variable = layout.chunks_per_variable()
             * (chunk_bytes + zstd::zstd_safe::compress_bound(chunk_bytes)) as u64;
+        if let Some(s) = layout.shard() {
+            // And the indexes of the shards its chunks go to (counted whole for
+            // each variable of a shard: an upper bound, 16 bytes per inner chunk).
+            let (_, nsy, nsx) = layout.object_grid();
+            per_variable += nsy as u64 * nsx as u64 * super::shard::index_len(s.positions()) as u64;
+        }
         let retained_per_item = per_variable.div_ceil(layout.dataset.steps as u64);
         NwpWorkload {
             layout,
@@ -66,10 +91,19 @@ impl NwpWorkload {
         &self.layout
     }
 
-    /// The smallest `bytes_in_flight` with which a variable can complete.
+    /// Variables whose inputs are all held before the reducer emits anything: one
+    /// in the chunked layout, a shard's worth in the sharded one.
+    pub fn variables_per_emission(&self) -> u32 {
+        let v = self.layout.dataset.variables;
+        self.layout.shard().map_or(1, |s| s.kv.min(v))
+    }
+
+    /// The smallest `bytes_in_flight` with which a variable (in the sharded layout,
+    /// every variable of a shard) can complete: backends reserve inputs in order,
+    /// so these inputs' retained bytes plus one more input in flight.
     pub fn min_bytes_in_flight(&self) -> u64 {
         let d = &self.layout.dataset;
-        d.steps as u64 * self.retained_per_item
+        self.variables_per_emission() as u64 * d.steps as u64 * self.retained_per_item
             + d.max_input_len()
             + d.field_bytes()
             + d.decode_scratch()
@@ -135,33 +169,57 @@ impl Workload for NwpWorkload {
             open: HashMap::new(),
             done: vec![false; self.layout.dataset.variables as usize],
             retained_per_item: self.retained_per_item,
+            blocks: HashMap::new(),
         }
     }
 
     fn encode(&self, chunk: NwpChunk) -> Result<OutputObject, WorkloadError> {
-        Ok(OutputObject {
-            key: ArrayLayout::chunk_key(chunk.g, chunk.v, chunk.iy, chunk.ix),
-            bytes: self
-                .layout
-                .encode_chunk(&chunk.values)
-                .map_err(WorkloadError)?,
-        })
+        match chunk {
+            NwpChunk::Chunk {
+                g,
+                v,
+                iy,
+                ix,
+                values,
+            } => Ok(OutputObject {
+                key: ArrayLayout::chunk_key(g, v, iy, ix),
+                bytes: self.layout.encode_chunk(&values).map_err(WorkloadError)?,
+            }),
+            NwpChunk::Shard {
+                g,
+                sv,
+                sy,
+                sx,
+                inner,
+            } => Ok(OutputObject {
+                key: ArrayLayout::chunk_key(g, sv, sy, sx),
+                bytes: self.layout.encode_shard(inner).map_err(WorkloadError)?,
+            }),
+        }
     }
 
     fn check_job(&self, job: &Job) -> Result<(), WorkloadError> {
         if let Format::Grib2(_) = self.layout.dataset.format {
             self.decoder.available().map_err(WorkloadError)?;
         }
-        if let Some(why) = self.layout.dataset.format_problem() {
-            return Err(WorkloadError(why));
+        if let Some((key, why)) = self.layout.dataset.format_problem() {
+            return Err(WorkloadError(format!("{key}: {why}")));
         }
         let need = self.min_bytes_in_flight();
         if job.limits.bytes_in_flight < need {
             let d = &self.layout.dataset;
+            let what = match self.variables_per_emission() {
+                1 => format!("a variable: its {} steps", d.steps),
+                n => format!(
+                    "a shard: its {n} variables × {} steps = {} inputs",
+                    d.steps,
+                    n as u64 * d.steps as u64
+                ),
+            };
             return Err(WorkloadError::new(format!(
-                "bytes_in_flight = {} cannot complete a variable: its {} steps must all be \
-                 held before its chunks are emitted, which needs at least {need} bytes",
-                job.limits.bytes_in_flight, d.steps
+                "bytes_in_flight = {} cannot complete {what} must all be held before its \
+                 chunks are emitted, which needs at least {need} bytes",
+                job.limits.bytes_in_flight
             )));
         }
         let per_group = self.layout.dataset.variables as usize * self.layout.dataset.steps as usize;
@@ -176,9 +234,7 @@ impl Workload for NwpWorkload {
     }
 
     fn expected_outputs(&self, job: &Job) -> u64 {
-        1 + job.groups.len() as u64
-            * self.layout.dataset.variables as u64
-            * self.layout.chunks_per_variable()
+        1 + job.groups.len() as u64 * self.layout.objects_per_group()
     }
 }
 
@@ -188,15 +244,73 @@ pub struct NwpReducer {
     g: u32,
     /// Variables with some but not all steps: one padded buffer per chunk.
     open: HashMap<u32, OpenVariable>,
-    /// Variables whose chunks were emitted.
+    /// Variables complete (their chunks emitted, or waiting in `blocks`).
     done: Vec<bool>,
     retained_per_item: u64,
+    /// Sharded layout: the complete variables' chunks of each block of variables a
+    /// row of shards spans (variable `v` is in block `v / kv`), until every
+    /// variable of the block is complete.
+    blocks: HashMap<u32, Block>,
+}
+
+/// The complete variables of one block of a sharded layout.
+struct Block {
+    /// Per variable of the block, its chunks (row-major over the chunk grid), once
+    /// complete.
+    variables: Vec<Option<Vec<Vec<f32>>>>,
+    complete: u32,
 }
 
 struct OpenVariable {
     chunks: Vec<Vec<f32>>,
     seen: Vec<bool>,
     count: u32,
+}
+
+impl NwpReducer {
+    /// Sharded layout: variable `v` is complete with `chunks`; once its block is,
+    /// every shard of the block, which retires the block's inputs.
+    fn complete_in_block(&mut self, v: u32, chunks: Vec<Vec<f32>>) -> Emission<NwpChunk> {
+        let s = self.layout.shard().expect("sharded");
+        let d = &self.layout.dataset;
+        let b = v / s.kv;
+        let in_block = s.kv.min(d.variables - b * s.kv);
+        let block = self.blocks.entry(b).or_insert_with(|| Block {
+            variables: (0..in_block).map(|_| None).collect(),
+            complete: 0,
+        });
+        block.variables[(v % s.kv) as usize] = Some(chunks);
+        block.complete += 1;
+        if block.complete < in_block {
+            return Emission::none();
+        }
+        let mut block = self.blocks.remove(&b).expect("present");
+        let (_, nsy, nsx) = self.layout.object_grid();
+        let (_, ncx) = self.layout.chunk_grid();
+        let mut shards = Vec::with_capacity(nsy as usize * nsx as usize);
+        for sy in 0..nsy {
+            for sx in 0..nsx {
+                let inner = (0..s.positions())
+                    .map(|p| {
+                        let (v, iy, ix) = self.layout.inner_chunk(b, sy, sx, p)?;
+                        let var = block.variables[(v % s.kv) as usize].as_mut()?;
+                        Some(std::mem::take(&mut var[(iy * ncx + ix) as usize]))
+                    })
+                    .collect();
+                shards.push(NwpChunk::Shard {
+                    g: self.g,
+                    sv: b,
+                    sy,
+                    sx,
+                    inner,
+                });
+            }
+        }
+        Emission {
+            chunks: shards,
+            retired_bytes: in_block as u64 * d.steps as u64 * self.retained_per_item,
+        }
+    }
 }
 
 impl GroupReducer for NwpReducer {
@@ -249,11 +363,14 @@ impl GroupReducer for NwpReducer {
         let var = self.open.remove(&v).expect("present");
         self.done[v as usize] = true;
         let g = self.g;
+        if self.layout.shard().is_some() {
+            return Ok(self.complete_in_block(v, var.chunks));
+        }
         let chunks = var
             .chunks
             .into_iter()
             .enumerate()
-            .map(|(i, values)| NwpChunk {
+            .map(|(i, values)| NwpChunk::Chunk {
                 g,
                 v,
                 iy: i as u32 / ncx,
@@ -268,6 +385,7 @@ impl GroupReducer for NwpReducer {
     }
 
     fn finish(self) -> Result<(), WorkloadError> {
+        // A block still waiting has a variable that is not done: reported below.
         if let Some((v, var)) = self.open.iter().next() {
             return Err(WorkloadError::new(format!(
                 "group {}: variable {v} has {} of {} steps",
@@ -281,5 +399,125 @@ impl GroupReducer for NwpReducer {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nwp::{Codec, Layout};
+
+    fn workload(variables: u32, shard: Option<[u32; 5]>) -> NwpWorkload {
+        let dataset = DatasetParams {
+            layout: Layout::Files,
+            groups: 1,
+            variables,
+            steps: 3,
+            ny: 10,
+            nx: 9,
+            codec: Codec::None,
+            zstd_level: 1,
+            noise_bits: 2,
+            seed: 3,
+            format: Default::default(),
+        };
+        let output = OutputParams {
+            cy: 4,
+            cx: 5,
+            zstd_level: 1,
+            shard,
+        };
+        NwpWorkload::new(dataset, output)
+    }
+
+    fn field(w: &NwpWorkload, v: u32, s: u32) -> Vec<f32> {
+        let d = &w.layout().dataset;
+        let values = d.values();
+        (0..d.ny)
+            .flat_map(|y| (0..d.nx).map(move |x| (y, x)))
+            .map(|(y, x)| values.value(0, v, s, y, x))
+            .collect()
+    }
+
+    #[test]
+    fn shards_are_emitted_when_their_last_variable_completes() {
+        // 5 variables in shards of 2: blocks {0, 1}, {2, 3}, {4}.
+        let w = workload(5, Some([1, 2, 1, 2, 2]));
+        let group = Group {
+            index: 0,
+            inputs: (0..15)
+                .map(|i| crate::job::InputRef {
+                    path: format!("{i}").into(),
+                    range: None,
+                })
+                .collect(),
+        };
+        let mut r = w.reduce_group(&group);
+        let per_item = w.cost(&group, 0).retained;
+        let d = w.layout().dataset.clone();
+        // Variable 1 first, then 4 (a block of one), then 0, 3, 2; steps backwards.
+        let mut emitted = Vec::new();
+        for v in [1, 4, 0, 3, 2] {
+            for s in (0..d.steps).rev() {
+                let e = r.push(d.item_index(v, s), field(&w, v, s)).unwrap();
+                emitted.push((v, s, e));
+            }
+        }
+        r.finish().unwrap();
+        let mut retired = 0;
+        for (v, s, e) in emitted {
+            retired += e.retired_bytes;
+            let shard_vs: Vec<u32> = e
+                .chunks
+                .iter()
+                .map(|c| match c {
+                    NwpChunk::Shard { sv, .. } => *sv,
+                    NwpChunk::Chunk { .. } => panic!("a chunk in the sharded layout"),
+                })
+                .collect();
+            let expect: &[u32] = match (v, s) {
+                (4, 0) => &[2, 2],
+                (0, 0) => &[0, 0],
+                (2, 0) => &[1, 1],
+                _ => &[],
+            };
+            assert_eq!(shard_vs, expect, "after (v {v}, s {s})");
+            let want = match (v, s) {
+                (4, 0) => 3 * per_item,
+                (0, 0) | (2, 0) => 6 * per_item,
+                _ => 0,
+            };
+            assert_eq!(e.retired_bytes, want, "retired after (v {v}, s {s})");
+            for c in e.chunks {
+                let NwpChunk::Shard {
+                    sv, sy, sx, inner, ..
+                } = c
+                else {
+                    unreachable!()
+                };
+                let expected = w.layout().expected_shard(0, sv, sy, sx);
+                assert_eq!(inner, expected, "shard {sv}/{sy}/{sx}");
+            }
+        }
+        // Everything retained is given back.
+        assert_eq!(retired, d.messages() * per_item);
+        // The budget holds a shard's two variables.
+        let chunked = workload(5, None);
+        let extra = w.min_bytes_in_flight() - 2 * 3 * per_item;
+        assert_eq!(
+            extra,
+            chunked.min_bytes_in_flight() - 3 * chunked.cost(&group, 0).retained
+        );
+        assert!(per_item > chunked.cost(&group, 0).retained);
+        assert_eq!(
+            w.expected_outputs(&Job {
+                groups: vec![group],
+                input_root: ".".into(),
+                output_root: ".".into(),
+                limits: crate::conformance::Fixture::roomy_limits(),
+                overlap_groups: false,
+            }),
+            1 + 3 * 2
+        );
     }
 }
