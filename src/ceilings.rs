@@ -8,7 +8,8 @@
 //!   state; the best median wins. Run through the ordinary runner, so it is verified
 //!   (every input read exactly once) like any run.
 //! - **CPU ceiling**: decode + reduce + encode of the scenario's data from memory
-//!   on all cores (Rayon's pool), nothing read or written in the timed region.
+//!   on all cores (Rayon's pool), nothing read or written in the timed region;
+//!   chunks are encoded as soon as they are emitted, overlapping other decodes.
 //!   Inputs are loaded in batches of [`BATCH`] (untimed), so memory stays bounded
 //!   by a batch plus the reducers' own state.
 //!
@@ -63,28 +64,32 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let t = Instant::now();
-            let chunks = loaded
+            // Chunks are encoded as soon as a push emits them, by the same pool, so
+            // that encoding overlaps other inputs' decodes as it does in a backend
+            // (a separate encode phase after all decodes would leave cores idle at
+            // its edges and under-state the ceiling).
+            loaded
                 .into_par_iter()
                 .map(|(i, bytes)| {
                     let d = workload
                         .decode(group, i, &bytes)
                         .map_err(|e| anyhow::anyhow!("decoding input {i}: {e}"))?;
-                    let e = reducer
+                    drop(bytes);
+                    let emitted = reducer
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(i, d)
                         .map_err(|e| anyhow::anyhow!("reducing input {i}: {}", e.0))?;
-                    Ok(e.chunks)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            chunks
-                .into_par_iter()
-                .flatten()
-                .map(|c| {
-                    workload
-                        .encode(c)
-                        .map(|o| o.bytes.len())
-                        .map_err(|e| anyhow::anyhow!("encoding: {}", e.0))
+                    emitted
+                        .chunks
+                        .into_par_iter()
+                        .map(|c| {
+                            workload
+                                .encode(c)
+                                .map(|o| o.bytes.len())
+                                .map_err(|e| anyhow::anyhow!("encoding: {}", e.0))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             timed += t.elapsed();
