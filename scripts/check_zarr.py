@@ -37,10 +37,32 @@ def expected(g, V, S, ny, nx, seed, b):
     return (200.0 + q.astype(np.float64) / (1 << b)).astype(np.float32)
 
 
+def storage_options(path):
+    """For an s3:// output: the S3 server from the AWS_* environment that
+    scripts/s3-server env prints (read through fsspec's s3fs)."""
+    if not path.startswith("s3://"):
+        return None
+    env = os.environ
+    return {
+        "key": env["AWS_ACCESS_KEY_ID"],
+        "secret": env["AWS_SECRET_ACCESS_KEY"],
+        "client_kwargs": {"endpoint_url": env["AWS_ENDPOINT"], "region_name": env.get("AWS_REGION", "us-east-1")},
+    }
+
+
+def read_zarr_json(path):
+    so = storage_options(path)
+    if so is None:
+        with open(os.path.join(path, "zarr.json")) as f:
+            return json.load(f)
+    import fsspec
+    with fsspec.open(path.rstrip("/") + "/zarr.json", "r", **so) as f:
+        return json.load(f)
+
+
 def layout_of(path, arr):
     """The layout zarr.json declares, checked against what zarr-python made of it."""
-    with open(os.path.join(path, "zarr.json")) as f:
-        codecs = json.load(f)["codecs"]
+    codecs = read_zarr_json(path)["codecs"]
     if [c["name"] for c in codecs] != ["sharding_indexed"]:
         assert arr.shards is None, arr.shards
         return "chunked"
@@ -61,7 +83,7 @@ def main():
     if len(args) != 1 or expect not in (None, "chunked", "sharded"):
         sys.exit("usage: check_zarr.py OUTPUT_DIR [--expect chunked|sharded]")
     path = args[0]
-    arr = zarr.open_array(path, mode="r")
+    arr = zarr.open_array(path, mode="r", storage_options=storage_options(path))
     layout = layout_of(path, arr)
     if expect is not None and layout != expect:
         sys.exit(f"{path}: a {layout} output, expected {expect}")
