@@ -795,3 +795,43 @@ fn a_truncated_or_foreign_grib2_input_fails_the_run_naming_it() {
         );
     }
 }
+
+// ------------------------------------------------------------------ scripts/s3-server
+
+/// Runs `scripts/s3-server ARGS` with its directory at `dir` (on a port no test
+/// server uses, so nothing running is touched).
+fn s3_server(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3-server"))
+        .args(args)
+        .env("HARNESS_S3_DIR", dir)
+        .env("HARNESS_S3_PORT", "3990")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status, text(&out))
+}
+
+#[test]
+fn the_s3_server_script_never_deletes_a_directory_it_did_not_make() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Someone else's directory, named by mistake: neither stop nor start may delete
+    // it, nor read its pid file (which would make stop kill that process).
+    let theirs = tmp.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    fs::write(theirs.join("notes.txt"), b"keep me").unwrap();
+    fs::write(theirs.join("pid"), b"1").unwrap();
+    let link = tmp.path().join("link");
+    symlink(&theirs, &link).unwrap();
+    let before = snapshot(tmp.path());
+    for dir in [&theirs, &link] {
+        for args in [&["stop"][..], &["start", "--latency", "20ms"][..]] {
+            let (status, out) = s3_server(dir, args);
+            assert!(!status.success(), "{args:?} on {}: {out}", dir.display());
+            assert!(out.contains("refusing"), "{args:?} on {}: {out}", dir.display());
+        }
+    }
+    assert_eq!(snapshot(tmp.path()), before, "files outside changed");
+    // A directory that does not exist: stop has nothing to do and says so.
+    let (status, out) = s3_server(&tmp.path().join("never-made"), &["stop"]);
+    assert!(status.success() && out.contains("not running"), "{out}");
+}
