@@ -827,7 +827,11 @@ fn the_s3_server_script_never_deletes_a_directory_it_did_not_make() {
         for args in [&["stop"][..], &["start", "--latency", "20ms"][..]] {
             let (status, out) = s3_server(dir, args);
             assert!(!status.success(), "{args:?} on {}: {out}", dir.display());
-            assert!(out.contains("refusing"), "{args:?} on {}: {out}", dir.display());
+            assert!(
+                out.contains("refusing"),
+                "{args:?} on {}: {out}",
+                dir.display()
+            );
         }
     }
     assert_eq!(snapshot(tmp.path()), before, "files outside changed");

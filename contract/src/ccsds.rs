@@ -78,6 +78,17 @@ pub struct AecParams {
 }
 
 impl AecParams {
+    /// Bytes per sample in libaec's decoded (and to-be-encoded) byte layout: 1, 2,
+    /// 3 (17–24 bits with `DATA_3BYTE`) or 4.
+    pub fn sample_bytes(&self) -> usize {
+        match self.bits_per_sample {
+            1..=8 => 1,
+            9..=16 => 2,
+            17..=24 if self.flags & DATA_3BYTE != 0 => 3,
+            _ => 4,
+        }
+    }
+
     /// The `ccsdsFlags` ecCodes writes by default: 3BYTE | MSB | PREPROCESS = 14.
     ///
     /// Source: ecCodes `definitions/grib2/template.5.42.def`, whose flag bits default
@@ -547,12 +558,7 @@ mod tests {
 
     /// Decoded sample bytes back to `bits`-wide patterns, laid out as the flags say.
     fn unpack(bytes: &[u8], p: &AecParams, n: usize) -> Vec<u32> {
-        let width = match p.bits_per_sample {
-            1..=8 => 1,
-            9..=16 => 2,
-            17..=24 if p.flags & DATA_3BYTE != 0 => 3,
-            _ => 4,
-        };
+        let width = p.sample_bytes();
         assert_eq!(bytes.len(), n * width, "decoded length for {p:?}");
         bytes
             .chunks_exact(width)
@@ -598,12 +604,7 @@ mod tests {
 
         /// libaec's decoder: the sample bytes, as the flags lay them out.
         pub fn decode(data: &[u8], p: &AecParams, n: usize) -> Vec<u32> {
-            let width = match p.bits_per_sample {
-                1..=8 => 1,
-                9..=16 => 2,
-                17..=24 if p.flags & DATA_3BYTE != 0 => 3,
-                _ => 4,
-            };
+            let width = p.sample_bytes();
             let mut out = vec![0u8; n * width];
             let mut s = stream(p);
             s.next_in = data.as_ptr();
@@ -619,12 +620,7 @@ mod tests {
 
         /// libaec's own encoding of the same samples (for the size comparison).
         pub fn encode(samples: &[u32], p: &AecParams) -> Vec<u8> {
-            let width = match p.bits_per_sample {
-                1..=8 => 1,
-                9..=16 => 2,
-                17..=24 if p.flags & DATA_3BYTE != 0 => 3,
-                _ => 4,
-            };
+            let width = p.sample_bytes();
             let mut input = Vec::with_capacity(samples.len() * width);
             for &v in samples {
                 let be = v.to_be_bytes();

@@ -210,13 +210,8 @@ fn with_libaec(
 /// come out big-endian (the MSB flag GRIB2 sets) in 1, 2, 3 or 4 bytes each.
 #[cfg(feature = "libaec")]
 fn libaec_decode(data: &[u8], p: &crate::ccsds::AecParams, n: usize) -> Result<Vec<u32>, String> {
-    use crate::ccsds::{DATA_3BYTE, DATA_MSB};
-    let width = match p.bits_per_sample {
-        1..=8 => 1,
-        9..=16 => 2,
-        17..=24 if p.flags & DATA_3BYTE != 0 => 3,
-        _ => 4,
-    };
+    use crate::ccsds::DATA_MSB;
+    let width = p.sample_bytes();
     let mut out = vec![0u8; n * width];
     // SAFETY: aec_stream is a plain C struct whose all-zero state is where libaec's
     // documentation starts; the pointers below describe live buffers for the call.

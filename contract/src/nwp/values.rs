@@ -80,27 +80,36 @@ impl ValueParams {
     /// value = 200 + q / 2^b, q < 2^(12 + b). GRIB2 packs exactly these
     /// (docs/FORMATS.md, "nwp-grib2").
     pub fn fill_field_q(&self, g: u32, v: u32, s: u32, out: &mut [u32]) {
-        let (ny, nx) = (self.ny as usize, self.nx as usize);
-        assert_eq!(out.len(), ny * nx, "field buffer has the wrong size");
-        for y in 0..ny {
-            let row = &mut out[y * nx..(y + 1) * nx];
-            let key0 = self.key(g, v, s, y as u32, 0);
-            for (x, slot) in row.iter_mut().enumerate() {
-                *slot =
-                    self.q_at_key(key0.wrapping_add(x as u64), g, v, s, y as u32, x as u32) as u32;
-            }
-        }
+        self.fill_with(g, v, s, out, |p, key, y, x| {
+            p.q_at_key(key, g, v, s, y, x) as u32
+        });
     }
 
     /// Fills `out` (ny·nx values, row-major) with the field (g, v, s).
     pub fn fill_field(&self, g: u32, v: u32, s: u32, out: &mut [f32]) {
+        self.fill_with(g, v, s, out, |p, key, y, x| {
+            p.value_at_key(key, g, v, s, y, x)
+        });
+    }
+
+    /// Fills `out` row by row with `at(self, key, y, x)`, each row's first key
+    /// computed once.
+    #[inline]
+    fn fill_with<T>(
+        &self,
+        g: u32,
+        v: u32,
+        s: u32,
+        out: &mut [T],
+        at: impl Fn(&Self, u64, u32, u32) -> T,
+    ) {
         let (ny, nx) = (self.ny as usize, self.nx as usize);
         assert_eq!(out.len(), ny * nx, "field buffer has the wrong size");
         for y in 0..ny {
             let row = &mut out[y * nx..(y + 1) * nx];
             let key0 = self.key(g, v, s, y as u32, 0);
             for (x, slot) in row.iter_mut().enumerate() {
-                *slot = self.value_at_key(key0.wrapping_add(x as u64), g, v, s, y as u32, x as u32);
+                *slot = at(self, key0.wrapping_add(x as u64), y as u32, x as u32);
             }
         }
     }
