@@ -21,6 +21,8 @@
 //!   else), which every backend runs unchanged for its IO ceiling.
 //! - [`nwp`]: the nwp-fields dataset and its Zarr v3 output, the first workload.
 //!   Its formats are contracts with outside readers (docs/FORMATS.md in the repository).
+//! - [`gribdir`]: the grib2-dir dataset: a directory of the user's own GRIB2 files,
+//!   scanned (by the messages' keys or by file names) into a catalog, read only.
 //! - [`conformance`]: public checks every backend's tests call; a backend is done when
 //!   it passes them, not when it compiles.
 //!
@@ -31,6 +33,7 @@ pub mod budget;
 pub mod ccsds;
 pub mod conformance;
 pub mod grib2;
+pub mod gribdir;
 pub mod input;
 pub mod job;
 pub mod nwp;
