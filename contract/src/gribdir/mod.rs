@@ -15,6 +15,7 @@
 //! - [`example`]: a test set that looks like DWD's open data (file names exactly
 //!   as DWD names them, bzip2-wrapped), made by the nwp-grib2 generator.
 
+pub mod example;
 pub mod header;
 
 use serde::{Deserialize, Serialize};
