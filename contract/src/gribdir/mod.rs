@@ -17,6 +17,7 @@
 
 pub mod example;
 pub mod header;
+pub mod scan;
 
 use serde::{Deserialize, Serialize};
 
