@@ -93,12 +93,44 @@ pub fn decode(
         }
     };
     let parsed = check(message, id, params.packing, noise_bits).map_err(|e| e.0)?;
+    decode_parsed(message, &parsed, decoder, out)
+}
+
+/// Decodes `message`, already parsed (and checked) as `parsed`, into `out` (every
+/// point of the grid, in the message's scanning order; points a bitmap leaves out
+/// are NaN) with `decoder`, which runs inside `catch_unwind`.
+pub fn decode_parsed(
+    message: &[u8],
+    parsed: &super::message::Parsed,
+    decoder: Decoder,
+    out: &mut [f32],
+) -> Result<(), String> {
     let n = out.len();
     let run = || -> Result<(), String> {
         match decoder {
             Decoder::Grib => with_grib(message, out),
             Decoder::Gribberish => with_gribberish(message, out),
-            Decoder::Libaec => with_libaec(message, &parsed, params.packing, out),
+            Decoder::Libaec => {
+                let packing = match parsed.data_template {
+                    0 => Packing::Simple,
+                    42 => Packing::Ccsds,
+                    t => {
+                        return Err(format!(
+                            "data representation template 5.{t}: this decoder reads 5.0 \
+                             (simple) and 5.42 (CCSDS) only; decoder \"grib\" or \
+                             \"gribberish\" read more"
+                        ))
+                    }
+                };
+                if parsed.bitmap != 255 {
+                    return Err(format!(
+                        "a bitmap (indicator {}): this decoder reads messages without one; \
+                         decoder \"grib\" or \"gribberish\" apply bitmaps",
+                        parsed.bitmap
+                    ));
+                }
+                with_libaec(message, parsed, packing, out)
+            }
         }
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
@@ -171,7 +203,8 @@ fn with_gribberish(message: &[u8], out: &mut [f32]) -> Result<(), String> {
     let m = gribberish::message::Message::from_data(message, 0)
         .ok_or_else(|| "not a GRIB message".to_string())?;
     let values = m.data().map_err(|e| e.to_string())?;
-    // f64 → f32 is exact: every value is a multiple of 2^-b below 2^13.
+    // f64 → f32 is exact for generated data (every value is a multiple of 2^-b below
+    // 2^13); for other data it rounds, the same way in every backend.
     fill(out, values.into_iter().map(|v| v as f32))
 }
 

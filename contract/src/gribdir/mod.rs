@@ -16,6 +16,7 @@
 //!   as DWD names them, bzip2-wrapped), made by the nwp-grib2 generator.
 
 pub mod example;
+pub mod format;
 pub mod header;
 pub mod scan;
 

@@ -82,6 +82,11 @@ impl DatasetParams {
                         .map_err(|e| format!("bzip2: {e}"))?;
                 }
             }
+            Format::Grib2Dir(_) => {
+                return Err("a directory of your own files (grib2-dir) is read, never \
+                            generated"
+                    .into())
+            }
         }
         Ok(())
     }

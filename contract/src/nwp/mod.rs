@@ -35,7 +35,7 @@ pub enum Layout {
 }
 
 /// How each message is written: the dataset kind's message format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Format {
     /// nwp-fields messages (`.msg`): a 40-byte header and the values compressed with
@@ -44,6 +44,9 @@ pub enum Format {
     NwpFields,
     /// nwp-grib2 messages (`.grib2`, `.grib2.bz2`): real GRIB2 (crate::grib2).
     Grib2(crate::grib2::Grib2Params),
+    /// A directory of the user's GRIB2 files (crate::gribdir): one message per
+    /// input, in whatever packing the files use; nothing generated.
+    Grib2Dir(Box<crate::gribdir::format::DirFormat>),
 }
 
 impl Format {
@@ -52,6 +55,7 @@ impl Format {
         match self {
             Format::NwpFields => KIND,
             Format::Grib2(_) => crate::grib2::KIND,
+            Format::Grib2Dir(_) => crate::gribdir::KIND,
         }
     }
 }
@@ -123,6 +127,8 @@ impl DatasetParams {
         match &self.format {
             Format::NwpFields => "msg",
             Format::Grib2(p) => p.extension(),
+            // Not generated: every input's path is the catalog's.
+            Format::Grib2Dir(_) => "grib2",
         }
     }
 
@@ -138,6 +144,7 @@ impl DatasetParams {
         match &self.format {
             Format::NwpFields => format!("g{g:05}.msgs"),
             Format::Grib2(p) => format!("g{g:05}.{}", p.extension()),
+            Format::Grib2Dir(_) => format!("g{g:05}.grib2"),
         }
     }
 
@@ -153,6 +160,7 @@ impl DatasetParams {
         match &self.format {
             Format::NwpFields => message::max_message_len(self.ny, self.nx),
             Format::Grib2(p) => p.max_file_len(self.ny, self.nx, 12 + self.noise_bits),
+            Format::Grib2Dir(d) => d.max_input_len,
         }
     }
 
@@ -162,6 +170,11 @@ impl DatasetParams {
     pub fn decode_scratch(&self) -> u64 {
         match &self.format {
             Format::NwpFields => 0,
+            // The unwrapped message (of a .bz2 input; counted for every input, as
+            // a directory may mix both), bzip2's state, the decoders' buffers.
+            Format::Grib2Dir(d) => {
+                d.message_bound() + (4 << 20) + self.ny as u64 * self.nx as u64 * 18
+            }
             Format::Grib2(p) => {
                 let unwrapped = match p.wrap {
                     crate::grib2::Wrap::None => 0,
@@ -249,6 +262,16 @@ impl DatasetParams {
                 "wrap": p.wrap.name(),
                 "input_layout": self.layout_name(),
             }),
+            Format::Grib2Dir(d) => serde_json::to_value(&d.attributes).expect("serialisable"),
+        }
+    }
+
+    /// The key of the output's attributes that [`DatasetParams::value_attributes`]
+    /// fill: `nwp_fields` (generated datasets) or `grib2_dir`.
+    pub fn attributes_key(&self) -> &'static str {
+        match &self.format {
+            Format::Grib2Dir(_) => "grib2_dir",
+            _ => "nwp_fields",
         }
     }
 
@@ -263,6 +286,9 @@ impl DatasetParams {
     /// Where field (g, v, s) is stored, relative to the dataset root: its file, or
     /// its container and index entry.
     pub fn input_name(&self, g: u32, v: u32, s: u32) -> String {
+        if let Format::Grib2Dir(d) = &self.format {
+            return d.message_name(g, v, s);
+        }
         match self.layout {
             Layout::Files => self.message_path(g, v, s),
             Layout::Container => format!("{} (message v {v}, s {s})", self.container_path(g)),
@@ -278,17 +304,34 @@ impl DatasetParams {
                 crate::grib2::Wrap::None => format!("grib2 {}", p.packing.name()),
                 w => format!("grib2 {} + {}", p.packing.name(), w.name()),
             },
+            Format::Grib2Dir(_) => "grib2 (your files' packing)".to_string(),
         }
     }
 
     /// The groups of inputs of the dataset under `root`, in (g, v, s) order. For the
     /// container layout this reads and checks the `.idx` files.
     pub fn groups_at(&self, root: &Path) -> Result<Vec<Group>, String> {
+        if let Format::Grib2Dir(d) = &self.format {
+            return d.groups();
+        }
         (0..self.groups).map(|g| self.group_at(root, g)).collect()
     }
 
     /// Group `g` of the dataset under `root` (see [`DatasetParams::groups_at`]).
     pub fn group_at(&self, root: &Path, g: u32) -> Result<Group, String> {
+        if let Format::Grib2Dir(d) = &self.format {
+            let mut groups = d.groups()?;
+            return match groups.get_mut(g as usize) {
+                Some(group) => Ok(std::mem::replace(
+                    group,
+                    Group {
+                        index: g,
+                        inputs: Vec::new(),
+                    },
+                )),
+                None => Err(format!("no group {g} in the catalog of {}", root.display())),
+            };
+        }
         let inputs = match self.layout {
             Layout::Files => (0..self.variables)
                 .flat_map(|v| (0..self.steps).map(move |s| (v, s)))

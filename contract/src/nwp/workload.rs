@@ -158,6 +158,31 @@ impl Workload for NwpWorkload {
                 grib2::decode::decode(raw, p, self.decoder, id, d.noise_bits, &mut out)
                     .map_err(WorkloadError)?
             }
+            Format::Grib2Dir(dir) => {
+                let input = &group.inputs[index];
+                let unwrapped;
+                let message = if input.range.is_none() && input.path.ends_with(".bz2") {
+                    unwrapped = grib2::decode::unwrap_bz2(raw, dir.message_bound())
+                        .map_err(WorkloadError)?;
+                    &unwrapped[..]
+                } else {
+                    raw
+                };
+                let keys = dir.expected_keys(group.index, v, s);
+                let parsed = crate::gribdir::header::check_message(
+                    message,
+                    &dir.attributes.grid,
+                    keys.as_ref(),
+                )
+                .map_err(|e| {
+                    WorkloadError(format!(
+                        "{e} (expected {})",
+                        dir.message_name(group.index, v, s)
+                    ))
+                })?;
+                grib2::decode::decode_parsed(message, &parsed, self.decoder, &mut out)
+                    .map_err(WorkloadError)?
+            }
         }
         Ok(out)
     }
@@ -199,7 +224,7 @@ impl Workload for NwpWorkload {
     }
 
     fn check_job(&self, job: &Job) -> Result<(), WorkloadError> {
-        if let Format::Grib2(_) = self.layout.dataset.format {
+        if let Format::Grib2(_) | Format::Grib2Dir(_) = self.layout.dataset.format {
             self.decoder.available().map_err(WorkloadError)?;
         }
         if let Some((key, why)) = self.layout.dataset.format_problem() {

@@ -277,7 +277,7 @@ impl ArrayLayout {
             "fill_value": 0.0,
             "codecs": codecs,
             "attributes": {
-                "nwp_fields": d.value_attributes()
+                d.attributes_key(): d.value_attributes()
             },
             "dimension_names": ["init_time", "variable", "step", "y", "x"]
         });
