@@ -36,6 +36,19 @@ pub struct CacheState {
 
 /// Every distinct file of the dataset.
 pub fn input_files(p: &DatasetParams, root: &Path) -> Vec<PathBuf> {
+    if let rechunk_contract::nwp::Format::Grib2Dir(d) = &p.format {
+        // The catalog's files, each once (a file may hold several messages). An
+        // unreadable catalog is the child's error to report.
+        let mut paths: Vec<PathBuf> = d
+            .groups()
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|g| g.inputs.iter().map(|i| root.join(&*i.path)))
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        return paths;
+    }
     match p.layout {
         Layout::Files => (0..p.groups)
             .flat_map(|g| (0..p.variables).flat_map(move |v| (0..p.steps).map(move |s| (g, v, s))))

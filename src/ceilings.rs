@@ -210,6 +210,9 @@ pub fn table(c: &Ceilings) -> String {
 
 /// Both ceilings for a scenario.
 pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
+    // The user's own files: their coordinates (the scan is reused from the cache).
+    let resolved = crate::own_files::resolve(scenario, &dirs.data, &dirs.results, false)?;
+    let scenario = resolved.as_ref().map_or(scenario, |(s, _)| s);
     let io = io_scenario(scenario)?;
     eprintln!(
         "IO ceiling: read-only, 256 in flight, {}",

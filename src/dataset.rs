@@ -66,6 +66,9 @@ pub struct DatasetInfo {
     /// written before GRIB2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decoder: Option<String>,
+    /// For a grib2-dir dataset, its scan (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::own_files::ScanInfo>,
 }
 
 /// Makes sure the dataset of `params` is at `root` (a path checked by
@@ -84,6 +87,12 @@ pub fn ensure(
     force: bool,
     fix: &str,
 ) -> anyhow::Result<DatasetInfo> {
+    if let rechunk_contract::nwp::Format::Grib2Dir(_) = params.format {
+        bail!(
+            "kind = \"{}\" reads a directory of your files: there is nothing to generate",
+            rechunk_contract::gribdir::KIND
+        );
+    }
     let root = data.check(root, Kind::Dataset)?;
     let root = root.as_path();
     let manifest_path = root.join(MANIFEST);
@@ -159,6 +168,7 @@ pub fn ensure(
         format: match params.format {
             rechunk_contract::nwp::Format::NwpFields => "nwp-fields",
             rechunk_contract::nwp::Format::Grib2(_) => "nwp-grib2",
+            rechunk_contract::nwp::Format::Grib2Dir(_) => rechunk_contract::gribdir::KIND,
         }
         .to_string(),
         format_version: 1,
@@ -429,6 +439,7 @@ fn info(root: &Path, m: &Manifest, generated: bool) -> DatasetInfo {
         generation_seconds: m.generation_seconds,
         generation_rate: m.messages as f64 / m.generation_seconds.max(1e-9),
         decoder: None,
+        scan: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! (sharded Zarr) is one entry here and its implementation there; the scenario
 //! parser, `harness list` and the results take their names from these lists.
 
-use rechunk_contract::{grib2, nwp};
+use rechunk_contract::{grib2, gribdir, nwp};
 
 /// One entry of a registry: what scenarios call it and what it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,10 @@ pub const DATASET_KINDS: &[Kind] = &[
     Kind {
         name: grib2::KIND,
         summary: grib2::KIND_SUMMARY,
+    },
+    Kind {
+        name: gribdir::KIND,
+        summary: gribdir::KIND_SUMMARY,
     },
 ];
 

@@ -5,6 +5,8 @@
 //! - [`scenario`]: TOML into a raw form, validated into a checked [`scenario::Scenario`]
 //!   whose errors name file, line, column and key.
 //! - [`dataset`]: generation of the nwp-fields dataset, cached by a manifest.
+//! - [`own_files`]: a grib2-dir dataset (the user's own GRIB2 files): the scan,
+//!   cached in the data directory, never written to the files' directory.
 //! - [`backends`]: the registry of backends and their options.
 //! - [`runner`]: backend × repetition in fresh child processes, interleaved, with
 //!   the page cache prepared as asked ([`cache`]) and every output verified ([`verify`]).
@@ -35,6 +37,7 @@ pub mod kinds;
 pub mod machine;
 pub mod mock;
 pub mod netem;
+pub mod own_files;
 pub mod progress;
 pub mod record;
 pub mod report;

@@ -7,8 +7,10 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
 use rechunk_contract::grib2::{self, Decoder, Grib2Params, Packing, Wrap};
+use rechunk_contract::gribdir::format::DirFormat;
+use rechunk_contract::gribdir::{self, OnMismatch};
 use rechunk_contract::nwp::workload::NwpWorkload;
-use rechunk_contract::nwp::zarr::OutputParams;
+use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::{self, Codec, DatasetParams, Format, Layout};
 use rechunk_contract::Limits;
 use serde::{Deserialize, Serialize};
@@ -91,6 +93,78 @@ pub struct Scenario {
     #[serde(default)]
     pub s3: S3Config,
 }
+
+impl Scenario {
+    /// For a grib2-dir dataset, this scenario once the directory has been scanned
+    /// into `format`: the coordinates and grid filled in, chunk and shard extents
+    /// larger than the grid clamped to it (the notes say which), and every
+    /// backend's `bytes_in_flight` checked against the files' sizes, as a
+    /// scenario's are when it is parsed.
+    pub fn with_scan(&self, format: DirFormat) -> anyhow::Result<(Scenario, Vec<String>)> {
+        let mut s = self.clone();
+        let mut notes = Vec::new();
+        let a = &format.attributes;
+        let (groups, variables, steps) = (
+            a.groups.len() as u32,
+            a.variables.len() as u32,
+            a.steps.len() as u32,
+        );
+        let (ny, nx) = (a.grid.ny, a.grid.nx);
+        let root = a.source.display().to_string();
+        if let Some(why) = sizes::field_problem(ny, nx) {
+            anyhow::bail!("{root}: the files' grid is too large for this harness: {why}");
+        }
+        if let Some(why) = sizes::inputs_problem(groups, variables, steps) {
+            anyhow::bail!("{root}: too many messages for this harness: {why}");
+        }
+        let p = &mut s.dataset.params;
+        (p.groups, p.variables, p.steps, p.ny, p.nx) = (groups, variables, steps, ny, nx);
+        p.format = Format::Grib2Dir(Box::new(format));
+        let o = &mut s.output.params;
+        for (key, c, full) in [("cy", &mut o.cy, ny), ("cx", &mut o.cx, nx)] {
+            if *c > full {
+                if *c != u32::MAX {
+                    notes.push(format!(
+                        "[output] {key} = {c} is larger than the grid ({full}): {full} is used"
+                    ));
+                }
+                *c = full;
+            }
+        }
+        if let Some(shard) = &mut o.shard {
+            let limits = [1, variables, 1, ny.div_ceil(o.cy), nx.div_ceil(o.cx)];
+            let names = ["init_time", "variable", "step", "y", "x"];
+            for ((k, max), name) in shard.iter_mut().zip(limits).zip(names) {
+                if *k > max {
+                    notes.push(format!(
+                        "[output] shard: the {name} entry {k} is more than the {max} the \
+                         files have: {max} is used"
+                    ));
+                    *k = max;
+                }
+            }
+        }
+        let layout = ArrayLayout::new(s.dataset.params.clone(), s.output.params);
+        if let Some(why) = sizes::shard_problem(&layout) {
+            anyhow::bail!("[output] shard, with {root}'s grid: {why}");
+        }
+        for b in &s.backends {
+            if let Some(why) = sizes::budget_problem(
+                &s.dataset.params,
+                s.output.params,
+                s.workload,
+                b.limits.bytes_in_flight,
+            ) {
+                anyhow::bail!("[[backend]] {}, with the files of {root}: {why}", b.label);
+            }
+        }
+        Ok((s, notes))
+    }
+}
+
+/// The backend whose output is the reference for datasets without a closed form
+/// (grib2-dir): the simplest schedule, one input after another.
+pub const ORACLE: &str = "sequential";
 
 /// The `[dataset]` table, validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -255,20 +329,23 @@ struct RawSweep {
 #[serde(deny_unknown_fields)]
 struct RawDataset {
     kind: Option<Spanned<String>>,
-    layout: Option<Layout>,
-    groups: Spanned<u32>,
-    variables: Spanned<u32>,
-    steps: Spanned<u32>,
-    ny: Spanned<u32>,
-    nx: Spanned<u32>,
+    layout: Option<Spanned<Layout>>,
+    groups: Option<Spanned<u32>>,
+    variables: Option<Spanned<u32>>,
+    steps: Option<Spanned<u32>>,
+    ny: Option<Spanned<u32>>,
+    nx: Option<Spanned<u32>>,
     codec: Option<Spanned<Codec>>,
     zstd_level: Option<Spanned<i32>>,
     noise_bits: Option<Spanned<u32>>,
-    seed: Option<u64>,
+    seed: Option<Spanned<u64>>,
     root: Option<Spanned<String>>,
     packing: Option<Spanned<Packing>>,
     wrap: Option<Spanned<Wrap>>,
     decoder: Option<Spanned<Decoder>>,
+    from: Option<Spanned<String>>,
+    pattern: Option<Spanned<String>>,
+    on_mismatch: Option<Spanned<OnMismatch>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -382,14 +459,27 @@ pub fn parse(
         }
     })?;
     let name = scenario_name(&ctx, &raw, default_name)?;
-    let dataset = dataset_spec(&ctx, &raw.dataset, &name)?;
+    let dataset = dataset_spec(&ctx, &raw.dataset, &name, source)?;
     let output = output_spec(&ctx, &raw.output, &name, &dataset)?;
     let workload = raw.workload.kind.unwrap_or_default();
+    let backends = backend_specs(&ctx, &raw, &dataset.params, output.params, workload)?;
+    let own = matches!(dataset.params.format, Format::Grib2Dir(_));
+    if own && workload == WorkloadKind::Rechunk && !backends.iter().any(|b| b.name == ORACLE) {
+        return Err(ctx.err(
+            ctx.text.len()..ctx.text.len(),
+            format!(
+                "kind = \"{}\" has no closed form to verify outputs against: the \
+                 `{ORACLE}` backend's output is the reference, so add a [[backend]] table \
+                 with name = \"{ORACLE}\"",
+                gribdir::KIND
+            ),
+        ));
+    }
     Ok(Scenario {
         description: raw.description.clone().unwrap_or_default(),
         source: source.to_path_buf(),
         run: run_spec(&ctx, &raw.run)?,
-        backends: backend_specs(&ctx, &raw, &dataset.params, output.params, workload)?,
+        backends,
         s3: s3_config(&ctx, raw.s3.as_ref())?,
         name,
         dataset,
@@ -434,27 +524,58 @@ fn zstd_level(ctx: &Ctx, v: &Option<Spanned<i32>>, key: &str) -> Result<i32, Sce
 
 /// `[dataset]`: sizes (each at least 1, their products within [`sizes`]), codec,
 /// noise, seed and root.
-fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, ScenarioError> {
-    let positive = |v: &Spanned<u32>, key: &str| -> Result<u32, ScenarioError> {
-        if *v.get_ref() == 0 {
-            Err(ctx.err(v.span(), format!("{key} must be at least 1")))
-        } else {
-            Ok(*v.get_ref())
+fn dataset_spec(
+    ctx: &Ctx,
+    d: &RawDataset,
+    name: &str,
+    source: &Path,
+) -> Result<DatasetSpec, ScenarioError> {
+    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
+    if kind == gribdir::KIND {
+        return own_files_spec(ctx, d, source);
+    }
+    let end = ctx.text.len()..ctx.text.len();
+    let positive = |v: &Option<Spanned<u32>>, key: &str| -> Result<u32, ScenarioError> {
+        match v {
+            None => Err(ctx.err(
+                end.clone(),
+                format!("{key} is missing: kind = \"{kind}\" generates its dataset and needs it"),
+            )),
+            Some(v) if *v.get_ref() == 0 => {
+                Err(ctx.err(v.span(), format!("{key} must be at least 1")))
+            }
+            Some(v) => Ok(*v.get_ref()),
         }
     };
+    let span = |v: &Option<Spanned<u32>>| v.as_ref().map_or(0..0, |v| v.span());
     let groups = positive(&d.groups, "[dataset] groups")?;
     let variables = positive(&d.variables, "[dataset] variables")?;
     let steps = positive(&d.steps, "[dataset] steps")?;
     let ny = positive(&d.ny, "[dataset] ny")?;
     let nx = positive(&d.nx, "[dataset] nx")?;
     if let Some(why) = sizes::field_problem(ny, nx) {
-        return Err(ctx.err(d.ny.span(), format!("[dataset] ny, nx: {why}")));
+        return Err(ctx.err(span(&d.ny), format!("[dataset] ny, nx: {why}")));
     }
     if let Some(why) = sizes::inputs_problem(groups, variables, steps) {
         return Err(ctx.err(
-            d.groups.span(),
+            span(&d.groups),
             format!("[dataset] groups, variables, steps: {why}"),
         ));
+    }
+    for (key, at) in [
+        ("from", d.from.as_ref().map(|v| v.span())),
+        ("pattern", d.pattern.as_ref().map(|v| v.span())),
+        ("on_mismatch", d.on_mismatch.as_ref().map(|v| v.span())),
+    ] {
+        if let Some(at) = at {
+            return Err(ctx.err(
+                at,
+                format!(
+                    "[dataset] {key} applies to kind = \"{}\" only (this is \"{kind}\")",
+                    gribdir::KIND
+                ),
+            ));
+        }
     }
     let noise_bits = match &d.noise_bits {
         Some(b) if *b.get_ref() > 8 => {
@@ -463,10 +584,9 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         Some(b) => *b.get_ref(),
         None => 4,
     };
-    let kind = registered(ctx, &d.kind, kinds::DATASET_KINDS, "[dataset] kind")?;
     let (format, decoder) = message_format(ctx, d, &kind)?;
     let params = DatasetParams {
-        layout: d.layout.unwrap_or(Layout::Files),
+        layout: d.layout.as_ref().map_or(Layout::Files, |l| *l.get_ref()),
         groups,
         variables,
         steps,
@@ -475,14 +595,14 @@ fn dataset_spec(ctx: &Ctx, d: &RawDataset, name: &str) -> Result<DatasetSpec, Sc
         codec: d.codec.as_ref().map_or(Codec::Zstd, |c| *c.get_ref()),
         zstd_level: zstd_level(ctx, &d.zstd_level, "[dataset] zstd_level")?,
         noise_bits,
-        seed: d.seed.unwrap_or(1),
+        seed: d.seed.as_ref().map_or(1, |s| *s.get_ref()),
         format,
     };
     if let Some((key, why)) = params.format_problem() {
         let span = match key {
-            "groups" => d.groups.span(),
-            "ny" => d.ny.span(),
-            _ => d.variables.span(),
+            "groups" => span(&d.groups),
+            "ny" => span(&d.ny),
+            _ => span(&d.variables),
         };
         return Err(ctx.err(span, format!("[dataset] {key}: {why}")));
     }
@@ -518,14 +638,7 @@ fn message_format(
             "zstd_level",
             nwp::KIND,
         )?;
-        let decoder = d
-            .decoder
-            .as_ref()
-            .map_or(Decoder::default(), |c| *c.get_ref());
-        if let (Some(span), Err(why)) = (d.decoder.as_ref().map(|c| c.span()), decoder.available())
-        {
-            return Err(ctx.err(span, format!("[dataset] {why}")));
-        }
+        let decoder = decoder_choice(ctx, d)?;
         let params = Grib2Params {
             packing: d
                 .packing
@@ -540,6 +653,146 @@ fn message_format(
         misplaced(d.decoder.as_ref().map(|c| c.span()), "decoder", grib2::KIND)?;
         Ok((Format::NwpFields, None))
     }
+}
+
+/// `[dataset] decoder` (default `grib`), refused when this build lacks it.
+fn decoder_choice(ctx: &Ctx, d: &RawDataset) -> Result<Decoder, ScenarioError> {
+    let decoder = d
+        .decoder
+        .as_ref()
+        .map_or(Decoder::default(), |c| *c.get_ref());
+    if let (Some(span), Err(why)) = (d.decoder.as_ref().map(|c| c.span()), decoder.available()) {
+        return Err(ctx.err(span, format!("[dataset] {why}")));
+    }
+    Ok(decoder)
+}
+
+/// `[dataset]` of kind grib2-dir: `root` (required: absolute, or relative to the
+/// scenario file's directory), `from = "keys"` (default) or `pattern`,
+/// `on_mismatch` and `decoder`. Every key of the generated kinds is refused: the
+/// files decide the sizes and the encoding. The coordinates stay empty until the
+/// directory is scanned ([`Scenario::with_scan`]).
+fn own_files_spec(ctx: &Ctx, d: &RawDataset, source: &Path) -> Result<DatasetSpec, ScenarioError> {
+    let generated_only = [
+        ("layout", d.layout.as_ref().map(|v| v.span())),
+        ("groups", d.groups.as_ref().map(|v| v.span())),
+        ("variables", d.variables.as_ref().map(|v| v.span())),
+        ("steps", d.steps.as_ref().map(|v| v.span())),
+        ("ny", d.ny.as_ref().map(|v| v.span())),
+        ("nx", d.nx.as_ref().map(|v| v.span())),
+        ("codec", d.codec.as_ref().map(|v| v.span())),
+        ("zstd_level", d.zstd_level.as_ref().map(|v| v.span())),
+        ("noise_bits", d.noise_bits.as_ref().map(|v| v.span())),
+        ("seed", d.seed.as_ref().map(|v| v.span())),
+        ("packing", d.packing.as_ref().map(|v| v.span())),
+        ("wrap", d.wrap.as_ref().map(|v| v.span())),
+    ];
+    for (key, span) in generated_only {
+        if let Some(span) = span {
+            return Err(ctx.err(
+                span,
+                format!(
+                    "[dataset] {key} describes a generated dataset; kind = \"{}\" takes \
+                     the sizes, grid and encoding from your files",
+                    gribdir::KIND
+                ),
+            ));
+        }
+    }
+    let Some(root) = &d.root else {
+        return Err(ctx.err(
+            0..0,
+            format!(
+                "[dataset] root is missing: kind = \"{}\" reads the directory of GRIB2 \
+                 files it names (absolute, or relative to this file's directory)",
+                gribdir::KIND
+            ),
+        ));
+    };
+    if root.get_ref().is_empty() {
+        return Err(ctx.err(root.span(), "[dataset] root is empty"));
+    }
+    let base = source.parent().unwrap_or(Path::new(""));
+    let path = base.join(root.get_ref());
+    let path = std::path::absolute(&path).map_err(|e| {
+        ctx.err(
+            root.span(),
+            format!("[dataset] root {}: {e}", path.display()),
+        )
+    })?;
+    let from = match &d.from {
+        None => None,
+        Some(f) if f.get_ref() == "keys" || f.get_ref() == "pattern" => {
+            Some((f.get_ref().as_str(), f.span()))
+        }
+        Some(f) => {
+            return Err(ctx.err(
+                f.span(),
+                format!(
+                    "[dataset] from: `{}` is not one of \"keys\", \"pattern\"",
+                    f.get_ref()
+                ),
+            ))
+        }
+    };
+    let source_kind = match (from, &d.pattern) {
+        (None | Some(("keys", _)), None) => gribdir::Source::Keys,
+        (Some((_, span)), None) => {
+            return Err(ctx.err(
+                span,
+                "[dataset] from = \"pattern\" needs pattern = \"…{init}_{step}_{var}…\"",
+            ))
+        }
+        (Some(("keys", span)), Some(_)) => {
+            return Err(ctx.err(
+                span,
+                "[dataset] from = \"keys\" reads the messages, so pattern does not apply: \
+                 drop one of them",
+            ))
+        }
+        (_, Some(p)) => {
+            let pattern = p.get_ref().clone();
+            for needed in ["{var}", "{step}"] {
+                if !pattern.contains(needed) {
+                    return Err(ctx.err(
+                        p.span(),
+                        format!(
+                            "[dataset] pattern must contain {needed} (and may contain \
+                             {{init}} and {{level}})"
+                        ),
+                    ));
+                }
+            }
+            gribdir::Source::Pattern { pattern }
+        }
+    };
+    let scan = gribdir::ScanSpec {
+        source: source_kind,
+        on_mismatch: d
+            .on_mismatch
+            .as_ref()
+            .map_or(Default::default(), |m| *m.get_ref()),
+    };
+    let decoder = decoder_choice(ctx, d)?;
+    let params = DatasetParams {
+        layout: Layout::Files,
+        groups: 1,
+        variables: 1,
+        steps: 1,
+        ny: 1,
+        nx: 1,
+        codec: Codec::None,
+        zstd_level: 1,
+        noise_bits: 0,
+        seed: 0,
+        format: Format::Grib2Dir(Box::new(DirFormat::unscanned(path.clone(), scan))),
+    };
+    Ok(DatasetSpec {
+        kind: gribdir::KIND.to_string(),
+        params,
+        root: path,
+        decoder: Some(decoder),
+    })
 }
 
 /// `[output]`: chunk sizes within the field, zstd level and root.
@@ -559,9 +812,16 @@ fn output_spec(
             None => Ok(full),
         }
     };
+    // A directory of the user's files has its grid only once scanned: until then
+    // any extent is taken, and clamped to the grid then (`Scenario::with_scan`).
+    let own = matches!(dataset.params.format, Format::Grib2Dir(_));
+    let (full_y, full_x) = match own {
+        true => (u32::MAX, u32::MAX),
+        false => (dataset.params.ny, dataset.params.nx),
+    };
     let mut params = OutputParams {
-        cy: chunk(&o.cy, "[output] cy", dataset.params.ny)?,
-        cx: chunk(&o.cx, "[output] cx", dataset.params.nx)?,
+        cy: chunk(&o.cy, "[output] cy", full_y)?,
+        cx: chunk(&o.cx, "[output] cx", full_x)?,
         zstd_level: zstd_level(ctx, &o.zstd_level, "[output] zstd_level")?,
         shard: None,
     };
@@ -626,10 +886,16 @@ fn shard_shape(
             ),
         ));
     };
-    let (ncy, ncx) = (
-        dataset.ny.div_ceil(chunks.cy),
-        dataset.nx.div_ceil(chunks.cx),
-    );
+    let own = matches!(dataset.format, Format::Grib2Dir(_));
+    let (ncy, ncx, variables) = match own {
+        // Checked against the grid and the variables once the directory is scanned.
+        true => (u32::MAX, u32::MAX, u32::MAX),
+        false => (
+            dataset.ny.div_ceil(chunks.cy),
+            dataset.nx.div_ceil(chunks.cx),
+            dataset.variables,
+        ),
+    };
     let at_most = |e: &Spanned<u32>, name: &str, max: u32, what: &str| {
         let n = *e.get_ref();
         if n == 0 || n > max {
@@ -658,11 +924,14 @@ fn shard_shape(
             "a shard spanning groups would need state shared between the groups' \
              reducers, which are independent",
         )?,
-        at_most(v, "variable", dataset.variables, "the dataset's variables")?,
+        at_most(v, "variable", variables, "the dataset's variables")?,
         only_one(s, "step", "one chunk already holds every step")?,
         at_most(y, "y", ncy, "the chunks along y, ny / cy rounded up")?,
         at_most(x, "x", ncx, "the chunks along x, nx / cx rounded up")?,
     ];
+    if own {
+        return Ok(Some(shape));
+    }
     let mut output = chunks;
     output.shard = Some(shape);
     let layout = rechunk_contract::nwp::zarr::ArrayLayout::new(dataset.clone(), output);
@@ -738,9 +1007,13 @@ fn backend_specs(
     for (table, point) in &tables {
         let mut spec = backend_spec(ctx, table)?;
         spec.sweep = point.clone();
-        if let Some(why) =
-            sizes::budget_problem(params, output, workload, spec.limits.bytes_in_flight)
-        {
+        // A directory of the user's files is checked once scanned (`with_scan`).
+        let own = matches!(params.format, Format::Grib2Dir(_));
+        let problem = match own {
+            true => None,
+            false => sizes::budget_problem(params, output, workload, spec.limits.bytes_in_flight),
+        };
+        if let Some(why) = problem {
             let span = table
                 .get_ref()
                 .iter()
