@@ -110,6 +110,41 @@ enum Cmd {
         #[arg(long)]
         store: Option<String>,
     },
+    /// Scan (or reuse the cached scan of) a grib2-dir scenario's directory and say
+    /// what it holds: groups, variables, steps, grid, files skipped, timings.
+    Scan {
+        /// A scenario with `[dataset] kind = "grib2-dir"`.
+        scenario: PathBuf,
+        /// Scan again even if the cached scan is of the same listing.
+        #[arg(long)]
+        rescan: bool,
+    },
+    /// Write a test set of GRIB2 files named exactly as DWD names its ICON-EU open
+    /// data (`icon-eu_europe_regular-lat-lon_single-level_2026010100_003_T_2M.grib2.bz2`),
+    /// bzip2-wrapped, with the nwp-grib2 generator's values: for trying grib2-dir
+    /// without a download. Refuses a directory that is not empty.
+    ExampleDir {
+        /// Where to write (created; must be empty if it exists).
+        dir: PathBuf,
+        /// Init times (6 hours apart from 2026-01-01T00Z).
+        #[arg(long, default_value_t = 2)]
+        groups: u32,
+        /// Variables (T_2M, TD_2M, U_10M, … as DWD names them).
+        #[arg(long, default_value_t = 4)]
+        variables: u32,
+        /// Forecast hours 0, 1, …
+        #[arg(long, default_value_t = 12)]
+        steps: u32,
+        /// Rows of every field (ICON-EU: 657).
+        #[arg(long, default_value_t = 131)]
+        ny: u32,
+        /// Columns of every field (ICON-EU: 1377).
+        #[arg(long, default_value_t = 275)]
+        nx: u32,
+        /// Data section packing: ccsds (template 5.42, as DWD) or simple (5.0).
+        #[arg(long, value_enum, default_value = "ccsds")]
+        packing: PackingArg,
+    },
     /// Verify a Zarr output against the closed form of its values.
     Verify {
         /// The output: a directory holding zarr.json, or s3://bucket/prefix (S3
@@ -118,6 +153,12 @@ enum Cmd {
         /// Check the values of at most this many chunks, a seeded random sample; 0 = all.
         #[arg(long, default_value_t = 0)]
         max_chunks: u64,
+        /// Compare the values with this output of the same array (a directory or
+        /// s3://bucket/prefix) instead of the closed form: every chunk decoded, bit
+        /// for bit. The only way to verify a grib2-dir output (its run keeps the
+        /// reference at `<output root>.oracle`).
+        #[arg(long, value_name = "REF")]
+        against: Option<String>,
     },
     /// List the backends, their capabilities, and whether they can run here.
     List,
@@ -185,6 +226,12 @@ enum WorkloadArg {
 enum CacheArg {
     Warm,
     Cold,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PackingArg {
+    Ccsds,
+    Simple,
 }
 
 fn main() -> ExitCode {
@@ -271,7 +318,21 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             store.as_deref(),
             paths,
         ),
-        Cmd::Verify { output, max_chunks } => verify_output(&output, max_chunks),
+        Cmd::Verify {
+            output,
+            max_chunks,
+            against,
+        } => verify_output(&output, max_chunks, against.as_deref()),
+        Cmd::Scan { scenario, rescan } => scan(&scenario, rescan, paths),
+        Cmd::ExampleDir {
+            dir,
+            groups,
+            variables,
+            steps,
+            ny,
+            nx,
+            packing,
+        } => example_dir(&dir, (groups, variables, steps, ny, nx), packing),
         Cmd::List => {
             print!("{}", list());
             Ok(ExitCode::SUCCESS)
@@ -438,9 +499,28 @@ fn gen(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `harness verify`: a local output directory or `s3://bucket/prefix`.
-fn verify_output(output: &str, max_chunks: u64) -> anyhow::Result<ExitCode> {
-    let objects: Box<dyn verify::Objects> = if output.starts_with("s3://") {
+/// `harness verify`: a local output directory or `s3://bucket/prefix`, against the
+/// closed form or, with `against`, another output.
+fn verify_output(output: &str, max_chunks: u64, against: Option<&str>) -> anyhow::Result<ExitCode> {
+    let objects = open_output(output)?;
+    let reference = against.map(open_output).transpose()?;
+    let layout = verify::layout_from_objects(objects.as_ref(), output)?;
+    let expected = match (&reference, &layout.dataset.format) {
+        (Some(r), _) => verify::Expected::Output(r.as_ref()),
+        (None, rechunk_contract::nwp::Format::Grib2Dir(_)) => anyhow::bail!(
+            "{output} was rechunked from your own GRIB2 files: there is no closed form to \
+             verify it against; give --against REF, another output of the same files (a \
+             run keeps its reference output at `<output root>.oracle`)"
+        ),
+        (None, _) => verify::Expected::ClosedForm,
+    };
+    let v = verify::verify_against(&layout, objects.as_ref(), expected, max_chunks, 0);
+    print_verification(output, &layout, &v, against)
+}
+
+/// An output to read: `s3://…` or a local directory.
+fn open_output(output: &str) -> anyhow::Result<Box<dyn verify::Objects + '_>> {
+    Ok(if output.starts_with("s3://") {
         let url = StoreUrl::parse(output)?;
         Box::new(verify::InStore::open(&url, &Default::default())?)
     } else {
@@ -454,9 +534,16 @@ fn verify_output(output: &str, max_chunks: u64) -> anyhow::Result<ExitCode> {
             Err(e) => anyhow::bail!("{output}: {e}"),
         }
         Box::new(verify::LocalDir(dir))
-    };
-    let layout = verify::layout_from_objects(objects.as_ref(), output)?;
-    let v = verify::verify_objects(&layout, objects.as_ref(), max_chunks, 0);
+    })
+}
+
+/// The verdict of `harness verify` on the terminal; the exit code says it.
+fn print_verification(
+    output: &str,
+    layout: &rechunk_contract::nwp::zarr::ArrayLayout,
+    v: &verify::Verification,
+    against: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     println!(
         "{}: {} of {} {}s present, {} checked{}, {} missing, {} unexpected, {} wrong ({:.1} s)",
         output,
@@ -479,7 +566,134 @@ fn verify_output(output: &str, max_chunks: u64) -> anyhow::Result<ExitCode> {
             v.problems.first().map_or("", |p| p.as_str())
         )
     }
-    println!("verified");
+    match against {
+        Some(r) => println!("verified against {r}: every value checked is the same, bit for bit"),
+        None => println!("verified against the closed form"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `harness scan`: the scan of a grib2-dir scenario's directory, summarised.
+fn scan(scenario: &Path, rescan: bool, paths: (&Path, &Path)) -> anyhow::Result<ExitCode> {
+    let s = scenario::load(scenario)?;
+    let dirs = lock(paths)?;
+    let Some((resolved, info)) =
+        harness::own_files::resolve(&s, &dirs.data, &dirs.results, rescan)?
+    else {
+        anyhow::bail!(
+            "{}: [dataset] kind is \"{}\", not \"{}\": there is no directory to scan",
+            scenario.display(),
+            s.dataset.kind,
+            rechunk_contract::gribdir::KIND
+        );
+    };
+    let rechunk_contract::nwp::Format::Grib2Dir(d) = &resolved.dataset.params.format else {
+        unreachable!("resolve gives a grib2-dir scenario");
+    };
+    let a = &d.attributes;
+    let list = |names: &[String]| {
+        let shown: Vec<&str> = names.iter().take(12).map(|n| n.as_str()).collect();
+        let more = names.len().saturating_sub(shown.len());
+        format!(
+            "{}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(", … ({more} more)")
+            } else {
+                String::new()
+            }
+        )
+    };
+    println!(
+        "{}: {} files, {} inputs",
+        info.source.display(),
+        info.files,
+        info.inputs
+    );
+    println!("  groups ({}): {}", a.groups.len(), list(&a.groups));
+    println!(
+        "  variables ({}): {}",
+        a.variables.len(),
+        list(&a.variables)
+    );
+    println!("  steps ({}): {}", a.steps.len(), list(&a.steps));
+    println!("  grid: {}", info.grid);
+    println!("  skipped: {}", info.skipped);
+    println!(
+        "  list {:.3} s; scan {:.3} s{}",
+        info.list_seconds,
+        info.scan_seconds,
+        if info.cached {
+            format!(" (earlier; reused, loaded in {:.3} s)", info.load_seconds)
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `harness example-dir`: a DWD-named test set of GRIB2 files.
+fn example_dir(
+    dir: &Path,
+    (groups, variables, steps, ny, nx): (u32, u32, u32, u32, u32),
+    packing: PackingArg,
+) -> anyhow::Result<ExitCode> {
+    use rechunk_contract::grib2::{Grib2Params, Packing, Wrap};
+    use rechunk_contract::nwp::{Codec, DatasetParams, Format, Layout};
+    for (name, n) in [
+        ("groups", groups),
+        ("variables", variables),
+        ("steps", steps),
+        ("ny", ny),
+        ("nx", nx),
+    ] {
+        if n == 0 {
+            anyhow::bail!("--{name} must be at least 1");
+        }
+    }
+    if let Some(why) = harness::sizes::field_problem(ny, nx) {
+        anyhow::bail!("--ny, --nx: {why}");
+    }
+    let params = DatasetParams {
+        layout: Layout::Files,
+        groups,
+        variables,
+        steps,
+        ny,
+        nx,
+        codec: Codec::None,
+        zstd_level: 1,
+        noise_bits: 4,
+        seed: 1,
+        format: Format::Grib2(Grib2Params {
+            packing: match packing {
+                PackingArg::Ccsds => Packing::Ccsds,
+                PackingArg::Simple => Packing::Simple,
+            },
+            wrap: Wrap::Bz2,
+        }),
+    };
+    if let Some((key, why)) = params.format_problem() {
+        anyhow::bail!("--{key}: {why}");
+    }
+    let total = params.messages();
+    let bar = harness::progress::bar(total, "writing", "files");
+    let start = std::time::Instant::now();
+    let n = rechunk_contract::gribdir::example::write_dwd(&params, dir, &|n| bar.inc(n))
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {n} files ({groups} init times × {variables} variables × {steps} steps of \
+         {ny}×{nx}, GRIB2 {} + bzip2) to {} in {:.1} s; read them with pattern = \"{}\" \
+         or from = \"keys\"",
+        match packing {
+            PackingArg::Ccsds => "ccsds",
+            PackingArg::Simple => "simple",
+        },
+        dir.display(),
+        start.elapsed().as_secs_f64(),
+        rechunk_contract::gribdir::example::DWD_PATTERN
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use rechunk_contract::nwp::zarr::ArrayLayout;
+use rechunk_contract::nwp::Format;
 use rechunk_contract::readonly::ReadOnly;
 use rechunk_contract::{Availability, Cancel, Counters, Job, Recorder, Stage};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,11 @@ impl Dirs {
 
     /// The checked absolute dataset root of a scenario.
     pub fn dataset_root(&self, scenario: &Scenario) -> anyhow::Result<PathBuf> {
+        // The user's own files: read only, anywhere (`own_files::resolve` checked
+        // that it overlaps nothing the harness writes).
+        if let Format::Grib2Dir(d) = &scenario.dataset.params.format {
+            return Ok(d.attributes.source.clone());
+        }
         self.data
             .checked(&scenario.dataset.root, Kind::Dataset)
             .with_context(|| format!("[dataset] root of {}", scenario.source.display()))
@@ -107,7 +113,14 @@ struct ChildReport {
 /// A signal during generation returns [`crate::signals::Interrupted`] as the error.
 /// `fix` is the command that makes a damaged dataset again, for the error.
 pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Results, PathBuf)> {
-    let mut run = match Run::prepare(scenario, dirs, fix)? {
+    // A directory of the user's files: scanned (or its scan reused) first; the
+    // run uses the scenario with the coordinates it found.
+    let resolved = crate::own_files::resolve(scenario, &dirs.data, &dirs.results, false)?;
+    let (scenario, scan) = match &resolved {
+        Some((s, info)) => (s, Some(info.clone())),
+        None => (scenario, None),
+    };
+    let mut run = match Run::prepare(scenario, dirs, fix, scan)? {
         Prepared::Ready(run) => run,
         Prepared::Stopped(results, dir) => return Ok((*results, dir)),
     };
@@ -178,6 +191,23 @@ struct Run<'a> {
     runnable: Vec<usize>,
     /// Per backend, the S3 output it writes, verified in the store.
     s3_outputs: Vec<Option<StoreUrl>>,
+    /// For a dataset without a closed form (grib2-dir): the reference output.
+    oracle: Option<Oracle>,
+}
+
+/// The reference output of a run whose dataset has no closed form: the first
+/// output of the [`crate::scenario::ORACLE`] backend, which runs first in every
+/// round, checked for structure and kept aside; every later output is compared
+/// with it value for value.
+struct Oracle {
+    /// The backend (index in the scenario).
+    backend: usize,
+    /// Where its output is kept: `<output root>.oracle`, a marked output directory.
+    root: PathBuf,
+    /// What made it (`sequential, warm-up 1`), once it is there.
+    made_by: Option<String>,
+    /// Why there is none, if its run or verification failed.
+    failed: Option<String>,
 }
 
 /// What [`Run::prepare`] ends with.
@@ -189,7 +219,12 @@ enum Prepared<'a> {
 
 impl<'a> Run<'a> {
     /// Everything before the first repetition.
-    fn prepare(scenario: &'a Scenario, dirs: &'a Dirs, fix: &str) -> anyhow::Result<Prepared<'a>> {
+    fn prepare(
+        scenario: &'a Scenario,
+        dirs: &'a Dirs,
+        fix: &str,
+        scan: Option<crate::own_files::ScanInfo>,
+    ) -> anyhow::Result<Prepared<'a>> {
         let input_root = dirs.dataset_root(scenario)?;
         let output_root = dirs.output_root(scenario)?;
         crate::sizes::check_machine(scenario)?;
@@ -200,7 +235,13 @@ impl<'a> Run<'a> {
             run_dir.join("scenario.json"),
             serde_json::to_vec_pretty(scenario)?,
         )?;
-        let dataset = ensure_dataset(scenario, dirs, &input_root, fix)?;
+        let mut dataset = match scan {
+            Some(scan) => crate::own_files::dataset_info(&scenario.dataset.params, scan),
+            None => ensure_dataset(scenario, dirs, &input_root, fix)?,
+        };
+        if let Some(d) = scenario.dataset.decoder {
+            dataset.decoder = Some(format!("{} = {}", d.name(), d.version()));
+        }
         let mut run = Box::new(Run {
             scenario,
             dirs,
@@ -213,8 +254,10 @@ impl<'a> Run<'a> {
             trash: Trash::new(&dirs.data),
             runnable: Vec::new(),
             s3_outputs: vec![None; scenario.backends.len()],
+            oracle: None,
         });
         let s3_inputs = run.choose_backends()?;
+        run.choose_oracle(&s3_inputs)?;
         run.results.network = Some(run.network(&s3_inputs)?);
         run.copy_to_stores(&input_root, &s3_inputs)?;
         run.save()?;
@@ -257,6 +300,45 @@ impl<'a> Run<'a> {
             }
         }
         Ok(s3_inputs)
+    }
+
+    /// For a dataset without a closed form: the reference backend first in every
+    /// round, where its output will be kept. Its inputs must be local files.
+    fn choose_oracle(&mut self, s3_inputs: &[Option<StoreUrl>]) -> anyhow::Result<()> {
+        let Format::Grib2Dir(_) = self.scenario.dataset.params.format else {
+            return Ok(());
+        };
+        if let Some(&b) = self.runnable.iter().find(|&&b| s3_inputs[b].is_some()) {
+            bail!(
+                "{} reads its inputs from S3, but kind = \"{}\" reads your files where they \
+                 are: use a local input store for it",
+                self.scenario.backends[b].label,
+                rechunk_contract::gribdir::KIND
+            );
+        }
+        if self.scenario.workload != WorkloadKind::Rechunk {
+            return Ok(());
+        }
+        let name = crate::scenario::ORACLE;
+        let Some(at) = self
+            .runnable
+            .iter()
+            .position(|&b| self.scenario.backends[b].name == name)
+        else {
+            bail!("the reference backend `{name}` cannot run here, so no output could be verified");
+        };
+        let backend = self.runnable.remove(at);
+        self.runnable.insert(0, backend);
+        let mut root = self.output_root.clone().into_os_string();
+        root.push(".oracle");
+        let root = self.dirs.data.check(Path::new(&root), Kind::Output)?;
+        self.oracle = Some(Oracle {
+            backend,
+            root,
+            made_by: None,
+            failed: None,
+        });
+        Ok(())
     }
 
     /// The network this run's S3 requests cross: the delay proxy that
@@ -382,6 +464,7 @@ impl<'a> Run<'a> {
         };
         let ok = error.is_none() && status.success();
         let verification = ok.then(|| self.verify(slot, measurement.as_ref()));
+        self.keep_oracle(slot, &error, verification.as_ref())?;
         say_outcome(
             self.scenario.workload,
             self.layout.object_noun(),
@@ -486,27 +569,117 @@ impl<'a> Run<'a> {
         Ok((status, report))
     }
 
+    /// The reference backend's first output that verified (for structure) is moved
+    /// aside to be the reference of every later one; until then a failure of it
+    /// is remembered, to say why nothing can be verified.
+    fn keep_oracle(
+        &mut self,
+        slot: &Slot,
+        error: &Option<String>,
+        verification: Option<&verify::Verification>,
+    ) -> anyhow::Result<()> {
+        let Some(oracle) = &mut self.oracle else {
+            return Ok(());
+        };
+        if oracle.backend != slot.backend || oracle.made_by.is_some() {
+            return Ok(());
+        }
+        let label = &self.scenario.backends[slot.backend].label;
+        match (error, verification) {
+            (_, Some(v)) if v.ok => {
+                let data = &self.dirs.data;
+                // What was there goes to the trash; the output is linked into the
+                // emptied directory (hard links: no copy, and the output root keeps
+                // its output until the next repetition empties it).
+                data.empty_output(&oracle.root, &self.trash)?;
+                link_tree(&self.output_root, &oracle.root).with_context(|| {
+                    format!(
+                        "keeping the reference output: linking {} into {}",
+                        self.output_root.display(),
+                        oracle.root.display()
+                    )
+                })?;
+                let what = if slot.warmup { "warm-up" } else { "repetition" };
+                oracle.made_by = Some(format!("{label}, {what} {}", slot.index + 1));
+                eprintln!(
+                    "  reference output kept at {} for the other outputs to be compared with",
+                    oracle.root.display()
+                );
+            }
+            (_, Some(v)) => {
+                oracle.failed = Some(format!(
+                    "{label}'s output did not verify: {}",
+                    v.problems.first().map_or("", |p| p.as_str())
+                ))
+            }
+            (e, None) => {
+                oracle.failed = Some(format!(
+                    "{label} failed: {}",
+                    e.as_deref().unwrap_or("the run failed")
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// Verifies a finished repetition's output: the Zarr array against the closed
-    /// form (locally or in its S3 store), or for read-only runs that every input
-    /// was read once and nothing written.
+    /// form or, for a dataset without one, against the reference output (locally
+    /// or in its S3 store); for read-only runs, that every input was read once and
+    /// nothing written.
     fn verify(&self, slot: &Slot, measurement: Option<&Measurement>) -> verify::Verification {
         let run = &self.scenario.run;
         let seed = slot.index as u64;
-        match self.scenario.workload {
-            WorkloadKind::Rechunk => match &self.s3_outputs[slot.backend] {
-                None => {
-                    verify::verify(&self.layout, &self.output_root, run.verify_max_chunks, seed)
+        let reference = self.oracle.as_ref().map(|o| (o, verify::LocalDir(&o.root)));
+        let expected = match &reference {
+            None => verify::Expected::ClosedForm,
+            Some((o, _)) if o.backend == slot.backend && o.made_by.is_none() => {
+                verify::Expected::Structure
+            }
+            Some((o, dir)) if o.made_by.is_some() => verify::Expected::Output(dir),
+            Some((o, _)) => {
+                return verify::Verification {
+                    problems: vec![format!(
+                        "no reference output to compare with: {}",
+                        o.failed
+                            .as_deref()
+                            .unwrap_or("the reference backend has not run")
+                    )],
+                    against: Some("no reference".into()),
+                    ..Default::default()
                 }
+            }
+        };
+        let against = |mut v: verify::Verification| {
+            if let Some(made_by) = reference.as_ref().and_then(|(o, _)| o.made_by.as_ref()) {
+                if matches!(expected, verify::Expected::Output(_)) {
+                    v.against = Some(made_by.clone());
+                }
+            }
+            v
+        };
+        match self.scenario.workload {
+            WorkloadKind::Rechunk => against(match &self.s3_outputs[slot.backend] {
+                None => verify::verify_against(
+                    &self.layout,
+                    &verify::LocalDir(&self.output_root),
+                    expected,
+                    run.verify_max_chunks,
+                    seed,
+                ),
                 Some(url) => match verify::InStore::open(url, &self.scenario.s3) {
-                    Ok(objects) => {
-                        verify::verify_objects(&self.layout, &objects, run.verify_max_chunks, seed)
-                    }
+                    Ok(objects) => verify::verify_against(
+                        &self.layout,
+                        &objects,
+                        expected,
+                        run.verify_max_chunks,
+                        seed,
+                    ),
                     Err(e) => verify::Verification {
                         problems: vec![format!("{url}: {e}")],
                         ..Default::default()
                     },
                 },
-            },
+            }),
             WorkloadKind::ReadOnly => verify::verify_read_only(
                 &self.output_root,
                 measurement.map_or(0, |m| m.outcome.inputs),
@@ -532,6 +705,24 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Hard-links every file below `from` (but its marker) into `to` (an existing
+/// directory), making the directories; copies where a link cannot be made (another
+/// filesystem).
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            fs::create_dir(&dst)?;
+            link_tree(&src, &dst)?;
+        } else if entry.file_name() != crate::safety::MARKER && fs::hard_link(&src, &dst).is_err() {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 /// Generates or reuses the scenario's dataset, and says which.
 fn ensure_dataset(
     scenario: &Scenario,
@@ -540,12 +731,7 @@ fn ensure_dataset(
     fix: &str,
 ) -> anyhow::Result<dataset::DatasetInfo> {
     eprintln!("dataset {}", input_root.display());
-    let mut dataset =
-        dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
-    dataset.decoder = scenario
-        .dataset
-        .decoder
-        .map(|d| format!("{} = {}", d.name(), d.version()));
+    let dataset = dataset::ensure(&dirs.data, &scenario.dataset.params, input_root, false, fix)?;
     if dataset.generated {
         eprintln!(
             "  generated {} messages ({:.1} MB) in {:.1} s: {:.0} messages/s",
@@ -619,8 +805,16 @@ fn say_outcome(
                 "ok (every input read once, nothing written)".to_string()
             } else if v.ok {
                 format!(
-                    "ok ({} of {} {noun}s checked)",
-                    v.chunks_checked, v.chunks_expected
+                    "ok ({} of {} {noun}s checked{})",
+                    v.chunks_checked,
+                    v.chunks_expected,
+                    match &v.against {
+                        None => String::new(),
+                        Some(s) if s == "structure only" => {
+                            ": structure only, this output becomes the reference".into()
+                        }
+                        Some(r) => format!(" against the reference from {r}"),
+                    }
                 )
             } else {
                 format!("FAILED: {}", v.problems.join("; "))

@@ -16,6 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 use rayon::prelude::*;
 use rechunk_contract::grib2::{Grib2Params, Packing, Wrap};
+use rechunk_contract::gribdir::format::{DirAttributes, DirFormat};
 use rechunk_contract::nwp::values::splitmix64;
 use rechunk_contract::nwp::zarr::{ArrayLayout, OutputParams};
 use rechunk_contract::nwp::{Codec, DatasetParams, Format, Layout};
@@ -56,6 +57,25 @@ pub struct Verification {
     pub problems: Vec<String>,
     /// Wall time the verification took, in seconds.
     pub seconds: f64,
+    /// What the values were compared with: absent for the closed form of a
+    /// generated dataset; `sequential (…)` for another output (the oracle of a
+    /// grib2-dir run); `structure only` for the oracle itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<String>,
+}
+
+/// What an output's values are compared with.
+#[derive(Clone, Copy)]
+pub enum Expected<'a> {
+    /// The closed form of a generated dataset's values.
+    ClosedForm,
+    /// Another output of the same array (the oracle), decoded chunk by chunk: every
+    /// value must be the same bit for bit (NaN included), whatever the bytes of
+    /// the compressed chunks.
+    Output(&'a dyn Objects),
+    /// Nothing to compare with: every object present and decodable, no value
+    /// checked (the oracle's own output).
+    Structure,
 }
 
 /// Verifies a read-only repetition: every input was read once with all its bytes,
@@ -170,10 +190,23 @@ pub fn verify(layout: &ArrayLayout, root: &Path, max_chunks: u64, seed: u64) -> 
     verify_objects(layout, &LocalDir(root), max_chunks, seed)
 }
 
-/// Verifies an output in any store for `layout`.
+/// Verifies an output in any store for `layout` against the closed form.
 pub fn verify_objects(
     layout: &ArrayLayout,
     objects: &dyn Objects,
+    max_chunks: u64,
+    seed: u64,
+) -> Verification {
+    verify_against(layout, objects, Expected::ClosedForm, max_chunks, seed)
+}
+
+/// Verifies an output in any store for `layout`, its values against `expected`.
+/// Against another output, that output's `zarr.json` must describe the same array
+/// and every chunk checked must be in it too.
+pub fn verify_against(
+    layout: &ArrayLayout,
+    objects: &dyn Objects,
+    expected: Expected,
     max_chunks: u64,
     seed: u64,
 ) -> Verification {
@@ -194,6 +227,31 @@ pub fn verify_objects(
                 Ok(_) => problems.push("zarr.json does not describe the expected array".into()),
                 Err(e) => problems.push(format!("zarr.json is not JSON: {e}")),
             }
+        }
+    }
+
+    if let Expected::Output(reference) = expected {
+        let want: serde_json::Value = serde_json::from_str(&layout.zarr_json()).unwrap();
+        match reference
+            .get("zarr.json")
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b))
+        {
+            Err(e) => problems.push(format!("the reference's zarr.json: {e}")),
+            Ok(Err(e)) => problems.push(format!("the reference's zarr.json is not JSON: {e}")),
+            Ok(Ok(found)) if found != want => {
+                let differs: Vec<String> = want
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| found.get(k.as_str()) != Some(v))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                problems.push(format!(
+                    "the reference's zarr.json describes another array (it differs in {})",
+                    differs.join(", ")
+                ));
+            }
+            Ok(Ok(_)) => {}
         }
     }
 
@@ -245,8 +303,8 @@ pub fn verify_objects(
     let wrong: Vec<String> = to_check
         .par_iter()
         .filter_map(|&(g, vv, iy, ix)| match layout.shard() {
-            None => check_chunk(layout, objects, g, vv, iy, ix).err(),
-            Some(_) => check_shard(layout, objects, g, vv, iy, ix).err(),
+            None => check_chunk(layout, objects, expected, g, vv, iy, ix).err(),
+            Some(_) => check_shard(layout, objects, expected, g, vv, iy, ix).err(),
         })
         .collect();
     v.wrong_chunks = wrong.len() as u64;
@@ -255,6 +313,11 @@ pub fn verify_objects(
     v.ok = problems.is_empty();
     v.problems = problems;
     v.seconds = start.elapsed().as_secs_f64();
+    v.against = match expected {
+        Expected::ClosedForm => None,
+        Expected::Output(_) => Some("the reference output".into()),
+        Expected::Structure => Some("structure only".into()),
+    };
     v
 }
 
@@ -287,9 +350,32 @@ fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) {
     }
 }
 
+/// The values chunk (g, v, iy, ix) of the chunked layout must hold, or `None` to
+/// check nothing. (Shards are compared whole in [`check_shard`].)
+fn expected_values(
+    layout: &ArrayLayout,
+    expected: Expected,
+    g: u32,
+    v: u32,
+    iy: u32,
+    ix: u32,
+) -> Result<Option<Vec<f32>>, String> {
+    match expected {
+        Expected::ClosedForm => Ok(Some(layout.expected_chunk(g, v, iy, ix))),
+        Expected::Structure => Ok(None),
+        Expected::Output(reference) => {
+            let chunk = ArrayLayout::chunk_key(g, v, iy, ix);
+            let in_reference = |e: String| format!("the reference's {chunk}: {e}");
+            let bytes = reference.get(&chunk).map_err(in_reference)?;
+            layout.decode_chunk(&bytes).map(Some).map_err(in_reference)
+        }
+    }
+}
+
 fn check_chunk(
     layout: &ArrayLayout,
     objects: &dyn Objects,
+    expected: Expected,
     g: u32,
     v: u32,
     iy: u32,
@@ -300,21 +386,28 @@ fn check_chunk(
     let values = layout
         .decode_chunk(&bytes)
         .map_err(|e| format!("{key}: {e}"))?;
-    compare(layout, &key, g, v, iy, ix, &values)
+    match expected_values(layout, expected, g, v, iy, ix)? {
+        Some(want) => compare(layout, &key, (g, v, iy, ix), &values, &want),
+        None => Ok(()),
+    }
 }
 
-/// Whether chunk (g, v, iy, ix)'s `values` are the closed form's; the error names
-/// the first wrong value, under `label`.
+/// Whether chunk (g, v, iy, ix)'s `values` are `expected`, bit for bit; the error
+/// names the first wrong value, under `label`.
 fn compare(
     layout: &ArrayLayout,
     label: &str,
-    g: u32,
-    v: u32,
-    iy: u32,
-    ix: u32,
+    (g, v, iy, ix): (u32, u32, u32, u32),
     values: &[f32],
+    expected: &[f32],
 ) -> Result<(), String> {
-    let expected = layout.expected_chunk(g, v, iy, ix);
+    if values.len() != expected.len() {
+        return Err(format!(
+            "{label}: {} values, expected {}",
+            values.len(),
+            expected.len()
+        ));
+    }
     if let Some(i) = (0..values.len()).find(|&i| values[i].to_bits() != expected[i].to_bits()) {
         let (cy, cx) = (layout.output.cy as usize, layout.output.cx as usize);
         let (s, y, x) = (i / (cy * cx), i / cx % cy, i % cx);
@@ -334,9 +427,11 @@ fn compare(
 /// Checks shard (g, sv, sy, sx): its index (see
 /// [`rechunk_contract::nwp::shard::decode_index`]), which inner chunks it holds, and
 /// their values. Every error starts with the shard's key.
+#[allow(clippy::too_many_arguments)]
 fn check_shard(
     layout: &ArrayLayout,
     objects: &dyn Objects,
+    expected: Expected,
     g: u32,
     sv: u32,
     sy: u32,
@@ -347,6 +442,15 @@ fn check_shard(
     let inner = layout
         .decode_shard(&bytes)
         .map_err(|e| format!("{key}: {e}"))?;
+    // Against another output, its shard is decoded once for all inner chunks.
+    let reference = match expected {
+        Expected::Output(r) => {
+            let in_shard = |e: String| format!("the reference's {key}: {e}");
+            let bytes = r.get(&key).map_err(in_shard)?;
+            Some(layout.decode_shard(&bytes).map_err(in_shard)?)
+        }
+        _ => None,
+    };
     for (p, values) in inner.iter().enumerate() {
         match (layout.inner_chunk(sv, sy, sx, p), values) {
             (None, None) => {}
@@ -366,7 +470,16 @@ fn check_shard(
                     "{key}: inner chunk {p} (chunk {})",
                     ArrayLayout::chunk_key(g, v, iy, ix)
                 );
-                compare(layout, &label, g, v, iy, ix, values)?;
+                let want = match (&reference, expected) {
+                    (Some(r), _) => Some(r[p].clone().ok_or_else(|| {
+                        format!("the reference's {key}: inner chunk {p} is absent")
+                    })?),
+                    (None, Expected::ClosedForm) => Some(layout.expected_chunk(g, v, iy, ix)),
+                    (None, _) => None,
+                };
+                if let Some(want) = want {
+                    compare(layout, &label, (g, v, iy, ix), values, &want)?;
+                }
             }
         }
     }
@@ -456,10 +569,56 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
             )));
         }
     }
+    let level = codecs
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "zstd"))
+        .and_then(|c| c["configuration"]["level"].as_i64())
+        .ok_or_else(|| bad("no zstd codec with a level"))?;
+    let output = OutputParams {
+        cy: chunks[3],
+        cx: chunks[4],
+        zstd_level: level as i32,
+        shard,
+    };
+    // A grib2-dir output: what its attributes say of the scan (no closed form).
+    if let Some(attrs) = doc["attributes"].get("grib2_dir") {
+        let attributes: DirAttributes = serde_json::from_value(attrs.clone())
+            .map_err(|e| bad(&format!("attributes.grib2_dir: {e}")))?;
+        let a = &attributes;
+        let counts = [a.groups.len(), a.variables.len(), a.steps.len()];
+        if counts != [shape[0] as usize, shape[1] as usize, shape[2] as usize]
+            || (a.grid.ny, a.grid.nx) != (shape[3], shape[4])
+        {
+            return Err(bad(
+                "attributes.grib2_dir's names and grid do not match `shape`",
+            ));
+        }
+        let mut format = DirFormat::unscanned(a.source.clone(), a.scan.clone());
+        format.attributes = attributes;
+        let dataset = DatasetParams {
+            layout: Layout::Files,
+            groups: shape[0],
+            variables: shape[1],
+            steps: shape[2],
+            ny: shape[3],
+            nx: shape[4],
+            codec: Codec::None,
+            zstd_level: 1,
+            noise_bits: 0,
+            seed: 0,
+            format: Format::Grib2Dir(Box::new(format)),
+        };
+        let layout = ArrayLayout::new(dataset, output);
+        if let Some(why) = crate::sizes::shard_problem(&layout) {
+            return Err(bad(&why));
+        }
+        return Ok(layout);
+    }
     let attrs = &doc["attributes"]["nwp_fields"];
     if attrs["version"].as_u64() != Some(1) {
         return Err(bad(
-            "attributes.nwp_fields.version is not 1: not an nwp-fields output",
+            "attributes.nwp_fields.version is not 1 and there are no grib2_dir \
+             attributes: not an output of this harness",
         ));
     }
     // The inputs' encoding does not change the values; it is read to refuse an
@@ -485,11 +644,6 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
         (false, _) => return Err(bad("attributes.nwp_fields.codec is not none, zstd or lz4")),
         (true, _) => return Err(bad("attributes.nwp_fields.codec is not ccsds or simple")),
     };
-    let level = codecs
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "zstd"))
-        .and_then(|c| c["configuration"]["level"].as_i64())
-        .ok_or_else(|| bad("no zstd codec with a level"))?;
     let dataset = DatasetParams {
         // Absent in outputs written before it was recorded: files.
         layout: match attrs["input_layout"].as_str() {
@@ -513,12 +667,6 @@ pub fn layout_from_objects(objects: &dyn Objects, name: &str) -> anyhow::Result<
             .ok_or_else(|| bad("no noise_bits"))? as u32,
         seed: attrs["seed"].as_u64().ok_or_else(|| bad("no seed"))?,
         format,
-    };
-    let output = OutputParams {
-        cy: chunks[3],
-        cx: chunks[4],
-        zstd_level: level as i32,
-        shard,
     };
     let layout = ArrayLayout::new(dataset, output);
     if let Some(why) = crate::sizes::shard_problem(&layout) {

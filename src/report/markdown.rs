@@ -43,6 +43,9 @@ fn header(a: &Analysis) -> String {
         if r.git_dirty { ", uncommitted changes" } else { "" },
     );
     let _ = writeln!(md, "{}\n", dataset_line(a));
+    if let Some(line) = scan_line(a) {
+        let _ = writeln!(md, "{line}\n");
+    }
     if let Some(n) = r.network.as_ref().filter(|n| n.s3 || n.mode != "none") {
         let _ = writeln!(md, "Network to the object stores ({}): {n}\n", n.mode);
     }
@@ -83,6 +86,36 @@ fn dataset_line(a: &Analysis) -> String {
         r.dataset.bytes as f64 / 1e6,
         r.dataset.bytes as f64 / r.dataset.messages.max(1) as f64 / 1e3,
     )
+}
+
+/// For a grib2-dir dataset: where the files were, how they were scanned, and how
+/// outputs were verified (against the reference backend's, not a closed form).
+fn scan_line(a: &Analysis) -> Option<String> {
+    let scan = a.results.dataset.scan.as_ref()?;
+    let how = match &scan.pattern {
+        Some(p) => format!("file names matched against `{p}`"),
+        None => "the messages' keys".to_string(),
+    };
+    let reference = a
+        .results
+        .repetitions
+        .iter()
+        .filter_map(|r| r.verification.as_ref()?.against.clone())
+        .find(|w| w != "structure only" && w != "no reference")
+        .map_or(String::new(), |r| {
+            format!(
+                " Outputs verified against the output of {r}, value for value (no closed form)."
+            )
+        });
+    Some(format!(
+        "Source: {} ({} files; groups, variables and steps from {how}; grid {}; {} skipped; scan {:.2} s{}).{reference}",
+        scan.source.display(),
+        scan.files,
+        scan.grid,
+        scan.skipped,
+        scan.scan_seconds,
+        if scan.cached { ", reused from the cache" } else { "" },
+    ))
 }
 
 /// The throughput table: one row per backend with counted repetitions.
