@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, FileTypeExt};
+use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::text;
+use common::{snapshot, text, Mount};
 
 /// The common small scenario in the files layout, one repetition.
 fn tiny(cache: &str) -> String {
@@ -74,33 +74,6 @@ fn finish(mut child: Child, limit: Duration) -> (ExitStatus, String) {
     }
     let out = child.wait_with_output().unwrap();
     (out.status, text(&out))
-}
-
-/// Every path below `root` with what it is: a file's bytes, a link's target.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let t = e.file_type().unwrap();
-            let what = if t.is_symlink() {
-                format!("link -> {}", fs::read_link(&p).unwrap().display())
-            } else if t.is_dir() {
-                walk(&p, out);
-                "dir".into()
-            } else if t.is_fifo() {
-                "fifo".into()
-            } else {
-                format!("{:?}", fs::read(&p).unwrap())
-            };
-            out.insert(p, what);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, &mut out);
-    out
 }
 
 /// A folder holding files the harness must never touch.
@@ -254,31 +227,6 @@ fn an_output_root_over_the_results_folder_is_refused() {
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(out.contains("overlaps the results directory"), "{out}");
     assert_eq!(snapshot(&results), before);
-}
-
-/// A tmpfs mounted for the length of a test (root only), unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(at: &Path, options: &str) -> Option<Mount> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        fs::create_dir_all(at).unwrap();
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success())
-            .then(|| Mount(at.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

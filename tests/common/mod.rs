@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `harness ARGS` in `dir`, with data under `dir/data` and results under
@@ -56,3 +59,67 @@ cache = "CACHE"
 name = "sequential"
 bytes_in_flight = "8 MiB"
 "#;
+
+/// Every path below `root` with what it is: a file's bytes, a link's target.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            let what = if t.is_symlink() {
+                format!("link -> {}", fs::read_link(&p).unwrap().display())
+            } else if t.is_dir() {
+                walk(&p, out);
+                "dir".into()
+            } else if t.is_fifo() {
+                "fifo".into()
+            } else {
+                format!("{:?}", fs::read(&p).unwrap())
+            };
+            out.insert(p, what);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, &mut out);
+    out
+}
+
+/// A tmpfs mounted for the length of a test (root only), unmounted on drop.
+pub struct Mount(PathBuf);
+
+impl Mount {
+    /// A tmpfs at `at` with mount `options`; `None` when not root or it fails.
+    pub fn tmpfs(at: &Path, options: &str) -> Option<Mount> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        fs::create_dir_all(at).unwrap();
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success())
+            .then(|| Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+impl Mount {
+    /// Makes the mount read-only: no write reaches it, not even root's.
+    pub fn read_only(&self) -> bool {
+        Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
