@@ -55,6 +55,8 @@ def number(scaled, factor):
 
 
 def duration(seconds):
+    if seconds == 0:
+        return "PT0S"
     if seconds % 3600 == 0:
         return f"PT{seconds // 3600}H"
     if seconds % 60 == 0:
@@ -70,8 +72,8 @@ UNIT = {"0": 60, "1": 3600, "2": 86400, "10": 10800, "11": 21600, "12": 43200, "
 def keys_index(root, tmp):
     """(group, variable, step) names → file, from ecCodes' keys of every file."""
     keys = ("dataDate,dataTime,discipline,parameterCategory,parameterNumber,"
-            "productDefinitionTemplateNumber,typeOfFirstFixedSurface,"
-            "scaleFactorOfFirstFixedSurface,scaledValueOfFirstFixedSurface,endStep,stepUnits")
+            "productDefinitionTemplateNumber,typeOfFirstFixedSurface:i,"
+            "scaleFactorOfFirstFixedSurface,scaledValueOfFirstFixedSurface,endStep,stepUnits:i")
     index = {}
     for path in sorted(all_files(root)):
         one = unwrapped(path, tmp)
@@ -80,8 +82,11 @@ def keys_index(root, tmp):
         group = f"{date[:4]}-{date[4:6]}-{date[6:]}T{int(time) // 100:02}:{int(time) % 100:02}:00Z"
         level = "" if scaled == "MISSING" else "=" + number(int(scaled), int(factor) if factor != "MISSING" else 0)
         variable = f"{d}.{c}.{n}@{level_type}{level}"
-        if t != "0":
+        if t not in ("0", "8"):
             variable += f"/t{t}"
+        if t in ("8", "11"):
+            stat = run("grib_get", "-p", "typeOfStatisticalProcessing:i", one).split()[0]
+            variable += f"/stat{stat}"
         if unit not in UNIT:
             sys.exit(f"{path}: step unit {unit!r} (ecCodes' stepUnits) is not one this script knows")
         step = duration(int(end) * UNIT[unit])

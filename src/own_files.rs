@@ -204,7 +204,6 @@ pub fn resolve(
         return Ok(None);
     };
     let root = &dir.attributes.source;
-    eprintln!("dataset {} (your files, read only)", root.display());
     let meta = std::fs::metadata(root).with_context(|| {
         format!(
             "[dataset] root of {}: {}",
@@ -222,6 +221,7 @@ pub fn resolve(
     let real = root
         .canonicalize()
         .with_context(|| format!("resolving {}", root.display()))?;
+    eprintln!("dataset {} (your files, read only)", real.display());
     let outputs = data.path().join("outputs");
     let results = std::path::absolute(results).unwrap_or_else(|_| results.to_path_buf());
     for (what, other) in [("the outputs", &outputs), ("the results", &results)] {
