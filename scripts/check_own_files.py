@@ -77,7 +77,10 @@ def keys_index(root, tmp):
     index = {}
     for path in sorted(all_files(root)):
         one = unwrapped(path, tmp)
-        got = run("grib_get", "-p", keys, one).split()
+        lines = run("grib_get", "-p", keys, one).strip().split("\n")
+        if len(lines) != 1:
+            sys.exit(f"{path}: {len(lines)} messages; this script checks one message per file")
+        got = lines[0].split()
         date, time, d, c, n, t, level_type, factor, scaled, end, unit = got
         group = f"{date[:4]}-{date[4:6]}-{date[6:]}T{int(time) // 100:02}:{int(time) % 100:02}:00Z"
         level = "" if scaled == "MISSING" else "=" + number(int(scaled), int(factor) if factor != "MISSING" else 0)

@@ -29,8 +29,11 @@ use crate::runner::{self, Dirs};
 use crate::scenario::{BackendSpec, Recording, Scenario, WorkloadKind};
 use crate::stats;
 
-/// Inputs loaded into memory at once for the CPU ceiling.
+/// Inputs loaded into memory at once for the CPU ceiling, at most…
 pub const BATCH: usize = 4096;
+/// … and at most this many bytes of them (by their read bounds), whichever comes
+/// first: a user's files may be megabytes each.
+pub const BATCH_BYTES: u64 = 1 << 30;
 
 fn read_input(job: &Job, input: &InputRef, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
@@ -53,8 +56,19 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
     let mut timed = Duration::ZERO;
     for group in &job.groups {
         let reducer = Mutex::new(workload.reduce_group(group));
-        let indices: Vec<usize> = (0..group.inputs.len()).collect();
-        for batch in indices.chunks(BATCH) {
+        let mut batches: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut bytes = 0u64;
+        for i in 0..group.inputs.len() {
+            let read = workload.cost(group, i).read;
+            let last = batches.last_mut().expect("one batch at least");
+            if !last.is_empty() && (last.len() >= BATCH || bytes + read > BATCH_BYTES) {
+                batches.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += read;
+            batches.last_mut().expect("one batch at least").push(i);
+        }
+        for batch in &batches {
             crate::signals::check()?;
             let loaded = batch
                 .iter()
@@ -107,13 +121,17 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
 pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>, usize)> {
     let params = &scenario.dataset.params;
     let input_root = dirs.dataset_root(scenario)?;
-    crate::dataset::ensure(
-        &dirs.data,
-        params,
-        &input_root,
-        false,
-        &format!("harness gen --force {}", scenario.source.display()),
-    )?;
+    // A directory of the user's files is read as it is; a generated dataset is
+    // made if it is missing.
+    if !matches!(params.format, rechunk_contract::nwp::Format::Grib2Dir(_)) {
+        crate::dataset::ensure(
+            &dirs.data,
+            params,
+            &input_root,
+            false,
+            &format!("harness gen --force {}", scenario.source.display()),
+        )?;
+    }
     let job = Job {
         groups: params
             .groups_at(&input_root)

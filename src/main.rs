@@ -156,7 +156,7 @@ enum Cmd {
         /// Compare the values with this output of the same array (a directory or
         /// s3://bucket/prefix) instead of the closed form: every chunk decoded, bit
         /// for bit. The only way to verify a grib2-dir output (its run keeps the
-        /// reference at `<output root>.oracle`).
+        /// reference at `data/outputs/.oracle/<name>`).
         #[arg(long, value_name = "REF")]
         against: Option<String>,
     },
@@ -466,6 +466,14 @@ fn gen(
     paths: (&Path, &Path),
 ) -> anyhow::Result<ExitCode> {
     let s = load_scenario(scenario)?;
+    if let rechunk_contract::nwp::Format::Grib2Dir(d) = &s.dataset.params.format {
+        anyhow::bail!(
+            "[dataset] kind = \"{}\" reads your files in {}: there is nothing to generate \
+             (`harness scan` shows what is there)",
+            rechunk_contract::gribdir::KIND,
+            d.attributes.source.display()
+        );
+    }
     let store = store.map(StoreUrl::parse).transpose()?;
     if store.as_ref().is_some_and(|u| !u.is_s3()) {
         anyhow::bail!("--store takes an s3://bucket/prefix URL");
@@ -510,7 +518,7 @@ fn verify_output(output: &str, max_chunks: u64, against: Option<&str>) -> anyhow
         (None, rechunk_contract::nwp::Format::Grib2Dir(_)) => anyhow::bail!(
             "{output} was rechunked from your own GRIB2 files: there is no closed form to \
              verify it against; give --against REF, another output of the same files (a \
-             run keeps its reference output at `<output root>.oracle`)"
+             run keeps its reference output in `data/outputs/.oracle/`)"
         ),
         (None, _) => verify::Expected::ClosedForm,
     };

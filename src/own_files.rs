@@ -223,8 +223,15 @@ pub fn resolve(
         .with_context(|| format!("resolving {}", root.display()))?;
     eprintln!("dataset {} (your files, read only)", real.display());
     let outputs = data.path().join("outputs");
+    let datasets = data.path().join("datasets");
+    let scans = data.path().join(SCANS);
     let results = std::path::absolute(results).unwrap_or_else(|_| results.to_path_buf());
-    for (what, other) in [("the outputs", &outputs), ("the results", &results)] {
+    for (what, other) in [
+        ("the outputs", &outputs),
+        ("the generated datasets", &datasets),
+        ("the scan caches", &scans),
+        ("the results", &results),
+    ] {
         let other = other.canonicalize().unwrap_or_else(|_| other.to_path_buf());
         if real.starts_with(&other) || other.starts_with(&real) {
             anyhow::bail!(

@@ -195,6 +195,9 @@ struct Run<'a> {
     oracle: Option<Oracle>,
 }
 
+/// Where the reference outputs are kept, inside `outputs/`.
+pub const ORACLES: &str = ".oracle";
+
 /// The reference output of a run whose dataset has no closed form: the first
 /// output of the [`crate::scenario::ORACLE`] backend, which runs first in every
 /// round, checked for structure and kept aside; every later output is compared
@@ -202,7 +205,8 @@ struct Run<'a> {
 struct Oracle {
     /// The backend (index in the scenario).
     backend: usize,
-    /// Where its output is kept: `<output root>.oracle`, a marked output directory.
+    /// Where its output is kept: `outputs/.oracle/<output root in outputs>`, a
+    /// marked output directory.
     root: PathBuf,
     /// What made it (`sequential, warm-up 1`), once it is there.
     made_by: Option<String>,
@@ -325,13 +329,31 @@ impl<'a> Run<'a> {
             .iter()
             .position(|&b| self.scenario.backends[b].name == name)
         else {
-            bail!("the reference backend `{name}` cannot run here, so no output could be verified");
+            let why = match self.scenario.backends.iter().any(|b| b.name == name) {
+                true => "cannot run here",
+                false => "is not in the scenario",
+            };
+            bail!(
+                "kind = \"{}\" has no closed form: outputs are verified against the `{name}` \
+                 backend's, which {why}",
+                rechunk_contract::gribdir::KIND
+            );
         };
         let backend = self.runnable.remove(at);
         self.runnable.insert(0, backend);
-        let mut root = self.output_root.clone().into_os_string();
-        root.push(".oracle");
-        let root = self.dirs.data.check(Path::new(&root), Kind::Output)?;
+        // `outputs/.oracle/<the output root's path in outputs>`: a hidden name no
+        // scenario's output root can take, emptied now so that no earlier run's
+        // reference is ever compared with.
+        let outputs = self.dirs.data.path().join("outputs");
+        let rel = self.output_root.strip_prefix(&outputs).with_context(|| {
+            format!(
+                "{} is not in {}",
+                self.output_root.display(),
+                outputs.display()
+            )
+        })?;
+        let root = outputs.join(ORACLES).join(rel);
+        self.dirs.data.empty_output(&root, &self.trash)?;
         self.oracle = Some(Oracle {
             backend,
             root,
@@ -592,13 +614,17 @@ impl<'a> Run<'a> {
                 // emptied directory (hard links: no copy, and the output root keeps
                 // its output until the next repetition empties it).
                 data.empty_output(&oracle.root, &self.trash)?;
-                link_tree(&self.output_root, &oracle.root).with_context(|| {
-                    format!(
-                        "keeping the reference output: linking {} into {}",
-                        self.output_root.display(),
-                        oracle.root.display()
-                    )
-                })?;
+                if let Err(e) = link_tree(&self.output_root, &oracle.root) {
+                    // Never a partial reference left looking complete.
+                    data.empty_output(&oracle.root, &self.trash)?;
+                    return Err(e).with_context(|| {
+                        format!(
+                            "keeping the reference output: linking {} into {}",
+                            self.output_root.display(),
+                            oracle.root.display()
+                        )
+                    });
+                }
                 let what = if slot.warmup { "warm-up" } else { "repetition" };
                 oracle.made_by = Some(format!("{label}, {what} {}", slot.index + 1));
                 eprintln!(
@@ -657,23 +683,25 @@ impl<'a> Run<'a> {
             }
             v
         };
+        // The reference itself is decoded whole: every later comparison relies on
+        // it, and a chunk of it that did not decode would fail another backend.
+        let max_chunks = match expected {
+            verify::Expected::Structure => 0,
+            _ => run.verify_max_chunks,
+        };
         match self.scenario.workload {
             WorkloadKind::Rechunk => against(match &self.s3_outputs[slot.backend] {
                 None => verify::verify_against(
                     &self.layout,
                     &verify::LocalDir(&self.output_root),
                     expected,
-                    run.verify_max_chunks,
+                    max_chunks,
                     seed,
                 ),
                 Some(url) => match verify::InStore::open(url, &self.scenario.s3) {
-                    Ok(objects) => verify::verify_against(
-                        &self.layout,
-                        &objects,
-                        expected,
-                        run.verify_max_chunks,
-                        seed,
-                    ),
+                    Ok(objects) => {
+                        verify::verify_against(&self.layout, &objects, expected, max_chunks, seed)
+                    }
                     Err(e) => verify::Verification {
                         problems: vec![format!("{url}: {e}")],
                         ..Default::default()

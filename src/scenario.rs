@@ -117,6 +117,9 @@ impl Scenario {
         if let Some(why) = sizes::inputs_problem(groups, variables, steps) {
             anyhow::bail!("{root}: too many messages for this harness: {why}");
         }
+        // The directory as scanned (resolved, no symbolic link): what every
+        // repetition reads, whatever a link on the scenario's path points to later.
+        s.dataset.root = a.source.clone();
         let p = &mut s.dataset.params;
         (p.groups, p.variables, p.steps, p.ny, p.nx) = (groups, variables, steps, ny, nx);
         p.format = Format::Grib2Dir(Box::new(format));

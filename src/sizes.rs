@@ -117,6 +117,16 @@ pub fn budget_problem(
 /// chosen (the command line may change it), and threads.
 pub fn check_machine(s: &Scenario) -> anyhow::Result<()> {
     let p = &s.dataset.params;
+    if let rechunk_contract::nwp::Format::Grib2Dir(d) = &p.format {
+        // Its sizes are the files': known once the directory is scanned.
+        if !d.scanned() {
+            bail!(
+                "{}: the directory of your files has not been scanned yet (a harness bug: \
+                 this check runs on the scenario resolved by the scan)",
+                s.source.display()
+            );
+        }
+    }
     let problem =
         field_problem(p.ny, p.nx).or_else(|| inputs_problem(p.groups, p.variables, p.steps));
     if let Some(why) = problem {

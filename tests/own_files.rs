@@ -110,7 +110,7 @@ fn keys_and_pattern_scans_run_every_backend_verified_against_sequential_and_touc
             name,
             &files,
             &how,
-            &["tokio-rayon", "uring-workers"],
+            &["tokio-rayon", "object-store"],
         );
         let o = harness(dir.path(), &["run", &s]);
         let out = text(&o);
@@ -169,7 +169,7 @@ fn keys_and_pattern_scans_run_every_backend_verified_against_sequential_and_touc
         }
         // Any two outputs of the same files compare value for value.
         let out_dir = dir.path().join(format!("data/outputs/{name}"));
-        let oracle = dir.path().join(format!("data/outputs/{name}.oracle"));
+        let oracle = dir.path().join(format!("data/outputs/.oracle/{name}"));
         let o = harness(
             dir.path(),
             &[
@@ -182,7 +182,7 @@ fn keys_and_pattern_scans_run_every_backend_verified_against_sequential_and_touc
         assert!(o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("bit for bit"), "{}", text(&o));
     }
-    // A second run reuses the scan; a file touched makes a new one.
+    // A second run reuses the scan.
     let s = dir.path().join("by-keys.toml");
     let o = harness(dir.path(), &["scan", s.to_str().unwrap()]);
     assert!(
@@ -195,6 +195,38 @@ fn keys_and_pattern_scans_run_every_backend_verified_against_sequential_and_touc
         before,
         "the files' directory was written to"
     );
+    // A file rewritten with the same bytes and its old modification time (as
+    // `cp -p` does) makes a new scan all the same.
+    let one = files.join(&names[0]);
+    let (bytes, mtime) = (
+        fs::read(&one).unwrap(),
+        fs::metadata(&one).unwrap().modified().unwrap(),
+    );
+    fs::remove_file(&one).unwrap();
+    fs::write(&one, &bytes).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&one)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let o = harness(dir.path(), &["scan", s.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("reused"), "{}", text(&o));
+}
+
+#[test]
+fn gen_refuses_and_ceilings_measure_a_directory_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("dwd");
+    example(dir.path(), &files);
+    let s = scenario(dir.path(), "c", &files, "", &["tokio-rayon"]);
+    let o = harness(dir.path(), &["gen", &s]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("nothing to generate"), "{}", text(&o));
+    let o = harness(dir.path(), &["ceilings", &s]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("CPU ceiling"), "{}", text(&o));
 }
 
 #[test]
@@ -206,7 +238,7 @@ fn verify_against_names_a_wrong_value_and_a_missing_chunk() {
     let o = harness(dir.path(), &["run", &s]);
     assert!(o.status.success(), "{}", text(&o));
     let out_dir = dir.path().join("data/outputs/v");
-    let oracle = dir.path().join("data/outputs/v.oracle");
+    let oracle = dir.path().join("data/outputs/.oracle/v");
     // Without a reference there is nothing to verify against: said, exit 1.
     let o = harness(dir.path(), &["verify", out_dir.to_str().unwrap()]);
     assert!(!o.status.success());

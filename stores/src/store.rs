@@ -310,8 +310,23 @@ impl Store {
             path: dir.to_path_buf(),
             error,
         })?;
+        self.upload_files(dir, files, last, concurrency, progress)
+            .await
+    }
+
+    /// Uploads the files `keys` (relative to `dir`, which are also their keys), as
+    /// [`Store::upload_dir`] does: `last` after the others, each read with
+    /// [`rechunk_contract::input::read_input`].
+    pub async fn upload_files(
+        &self,
+        dir: &Path,
+        keys: Vec<String>,
+        last: Option<&str>,
+        concurrency: usize,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(u64, u64), StoreError> {
         let (mut tail, body): (Vec<_>, Vec<_>) =
-            files.into_iter().partition(|k| Some(k.as_str()) == last);
+            keys.into_iter().partition(|k| Some(k.as_str()) == last);
         let upload = |key: String| async move {
             let path = dir.join(&key);
             let read = path.clone();

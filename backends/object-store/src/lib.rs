@@ -237,8 +237,18 @@ impl ObjectStoreBackend {
                     .map_err(in_name)?
                     .map_err(in_name)?;
             }
-            let (files, bytes) = stores::block_on(input.upload_dir(
+            // The job's input files, each once: not whatever else the directory
+            // holds (a user's directory may have much more than the dataset).
+            let mut keys: Vec<String> = job
+                .groups
+                .iter()
+                .flat_map(|g| g.inputs.iter().map(|i| i.path.to_string()))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let (files, bytes) = stores::block_on(input.upload_files(
                 &job.input_root,
+                keys,
                 None,
                 STAGING_CONCURRENCY,
                 &|_, _| {},

@@ -394,7 +394,13 @@ pub fn grid_of(section3: &[u8]) -> Result<Grid, String> {
     if NI_NJ_TEMPLATES.contains(&template) && section3.len() >= 38 {
         let ni = be(&section3[30..34]);
         let nj = be(&section3[34..38]);
-        if ni != 0xFFFF_FFFF && nj != 0xFFFF_FFFF && ni * nj == points as u64 {
+        // Rows of Ni points one after the other only when the scanning mode says
+        // so: adjacent points along j (flag 0x20) or rows in alternate directions
+        // (0x10) would scramble a Nj × Ni array, so those stay one dimension.
+        let row_major = scanning_mode_octet(template)
+            .and_then(|at| section3.get(at - 1))
+            .is_some_and(|mode| mode & 0x30 == 0);
+        if row_major && ni != 0xFFFF_FFFF && nj != 0xFFFF_FFFF && ni * nj == points as u64 {
             ny_nx = (nj as u32, ni as u32);
         }
     }
@@ -407,6 +413,17 @@ pub fn grid_of(section3: &[u8]) -> Result<Grid, String> {
         nx: ny_nx.1,
         section3: hex(section3),
     })
+}
+
+/// The octet (1-based, in section 3) of the scanning mode of the templates whose
+/// Ni and Nj [`grid_of`] reads.
+fn scanning_mode_octet(template: u16) -> Option<usize> {
+    match template {
+        0..=3 | 40..=43 => Some(72),
+        10 => Some(60),
+        20 | 30 | 31 => Some(65),
+        _ => None,
+    }
 }
 
 /// Lowercase hex of `bytes`.
@@ -801,6 +818,14 @@ pub(crate) mod tests {
         q[6..10].copy_from_slice(&36u32.to_be_bytes());
         let g = grid_of(&q).unwrap();
         assert_eq!((g.ny, g.nx), (1, 36));
+        // Columns consecutive (0x20) or rows alternating (0x10): not a Nj × Ni
+        // array in row order, so one dimension; +j alone (0x40) is.
+        for (mode, shape) in [(0x40, (5, 7)), (0x60, (1, 35)), (0x50, (1, 35))] {
+            let mut s = m[S3..S3 + 72].to_vec();
+            s[71] = mode;
+            let g = grid_of(&s).unwrap();
+            assert_eq!((g.ny, g.nx), shape, "scanning mode {mode:#x}");
+        }
         assert!(grid_of(&m[S4..S4 + 34]).is_err(), "section 4 is no grid");
     }
 

@@ -70,6 +70,11 @@ pub struct FileStat {
     /// Modification time in nanoseconds since the epoch (of the target, for a
     /// symbolic link to a file); 0 when unknown.
     pub mtime_ns: i128,
+    /// Inode number and status-change time in nanoseconds (of the target, for a
+    /// symbolic link to a file); 0 when unknown. With the size and modification
+    /// time, what tells a changed file: a copy that keeps the modification time
+    /// (`cp -p`, `rsync -t`, `wget -N`) still gets a new inode or change time.
+    pub change: (u64, i128),
     /// What it is.
     pub kind: FileKind,
 }
@@ -110,6 +115,13 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
 }
 
+fn change(m: &fs::Metadata) -> (u64, i128) {
+    (
+        m.ino(),
+        m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+    )
+}
+
 /// Lists every path under `root` that is not a directory, recursively, with
 /// `symlink_metadata`: directories are descended into, symbolic links to
 /// directories are not (recorded as [`FileKind::SymlinkToDir`]), symbolic links
@@ -138,7 +150,23 @@ pub fn list(root: &Path) -> Result<Listing, String> {
                 io_detail(&e)
             )
         };
-        for entry in fs::read_dir(&dir).map_err(cannot)? {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if dir == root => return Err(cannot(e)),
+            // A directory below the root that cannot be read (`lost+found` at a
+            // mount's root, say) is one more unusable path, not the end of the scan.
+            Err(e) => {
+                files.push(FileStat {
+                    path: prefix.clone(),
+                    len: 0,
+                    mtime_ns: 0,
+                    change: (0, 0),
+                    kind: FileKind::Unreadable(format!("cannot read directory: {}", io_detail(&e))),
+                });
+                continue;
+            }
+        };
+        for entry in entries {
             let entry = entry.map_err(cannot)?;
             let name = entry.file_name();
             let rel = |name: &str| {
@@ -153,6 +181,7 @@ pub fn list(root: &Path) -> Result<Listing, String> {
                     path: rel(&name.to_string_lossy()),
                     len: 0,
                     mtime_ns: 0,
+                    change: (0, 0),
                     kind: FileKind::NameNotUtf8,
                 });
                 continue;
@@ -166,6 +195,7 @@ pub fn list(root: &Path) -> Result<Listing, String> {
                     _ => 0,
                 },
                 mtime_ns: m.map_or(0, mtime_ns),
+                change: m.map_or((0, 0), change),
                 kind,
             };
             let m = match fs::symlink_metadata(&path) {
@@ -208,6 +238,8 @@ pub fn list(root: &Path) -> Result<Listing, String> {
         h.write(&[0]);
         h.write(&f.len.to_le_bytes());
         h.write(&f.mtime_ns.to_le_bytes());
+        h.write(&f.change.0.to_le_bytes());
+        h.write(&f.change.1.to_le_bytes());
         h.write(f.kind.tag().as_bytes());
     }
     Ok(Listing {
@@ -352,8 +384,10 @@ struct Cube {
     group_keys: Option<Vec<super::ReferenceTime>>,
     variable_keys: Option<Vec<super::VariableKey>>,
     step_seconds: Option<Vec<i64>>,
-    /// `(g · V + v) · S + s`, `None` where no file is.
-    cells: Vec<Option<Entry>>,
+    /// The cells a file was found for, by `(g · V + v) · S + s`: sparse, so that a
+    /// directory whose names span a huge cube (a year of analyses mixed with a few
+    /// forecasts) costs what it holds, not groups × variables × steps.
+    cells: HashMap<u128, Entry>,
     grid: Option<Grid>,
     unusable: Vec<(String, Why)>,
     bytes: u64,
@@ -397,7 +431,7 @@ fn finish(listing: &Listing, spec: &ScanSpec, mut cube: Cube) -> Result<Catalog,
         .into_iter()
         .map(|(path, w)| Unusable { path, why: w.text })
         .collect();
-    let used = cube.cells.iter().filter(|c| c.is_some()).count();
+    let used = cube.cells.len();
     let grid = match cube.grid {
         Some(g) if used > 0 => g,
         _ => {
@@ -416,15 +450,20 @@ fn finish(listing: &Listing, spec: &ScanSpec, mut cube: Cube) -> Result<Catalog,
         }
     };
     let (nv, ns) = (cube.variables.len(), cube.steps.len());
-    let missing: Vec<usize> = (0..cube.cells.len())
-        .filter(|&i| cube.cells[i].is_none())
-        .collect();
-    if !missing.is_empty() {
-        let first: Vec<String> = missing
-            .iter()
+    let total = cube.groups.len() as u128 * nv as u128 * ns as u128;
+    let holes = total - used as u128;
+    if holes > 0 {
+        // The first five holes in (g, v, s) order: at most `used + 5` cells visited.
+        let first: Vec<String> = (0..total)
+            .filter(|i| !cube.cells.contains_key(i))
             .take(5)
-            .map(|&i| {
-                let (g, v, s) = (i / (nv * ns), i / ns % nv, i % ns);
+            .map(|i| {
+                let (nv, ns) = (nv as u128, ns as u128);
+                let (g, v, s) = (
+                    (i / (nv * ns)) as usize,
+                    (i / ns % nv) as usize,
+                    (i % ns) as usize,
+                );
                 let mut m = format!(
                     "group {} variable {} step {}",
                     cube.groups[g].name, cube.variables[v].name, cube.steps[s].name
@@ -436,12 +475,11 @@ fn finish(listing: &Listing, spec: &ScanSpec, mut cube: Cube) -> Result<Catalog,
             })
             .collect();
         return Err(ScanError(format!(
-            "missing (variable, step) combinations: {}, first: {}{} ({} groups × {nv} \
+            "missing (variable, step) combinations: {holes}, first: {}{} ({} groups × {nv} \
              variables × {ns} steps under {root}, {used} found; every group needs every \
              variable at every step){}",
-            missing.len(),
             first.join(", "),
-            if missing.len() > 5 { ", …" } else { "" },
+            if holes > 5 { ", …" } else { "" },
             cube.groups.len(),
             match skipped.first() {
                 Some(u) => format!(
@@ -464,7 +502,13 @@ fn finish(listing: &Listing, spec: &ScanSpec, mut cube: Cube) -> Result<Catalog,
         variable_keys: cube.variable_keys,
         step_seconds: cube.step_seconds,
         grid,
-        inputs: cube.cells.into_iter().flatten().collect(),
+        // Complete: every cell 0..total is there, `total = used` entries.
+        inputs: {
+            let mut cells = cube.cells;
+            (0..total)
+                .map(|i| cells.remove(&i).expect("complete"))
+                .collect()
+        },
         files: listing
             .files
             .iter()
@@ -878,7 +922,7 @@ fn scan_keys(listing: &Listing, progress: &(dyn Fn(u64) + Sync)) -> Cube {
         .into_iter()
         .collect();
     let (nv, ns) = (variables.len(), steps.len());
-    let mut cells = vec![None; groups.len() * nv * ns];
+    let mut cells = HashMap::new();
     let (mut max_input_len, mut max_message_len) = (0u64, 0u64);
     for (keys, found) in &by_keys {
         let FoundAt {
@@ -892,10 +936,14 @@ fn scan_keys(listing: &Listing, progress: &(dyn Fn(u64) + Sync)) -> Cube {
         let stat = &listing.files[regular[k]];
         max_input_len = max_input_len.max(range.map_or(stat.len, |r| r.1));
         max_message_len = max_message_len.max(message_len);
-        cells[(g * nv + v) * ns + s] = Some(Entry {
-            path: stat.path.clone(),
-            range,
-        });
+        let cell = (g as u128 * nv as u128 + v as u128) * ns as u128 + s as u128;
+        cells.insert(
+            cell,
+            Entry {
+                path: stat.path.clone(),
+                range,
+            },
+        );
     }
     Cube {
         groups: groups
@@ -1272,7 +1320,7 @@ fn scan_pattern(
         .map(|(i, s)| (s.as_str(), i))
         .collect();
     let (nv, ns) = (variables.len(), steps.len());
-    let mut cells = vec![None; groups.len() * nv * ns];
+    let mut cells = HashMap::new();
     let (mut bytes, mut max_input_len) = (0u64, 0u64);
     for ((init, var, step), &i) in &first_of {
         let g = groups.binary_search(init).unwrap();
@@ -1281,10 +1329,14 @@ fn scan_pattern(
         let stat = &listing.files[i];
         bytes += stat.len;
         max_input_len = max_input_len.max(stat.len);
-        cells[(g * nv + v) * ns + s] = Some(Entry {
-            path: stat.path.clone(),
-            range: None,
-        });
+        let cell = (g as u128 * nv as u128 + v as u128) * ns as u128 + s as u128;
+        cells.insert(
+            cell,
+            Entry {
+                path: stat.path.clone(),
+                range: None,
+            },
+        );
     }
     let coords = |names: &[String]| -> Vec<Coord> {
         names.iter().map(|n| Coord { name: n.clone() }).collect()
