@@ -90,6 +90,12 @@ def keys_index(root, tmp):
         if t in ("8", "11"):
             stat = run("grib_get", "-p", "typeOfStatisticalProcessing:i", one).split()[0]
             variable += f"/stat{stat}"
+        if t in ("1", "11"):
+            member = run("grib_get", "-p", "perturbationNumber:i", one).split()[0]
+            variable += f"/m{member}"
+        if t == "2":
+            derived = run("grib_get", "-p", "derivedForecast:i", one).split()[0]
+            variable += f"/d{derived}"
         if unit not in UNIT:
             sys.exit(f"{path}: step unit {unit!r} (ecCodes' stepUnits) is not one this script knows")
         step = duration(int(end) * UNIT[unit])

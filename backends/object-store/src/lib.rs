@@ -238,11 +238,14 @@ impl ObjectStoreBackend {
                     .map_err(in_name)?;
             }
             // The job's input files, each once: not whatever else the directory
-            // holds (a user's directory may have much more than the dataset).
+            // holds (a user's directory may have much more than the dataset). One
+            // that is missing is left out, so that the run names it as the store's
+            // missing object, as it would be on S3.
             let mut keys: Vec<String> = job
                 .groups
                 .iter()
                 .flat_map(|g| g.inputs.iter().map(|i| i.path.to_string()))
+                .filter(|k| std::fs::symlink_metadata(job.input_root.join(k)).is_ok())
                 .collect();
             keys.sort_unstable();
             keys.dedup();

@@ -272,8 +272,13 @@ fn keys_of(prefix: &[u8], layout: &Layout) -> Result<MessageKeys, String> {
             ))
         }
     };
-    // 4.0's 34 octets; over a time interval, up to the first time range's length.
-    let need = stat_at.map_or(34, |o| o + 6);
+    // 4.0's 34 octets (4.1: and the member, octet 36; 4.2: the derived forecast,
+    // octet 35); over a time interval, up to the first time range's length.
+    let need = match template {
+        1 => 37,
+        2 => 35,
+        _ => stat_at.map_or(34, |o| o + 6),
+    };
     if s4.len() < need {
         return Err(format!(
             "section 4 (template 4.{template}) is {} bytes, the template needs {need}",
@@ -319,6 +324,8 @@ fn keys_of(prefix: &[u8], layout: &Layout) -> Result<MessageKeys, String> {
             level_type,
             level,
             statistic,
+            member: matches!(template, 1 | 11).then(|| s4[35]),
+            derived: (template == 2).then(|| s4[34]),
         },
         step_seconds: step,
     })
@@ -524,9 +531,11 @@ pub fn time_name((y, mo, d, h, mi, s): (u16, u8, u8, u8, u8, u8)) -> String {
 /// the value is scaled value · 10^-scale factor written in full, without
 /// exponent or trailing zeros. Then `/t{N}` when the product template is neither
 /// 4.0 nor 4.8, and `/stat{N}` for the statistical processing of 4.8 and 4.11
-/// (code table 4.10: `/stat1` accumulation, `/stat2` maximum, …). Examples:
-/// `0.0.0@103=2` (T_2M), `0.1.52@1/stat1` (TOT_PREC), `0.0.0@103=2/t1` (an
-/// ensemble member). Two keys have the same name only if they are equal.
+/// (code table 4.10: `/stat1` accumulation, `/stat2` maximum, …), `/m{N}` for the
+/// ensemble member (perturbation number) of 4.1 and 4.11, `/d{N}` for the derived
+/// forecast of 4.2 (code table 4.7). Examples: `0.0.0@103=2` (T_2M),
+/// `0.1.52@1/stat1` (TOT_PREC), `0.0.0@103=2/t1/m3` (member 3 of an ensemble).
+/// Two keys have the same name only if they are equal.
 pub fn variable_name(v: &VariableKey) -> String {
     let mut s = format!(
         "{}.{}.{}@{}",
@@ -541,6 +550,12 @@ pub fn variable_name(v: &VariableKey) -> String {
     }
     if let Some(stat) = v.statistic {
         s.push_str(&format!("/stat{stat}"));
+    }
+    if let Some(m) = v.member {
+        s.push_str(&format!("/m{m}"));
+    }
+    if let Some(d) = v.derived {
+        s.push_str(&format!("/d{d}"));
     }
     s
 }
@@ -723,6 +738,37 @@ pub(crate) mod tests {
         parse(&m8).unwrap();
     }
 
+    /// Turns the template 4.0 section of `m` into template 4.1 (37 octets), member
+    /// `member` of a 20-member ensemble.
+    fn as_template_4_1(m: &[u8], member: u8) -> Vec<u8> {
+        let mut s4 = m[S4..S4 + 34].to_vec();
+        s4[0..4].copy_from_slice(&37u32.to_be_bytes());
+        s4[7..9].copy_from_slice(&1u16.to_be_bytes());
+        s4.extend_from_slice(&[3, member, 20]); // octets 35-37
+        let mut out = m[..S4].to_vec();
+        out.extend_from_slice(&s4);
+        out.extend_from_slice(&m[S4 + 34..]);
+        let total = out.len() as u64;
+        out[8..16].copy_from_slice(&total.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn ensemble_members_are_variables_of_their_own() {
+        let m = message(ID, Packing::Simple);
+        let (a, b) = (as_template_4_1(&m, 1), as_template_4_1(&m, 2));
+        let (ka, kb) = (read_header(&a).unwrap().keys, read_header(&b).unwrap().keys);
+        assert_ne!(ka.variable, kb.variable);
+        assert_eq!(ka.variable.member, Some(1));
+        assert_eq!(variable_name(&kb.variable), "0.1.44@103=2/t1/m2");
+        // A derived forecast (4.2, octet 35: 0 = unweighted mean).
+        let mut d = as_template_4_1(&m, 0);
+        d[S4 + 8] = 2;
+        let k = read_header(&d).unwrap().keys;
+        assert_eq!((k.variable.member, k.variable.derived), (None, Some(3)));
+        parse(&a).unwrap();
+    }
+
     #[test]
     fn unread_templates_and_units_are_named() {
         let m = message(ID, Packing::Simple);
@@ -737,11 +783,14 @@ pub(crate) mod tests {
         let mut b = m.clone();
         b[S4 + 17] = 13; // seconds
         assert_eq!(read_header(&b).unwrap().keys.step_seconds, 7);
-        // Template 4.1 (an ensemble member) reads as 4.0 with its template named.
+        // Template 4.1 too short for its member (octet 36) is refused, saying so.
         let mut b = m.clone();
         b[S4 + 8] = 1;
-        let v = read_header(&b).unwrap().keys.variable;
-        assert_eq!(variable_name(&v), "0.1.44@103=2/t1");
+        let e = read_header(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("template 4.1) is 34 bytes, the template needs 37"),
+            "{e}"
+        );
     }
 
     #[test]

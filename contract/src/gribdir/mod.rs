@@ -86,6 +86,13 @@ pub struct VariableKey {
     pub level: Option<(i8, i64)>,
     /// Template 4.8's type of statistical processing (accumulation, maximum, …).
     pub statistic: Option<u8>,
+    /// Templates 4.1 and 4.11: the ensemble member (perturbation number), so that
+    /// the members of an ensemble are variables of their own, not duplicates.
+    #[serde(default)]
+    pub member: Option<u8>,
+    /// Template 4.2: the derived forecast (code table 4.7: mean, spread, …).
+    #[serde(default)]
+    pub derived: Option<u8>,
 }
 
 /// A reference time: (year, month, day, hour, minute, second), UTC.
