@@ -766,10 +766,14 @@ fn load_results(path: &Path) -> anyhow::Result<harness::results::Results> {
 }
 
 fn print_report(written: &harness::report::Written) {
+    // Each chart is written twice, as .svg and .png: count charts, not files.
+    let mut charts: Vec<_> = written.plots.iter().map(|p| p.with_extension("")).collect();
+    charts.sort();
+    charts.dedup();
     println!(
-        "\nreport: {} ({} plots)",
+        "\nreport: {} ({} plots, each as .svg and .png)",
         written.markdown.display(),
-        written.plots.len()
+        charts.len()
     );
     if let Some(w) = &written.warning {
         eprintln!("warning: {w}");

@@ -31,7 +31,10 @@ fn header(a: &Analysis) -> String {
     let _ = writeln!(
         md,
         "{} · {} cores, {} · kernel {} · data on {} · cache {} · {} repetitions per backend · harness {} ({}{})\n",
-        r.started_at,
+        // To the second: the nanoseconds of the file's RFC 3339 say nothing here.
+        chrono::DateTime::parse_from_rfc3339(&r.started_at)
+            .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|_| r.started_at.clone()),
         m.cores,
         m.cpu_model,
         m.kernel,

@@ -304,7 +304,7 @@ impl DatasetParams {
                 crate::grib2::Wrap::None => format!("grib2 {}", p.packing.name()),
                 w => format!("grib2 {} + {}", p.packing.name(), w.name()),
             },
-            Format::Grib2Dir(_) => "grib2 (your files' packing)".to_string(),
+            Format::Grib2Dir(_) => "GRIB2 packed as found".to_string(),
         }
     }
 
