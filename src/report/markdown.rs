@@ -18,6 +18,7 @@ pub fn markdown(a: &Analysis) -> String {
         requests(a),
         littles_law(a),
         recording(a),
+        terms(a),
     ]
     .concat()
 }
@@ -378,6 +379,35 @@ fn littles_law(a: &Analysis) -> String {
 }
 
 /// Which backends kept counters only (no histograms, no timeline).
+/// What every term of the report's tables means, once.
+fn terms(a: &Analysis) -> String {
+    let unit = &a.unit;
+    format!(
+        "\n## Terms\n\n\
+- **{unit} (median)**: inputs (fields) per second of the timed region, the median over the \
+backend's verified repetitions (warm-ups never count).\n\
+- **95 % CI**: a seeded bootstrap interval of that median; with five repetitions or fewer it \
+is min – max (a resampled median of so few values is the lowest, or the highest, more than \
+2.5 % of the time), so it says more than the spread only from six repetitions on.\n\
+- **× sequential**: the backend's median divided by `sequential`'s median in the same run (a \
+ratio of medians; `harness compare` uses the median of per-round ratios instead, so its \
+figure can differ).\n\
+- **efficiency**: the median divided by the lower of the IO and CPU ceilings measured in this \
+run.\n\
+- **CPU ms / 1000 (user + sys)**: the process's user and system CPU time per 1000 inputs, \
+medians.\n\
+- **cores busy**: (user + system) / (wall × cores), median.\n\
+- **IO in flight (max)**, **threads**: the most IO operations outstanding at once and the most \
+threads the backend used, over its counted repetitions.\n\
+- **peak RSS**: the child process's peak resident memory (`VmHWM`).\n\
+- **verified**: repetitions that finished and whose output verified, of those run.\n\
+- **read, decode, reduce, encode, write**: time per item in that stage alone. **input**: one \
+input from its read being submitted to its push into the reducer, waiting included (a \
+backend that keeps many inputs in flight shows a long input time even when it is fast). \
+**group**: one group from its first read to its last write.\n"
+    )
+}
+
 fn recording(a: &Analysis) -> String {
     let counters_only: Vec<&str> = a
         .measured()
