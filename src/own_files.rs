@@ -110,7 +110,19 @@ pub fn scan_cached(
                 scan_seconds: scan_start.elapsed().as_secs_f64(),
                 catalog,
             };
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            // The harness's own directory in the data directory, never through a
+            // link planted there (the cache file is replaced on every new scan).
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) => anyhow::bail!(
+                    "refusing to write the scan cache into {}: it is {}, not the \
+                     directory the harness makes",
+                    dir.display(),
+                    rechunk_contract::input::file_kind(&m.file_type())
+                ),
+                Err(_) => std::fs::create_dir(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?,
+            }
             rechunk_contract::output::write_atomic(&file, &serde_json::to_vec(&f)?)
                 .map_err(|e| anyhow::anyhow!("writing the scan cache: {e}"))?;
             (f, 0.0, false)

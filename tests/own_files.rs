@@ -253,37 +253,69 @@ fn verify_against_names_a_wrong_value_and_a_missing_chunk() {
     let mut raw = zstd::decode_all(&bytes[..]).unwrap();
     raw[40] ^= 1;
     fs::write(&chunk, zstd::encode_all(&raw[..], 1).unwrap()).unwrap();
-    let o = harness(
-        dir.path(),
-        &[
-            "verify",
-            out_dir.to_str().unwrap(),
-            "--against",
-            oracle.to_str().unwrap(),
-        ],
-    );
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("c/1/2/0/1/1: value at step 0"),
-        "{}",
+    let against = || {
+        let o = harness(
+            dir.path(),
+            &[
+                "verify",
+                out_dir.to_str().unwrap(),
+                "--against",
+                oracle.to_str().unwrap(),
+            ],
+        );
+        assert!(!o.status.success());
         text(&o)
-    );
+    };
+    let out = against();
+    assert!(out.contains("c/1/2/0/1/1: value at step 0"), "{out}");
     fs::remove_file(&chunk).unwrap();
-    let o = harness(
-        dir.path(),
-        &[
-            "verify",
-            out_dir.to_str().unwrap(),
-            "--against",
-            oracle.to_str().unwrap(),
-        ],
-    );
+    let out = against();
+    assert!(out.contains("missing chunk c/1/2/0/1/1"), "{out}");
+}
+
+#[test]
+fn links_planted_where_the_harness_writes_are_refused_and_their_targets_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("dwd");
+    example(dir.path(), &files);
+    let precious = dir.path().join("precious");
+    fs::create_dir_all(precious.join("own-files")).unwrap();
+    fs::write(precious.join("keep.json"), b"not the harness's").unwrap();
+    fs::write(precious.join("own-files/zarr.json"), b"{}").unwrap();
+    let before = snapshot(&precious);
+    let s = scenario(dir.path(), "own-files", &files, "", &[]);
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("outputs")).unwrap();
+
+    // The scan cache's directory as a link: nothing is written through it.
+    std::os::unix::fs::symlink(&precious, data.join("scans")).unwrap();
+    let o = harness(dir.path(), &["scan", &s]);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("missing chunk c/1/2/0/1/1"),
+        text(&o).contains("refusing to write the scan cache"),
         "{}",
         text(&o)
     );
+    assert_eq!(snapshot(&precious), before);
+    fs::remove_file(data.join("scans")).unwrap();
+
+    // The reference outputs' directory as a link: refused before anything moves.
+    std::os::unix::fs::symlink(&precious, data.join("outputs/.oracle")).unwrap();
+    let o = harness(dir.path(), &["run", &s]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("symbolic link"), "{}", text(&o));
+    assert_eq!(snapshot(&precious), before);
+    fs::remove_file(data.join("outputs/.oracle")).unwrap();
+
+    // A reference directory the harness did not make (no marker): never emptied.
+    fs::create_dir_all(data.join("outputs/.oracle")).unwrap();
+    let planted = data.join("outputs/.oracle/own-files");
+    copy_dir(&precious.join("own-files"), &planted);
+    let planted_before = snapshot(&planted);
+    let o = harness(dir.path(), &["run", &s]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains(".harness-owned"), "{}", text(&o));
+    assert_eq!(snapshot(&planted), planted_before);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -157,24 +157,26 @@ pub fn write_dwd(
     Ok(fields.len() as u64)
 }
 
-/// Writes `bytes` to a new temporary file next to `path` and renames it to `path`
-/// (the directory was empty and every name is distinct, so nothing is replaced);
-/// on error the temporary file is removed.
+/// Writes `bytes` to a new temporary file next to `path`, then links it as `path`
+/// and removes the temporary name: a link, unlike a rename, fails if `path`
+/// exists, so a file that appeared since the directory was found empty is never
+/// replaced, and `path` never shows a partial file. Only the temporary file this
+/// call created (`create_new`) is ever removed.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = temp_path(path);
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {}", tmp.display(), io_detail(&e)))?;
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = created;
         f.write_all(bytes)?;
         drop(f);
-        fs::rename(&tmp, path)
+        fs::hard_link(&tmp, path)
     })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("{}: {}", path.display(), io_detail(&e))
-    })
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| format!("{}: {}", path.display(), io_detail(&e)))
 }
 
 #[cfg(test)]

@@ -397,6 +397,11 @@ struct Cube {
     expected: Option<ExpectedPath>,
 }
 
+/// The distinct values of `items`, sorted.
+fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    items.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
 /// Refusal of unusable files, completeness, the catalog.
 fn finish(listing: &Listing, spec: &ScanSpec, mut cube: Cube) -> Result<Catalog, ScanError> {
     let root = listing.root.display();
@@ -903,24 +908,9 @@ fn scan_keys(listing: &Listing, progress: &(dyn Fn(u64) + Sync)) -> Cube {
         }
     }
 
-    let groups: Vec<_> = by_keys
-        .keys()
-        .map(|k| k.reference_time)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let variables: Vec<_> = by_keys
-        .keys()
-        .map(|k| k.variable)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let steps: Vec<_> = by_keys
-        .keys()
-        .map(|k| k.step_seconds)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let groups = distinct(by_keys.keys().map(|k| k.reference_time));
+    let variables = distinct(by_keys.keys().map(|k| k.variable));
+    let steps = distinct(by_keys.keys().map(|k| k.step_seconds));
     let (nv, ns) = (variables.len(), steps.len());
     let mut cells = HashMap::new();
     let (mut max_input_len, mut max_message_len) = (0u64, 0u64);
@@ -1288,24 +1278,9 @@ fn scan_pattern(
         first_of.insert(key, *i);
     }
 
-    let groups: Vec<String> = first_of
-        .keys()
-        .map(|k| k.0.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let variables: Vec<String> = first_of
-        .keys()
-        .map(|k| k.1.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut steps: Vec<String> = first_of
-        .keys()
-        .map(|k| k.2.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let groups = distinct(first_of.keys().map(|k| k.0.clone()));
+    let variables = distinct(first_of.keys().map(|k| k.1.clone()));
+    let mut steps = distinct(first_of.keys().map(|k| k.2.clone()));
     // Numerically when every step is an integer (`3` before `12`), the text
     // breaking ties (`3` before `003`); else as text.
     let numbers: Option<Vec<i64>> = steps.iter().map(|s| s.parse().ok()).collect();
