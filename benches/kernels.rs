@@ -174,6 +174,7 @@ fn reduce(c: &mut Criterion) {
     let workload = NwpWorkload::new(p.clone(), OUTPUT);
     let group = Group {
         index: 0,
+        first_item: 0,
         inputs: (0..p.variables * p.steps)
             .map(|i| InputRef {
                 path: format!("{i}").into(),

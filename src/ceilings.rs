@@ -144,6 +144,7 @@ pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>
             bytes_in_flight: u64::MAX,
         },
         overlap_groups: false,
+        own_outputs: None,
     };
     let workload = scenario.dataset.workload(scenario.output.params);
     let fields = job.input_count() as f64;

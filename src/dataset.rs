@@ -45,6 +45,35 @@ pub struct Manifest {
     pub generated_by: String,
 }
 
+impl Manifest {
+    /// Whether `other` describes the same dataset: the same format, parameters and
+    /// sizes (a generation is deterministic), whenever and however fast it was
+    /// made. Manifests that do not parse are never the same.
+    pub fn same_dataset(a: &[u8], b: &[u8]) -> bool {
+        let (Ok(a), Ok(b)) = (
+            serde_json::from_slice::<Manifest>(a),
+            serde_json::from_slice::<Manifest>(b),
+        ) else {
+            return false;
+        };
+        (
+            a.format,
+            a.format_version,
+            a.params,
+            a.messages,
+            a.bytes,
+            a.files,
+        ) == (
+            b.format,
+            b.format_version,
+            b.params,
+            b.messages,
+            b.bytes,
+            b.files,
+        )
+    }
+}
+
 /// A dataset ready on disk.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetInfo {
@@ -369,9 +398,7 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
     let start = Instant::now();
     let r = stores::block_on(async {
         if let Some(there) = store.get_if_exists(MANIFEST).await? {
-            let same = serde_json::from_slice::<Manifest>(&there).ok()
-                == serde_json::from_slice::<Manifest>(&manifest).ok();
-            if same {
+            if Manifest::same_dataset(&there, &manifest) {
                 return Ok((false, 0, 0));
             }
         }
@@ -398,6 +425,31 @@ pub fn ensure_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::R
         bytes: r.2,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Checks that the complete dataset at `local` is at `url` (the store's
+/// `manifest.json` equals the local one), uploading nothing: what a shard of a
+/// split job does, since shards uploading at once would race.
+pub fn check_in_store(local: &Path, url: &StoreUrl, s3: &S3Config) -> anyhow::Result<StoreCopy> {
+    let manifest = fs::read(local.join(MANIFEST))
+        .with_context(|| format!("{}: no manifest", local.display()))?;
+    let store = Store::open(url, local, None, s3)?;
+    let start = Instant::now();
+    let there = stores::block_on(store.get_if_exists(MANIFEST))?
+        .map_err(|e| anyhow::anyhow!("reading {url}/{MANIFEST}: {e}"))?;
+    match there {
+        None => bail!("the dataset is not at {url} (no {MANIFEST} there)"),
+        Some(there) if !Manifest::same_dataset(&there, &manifest) => {
+            bail!("the dataset at {url} is another one (its {MANIFEST} differs from this one's)")
+        }
+        Some(_) => Ok(StoreCopy {
+            url: url.to_string(),
+            uploaded: false,
+            files: 0,
+            bytes: 0,
+            seconds: start.elapsed().as_secs_f64(),
+        }),
+    }
 }
 
 impl std::fmt::Display for StoreCopy {

@@ -62,6 +62,35 @@ enum Cmd {
         /// Also measure the IO and CPU ceilings (as `[run] ceilings = true`).
         #[arg(long, visible_alias = "limits")]
         ceilings: bool,
+        /// Run only shard I (from 0) of N of the job, for a job split across
+        /// machines: a deterministic, disjoint part (whole rows of output objects),
+        /// its results in <results-dir>/shard-I-of-N/. Without it, taken from
+        /// JOB_COMPLETION_INDEX and HARNESS_SHARDS (Kubernetes Indexed Job) or
+        /// SLURM_ARRAY_TASK_ID, _MIN, _STEP and _COUNT (Slurm array). Then `harness
+        /// merge <results-dir>`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<harness::split::ShardId>,
+        /// With a shard: also upload its results.json to <URL>/shard-I-of-N/
+        /// (s3://bucket/prefix), where `harness merge <URL>` reads them.
+        #[arg(long, value_name = "URL", env = "HARNESS_RESULTS_URL")]
+        results_url: Option<String>,
+    },
+    /// Put the shards of a split job together (`harness run --shard I/N`): one
+    /// results file and report for the cluster (its throughput, each shard's, the
+    /// straggler ratio, a combined timeline) and one verification of the whole
+    /// output. Names every missing or failed shard and the command that reruns it;
+    /// exits 1 then, or when the output does not verify.
+    Merge {
+        /// The folder holding shard-I-of-N/ (the shards' --results-dir), or the
+        /// s3://bucket/prefix they uploaded to (--results-url).
+        location: String,
+        /// Where the merged results and report go: default <location>/merged (for
+        /// an s3:// location, results/merged/<prefix's last name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Chunks (or shards) decoded per output; 0: every one.
+        #[arg(long, default_value_t = 0)]
+        max_chunks: u64,
     },
     /// Compare two results files backend by backend; exit 1 if any backend's
     /// throughput relative to sequential regressed beyond the threshold with 95 %
@@ -173,6 +202,8 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value = "")]
         progress_label: String,
+        #[arg(long)]
+        shard: Option<harness::split::ShardId>,
     },
     /// A delaying TCP proxy: the emulated network between the harness and an S3
     /// server (`scripts/s3-server start --latency`). Every chunk of bytes in each
@@ -296,6 +327,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             compare,
             threshold,
             ceilings,
+            shard,
+            results_url,
         } => {
             let overrides = Overrides {
                 cache,
@@ -304,8 +337,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ceilings,
             };
             let gate = compare.map(|base| (base, threshold));
-            run(scenario.as_deref(), overrides, gate, paths)
+            let sharding = sharding(shard, results_url.as_deref())?;
+            run(scenario.as_deref(), overrides, gate, paths, sharding)
         }
+        Cmd::Merge {
+            location,
+            out,
+            max_chunks,
+        } => harness::merge::command(&location, out.as_deref(), max_chunks),
         Cmd::Gen {
             scenario,
             force,
@@ -359,8 +398,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             backend,
             out,
             progress_label,
+            shard,
         } => {
-            let ok = runner::child(&run_dir, backend, &cli.data_dir, &out, &progress_label)?;
+            let ok = runner::child(
+                &run_dir,
+                backend,
+                &cli.data_dir,
+                &out,
+                &progress_label,
+                shard,
+            )?;
             Ok(exit(ok))
         }
     }
@@ -782,11 +829,41 @@ fn print_report(written: &harness::report::Written) {
 
 /// `harness run`: the scenario (or the embedded quick one) with the flags' overrides,
 /// then the summary, the report and, with `--compare`, the gate.
+/// The shard to run: `--shard`, else a scheduler's environment; with the URL its
+/// results are uploaded to.
+fn sharding(
+    flag: Option<harness::split::ShardId>,
+    results_url: Option<&str>,
+) -> anyhow::Result<Option<runner::Sharding>> {
+    let id = match flag {
+        Some(id) => Some(id),
+        None => harness::split::from_env(&|k| std::env::var(k).ok())?,
+    };
+    let results_url = match results_url.filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u) => {
+            let url = StoreUrl::parse(u).map_err(|e| anyhow::anyhow!("--results-url: {e}"))?;
+            if !url.is_s3() {
+                anyhow::bail!("--results-url {u}: an s3://bucket/prefix is needed (a local folder is --results-dir)");
+            }
+            Some(url)
+        }
+    };
+    match id {
+        None if results_url.is_some() => {
+            anyhow::bail!("--results-url (HARNESS_RESULTS_URL) is for a shard: give --shard I/N")
+        }
+        None => Ok(None),
+        Some(id) => Ok(Some(runner::Sharding { id, results_url })),
+    }
+}
+
 fn run(
     scenario: Option<&Path>,
     overrides: Overrides,
     gate: Option<(PathBuf, f64)>,
     paths: (&Path, &Path),
+    sharding: Option<runner::Sharding>,
 ) -> anyhow::Result<ExitCode> {
     let mut s = load_scenario(scenario)?;
     overrides.apply(&mut s);
@@ -797,7 +874,12 @@ fn run(
         None => None,
     };
     let dirs = &lock(paths)?;
-    let (mut results, run_dir) = runner::run(&s, dirs, &fix)?;
+    if sharding.is_some() && gate.is_some() {
+        anyhow::bail!(
+            "--compare judges a whole run; compare the merged results of the shards instead"
+        );
+    }
+    let (mut results, run_dir) = runner::run_shard(&s, dirs, &fix, sharding.as_ref())?;
     let interrupted = |results: &harness::results::Results| -> Option<ExitCode> {
         results.interrupted.as_ref()?;
         let signal = signals::received().unwrap_or(Interrupted(libc::SIGINT));

@@ -69,6 +69,38 @@ pub struct Results {
     /// of it ran. Absent in files written before it was recorded (read as unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Set when the run was one shard of a split job (`harness run --shard I/N`):
+    /// which, on what host, and its part of the job. Absent in whole runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+/// One shard of a split job, as its results record it (see `crate::split`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// Which shard (from 0) of how many.
+    pub shard: crate::split::ShardId,
+    /// The host it ran on (`machine.hostname`, repeated for the merge).
+    pub host: String,
+    /// Units (rows of output objects of one group) it had, first and last as
+    /// (group, row).
+    pub units: u64,
+    /// The first unit, (group, row).
+    pub first_unit: Option<(u32, u32)>,
+    /// The last unit, (group, row).
+    pub last_unit: Option<(u32, u32)>,
+    /// Its inputs.
+    pub inputs: u64,
+    /// The whole job's inputs.
+    pub job_inputs: u64,
+    /// Whether it wrote `zarr.json`.
+    pub writes_metadata: bool,
+    /// Its local output directory (absolute, on `host`): where the backends with a
+    /// local output wrote its part.
+    pub output_root: String,
+    /// Where its results were uploaded, if anywhere (`s3://…/shard-I-of-N/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_url: Option<String>,
 }
 
 /// The network between the harness and its object stores: which emulation ran, and
@@ -206,6 +238,11 @@ pub struct Measurement {
     /// Wall time of `Backend::run`, in seconds (the backend's untimed `prepare` and
     /// `finish` aside).
     pub wall_seconds: f64,
+    /// When `Backend::run` was called, seconds since the Unix epoch by this host's
+    /// clock (what puts the shards of a split job on one time axis). Absent in
+    /// results written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix: Option<f64>,
     /// User CPU time of the whole child process during the run, in seconds.
     pub user_seconds: f64,
     /// System CPU time of the whole child process during the run, in seconds.

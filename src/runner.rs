@@ -25,6 +25,7 @@ use crate::record::{self, FullRecorder, Sample};
 use crate::results::{Measurement, Repetition, Results, Skipped, SCHEMA_VERSION};
 use crate::safety::{DataDir, Kind, Trash};
 use crate::scenario::{BackendSpec, CacheMode, Recording, Scenario, WorkloadKind};
+use crate::split::{Part, ShardId};
 use crate::{dataset, machine, progress, signals, verify};
 
 /// Where data and results live, with the data directory locked for this process
@@ -86,6 +87,36 @@ fn new_run_dir(results: &Path, name: &str) -> anyhow::Result<PathBuf> {
     bail!("no free run folder name in {}", results.display())
 }
 
+/// A results folder for shard `shard` of a split job: `<results>/shard-I-of-N`,
+/// where the other shards' folders are too (the merge reads them all). A rerun of
+/// the shard writes into the same folder, replacing its results.
+fn shard_run_dir(results: &Path, shard: ShardId) -> anyhow::Result<PathBuf> {
+    let dir = results.join(shard.folder());
+    if fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+        bail!(
+            "{} exists and is not a directory: not a shard's results folder",
+            dir.display()
+        );
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if dir.join("results.json").exists() {
+        eprintln!(
+            "shard {shard}: replacing the earlier results in {}",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// How a run is one shard of a split job (`harness run --shard I/N`).
+#[derive(Clone, Debug)]
+pub struct Sharding {
+    /// Which shard.
+    pub id: ShardId,
+    /// Where its results are also uploaded (`<url>/shard-I-of-N/results.json`).
+    pub results_url: Option<StoreUrl>,
+}
+
 /// Set, this environment variable makes a backend that cannot run here (io_uring
 /// switched off, no S3 configured) fail the run instead of being skipped.
 pub const REQUIRE_ALL_BACKENDS: &str = "HARNESS_REQUIRE_ALL_BACKENDS";
@@ -113,6 +144,19 @@ struct ChildReport {
 /// A signal during generation returns [`crate::signals::Interrupted`] as the error.
 /// `fix` is the command that makes a damaged dataset again, for the error.
 pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Results, PathBuf)> {
+    run_shard(scenario, dirs, fix, None)
+}
+
+/// [`run`], as one shard of a split job when `sharding` says so: only the shard's
+/// part of the job (see [`crate::split`]), only its own output objects emptied
+/// before each repetition and verified after, its results in `shard-I-of-N/`
+/// (and uploaded, when asked).
+pub fn run_shard(
+    scenario: &Scenario,
+    dirs: &Dirs,
+    fix: &str,
+    sharding: Option<&Sharding>,
+) -> anyhow::Result<(Results, PathBuf)> {
     // A directory of the user's files: scanned (or its scan reused) first; the
     // run uses the scenario with the coordinates it found.
     let resolved = crate::own_files::resolve(scenario, &dirs.data, &dirs.results, false)?;
@@ -120,7 +164,7 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
         Some((s, info)) => (s, Some(info.clone())),
         None => (scenario, None),
     };
-    let mut run = match Run::prepare(scenario, dirs, fix, scan)? {
+    let mut run = match Run::prepare(scenario, dirs, fix, scan, sharding)? {
         Prepared::Ready(run) => run,
         Prepared::Stopped(results, dir) => return Ok((*results, dir)),
     };
@@ -193,6 +237,8 @@ struct Run<'a> {
     s3_outputs: Vec<Option<StoreUrl>>,
     /// For a dataset without a closed form (grib2-dir): the reference output.
     oracle: Option<Oracle>,
+    /// When the run is one shard of a split job: how, and its part.
+    sharding: Option<(Sharding, Part)>,
 }
 
 /// Where the reference outputs are kept, inside `outputs/`.
@@ -228,11 +274,33 @@ impl<'a> Run<'a> {
         dirs: &'a Dirs,
         fix: &str,
         scan: Option<crate::own_files::ScanInfo>,
+        sharding: Option<&Sharding>,
     ) -> anyhow::Result<Prepared<'a>> {
         let input_root = dirs.dataset_root(scenario)?;
         let output_root = dirs.output_root(scenario)?;
         crate::sizes::check_machine(scenario)?;
-        let run_dir = new_run_dir(&dirs.results, &scenario.name)?;
+        let layout = ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params);
+        let sharding = match sharding {
+            None => None,
+            Some(s) => {
+                if scenario.workload != WorkloadKind::Rechunk {
+                    bail!(
+                        "--shard splits a rechunk; a read-only run ([workload] kind = \
+                         \"read-only\") is not split"
+                    );
+                }
+                if scenario.run.ceilings {
+                    bail!("--shard: the ceilings ([run] ceilings) are measured by a whole run, not a shard");
+                }
+                let part = Part::of(s.id, &layout);
+                eprintln!("{}", part.describe());
+                Some((s.clone(), part))
+            }
+        };
+        let run_dir = match &sharding {
+            None => new_run_dir(&dirs.results, &scenario.name)?,
+            Some((s, _)) => shard_run_dir(&dirs.results, s.id)?,
+        };
         fs::create_dir_all(run_dir.join("reps"))
             .with_context(|| format!("creating {}", run_dir.display()))?;
         fs::write(
@@ -246,19 +314,42 @@ impl<'a> Run<'a> {
         if let Some(d) = scenario.dataset.decoder {
             dataset.decoder = Some(format!("{} = {}", d.name(), d.version()));
         }
+        let mut results = new_results(scenario, dirs, dataset);
+        let files = match &sharding {
+            None => cache::input_files(&scenario.dataset.params, &input_root),
+            Some((_, part)) => part_files(scenario, &input_root, part)?,
+        };
+        if let Some((s, part)) = &sharding {
+            results.shard = Some(crate::results::ShardRecord {
+                shard: s.id,
+                host: results.machine.hostname.clone(),
+                units: part.units.len() as u64,
+                first_unit: part.units.first().map(|u| (u.group, u.row)),
+                last_unit: part.units.last().map(|u| (u.group, u.row)),
+                inputs: part.inputs,
+                job_inputs: part.job_inputs,
+                writes_metadata: s.id.writes_metadata(),
+                output_root: output_root.display().to_string(),
+                results_url: s
+                    .results_url
+                    .as_ref()
+                    .map(|u| format!("{}/{}/", u.to_string().trim_end_matches('/'), s.id.folder())),
+            });
+        }
         let mut run = Box::new(Run {
             scenario,
             dirs,
-            results: new_results(scenario, dirs, dataset),
+            results,
             run_dir,
             output_root,
-            layout: ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params),
-            files: cache::input_files(&scenario.dataset.params, &input_root),
+            layout,
+            files,
             warmed_files: 0,
             trash: Trash::new(&dirs.data),
             runnable: Vec::new(),
             s3_outputs: vec![None; scenario.backends.len()],
             oracle: None,
+            sharding,
         });
         let s3_inputs = run.choose_backends()?;
         run.choose_oracle(&s3_inputs)?;
@@ -445,7 +536,20 @@ impl<'a> Run<'a> {
             if copied.contains(&url) {
                 continue;
             }
-            let copy = dataset::ensure_in_store(input_root, url, &self.scenario.s3)?;
+            // A shard never uploads: the shards would race to empty and fill the
+            // same prefix. The dataset is staged once before they start.
+            let copy = match &self.sharding {
+                None => dataset::ensure_in_store(input_root, url, &self.scenario.s3)?,
+                Some((s, _)) => dataset::check_in_store(input_root, url, &self.scenario.s3)
+                    .with_context(|| {
+                        format!(
+                            "shard {}: stage the dataset once before the shards start: \
+                             harness gen {} --store {url}",
+                            s.id,
+                            self.scenario.source.display()
+                        )
+                    })?,
+            };
             eprintln!("  {copy}");
             self.results.store_copies.push(copy);
             copied.push(url);
@@ -466,10 +570,17 @@ impl<'a> Run<'a> {
         // allocator skip every recently deleted inode, and that scan (measured:
         // half the wall time of `sequential` on `quick`) would be charged to the
         // next repetition. The trash goes when the run ends.
-        self.dirs
-            .data
-            .empty_output(&self.output_root, &self.trash)
-            .context("emptying the output directory before the repetition")?;
+        match &self.sharding {
+            None => self.dirs.data.empty_output(&self.output_root, &self.trash),
+            // A shard deletes its own objects only: the output may hold other
+            // shards' (run earlier with this data directory).
+            Some((_, part)) => self.dirs.data.empty_own_objects(
+                &self.output_root,
+                &part.keys(&self.layout),
+                &part.own_dirs(),
+            ),
+        }
+        .context("emptying the output directory before the repetition")?;
         let Some(cache) = self.prepare_cache(step == 0)? else {
             return Ok(None);
         };
@@ -572,18 +683,20 @@ impl<'a> Run<'a> {
             .arg("--data-dir")
             .arg(self.dirs.data.path())
             .arg("--out")
-            .arg(&rep_file)
-            .arg("--progress-label")
-            .arg(format!(
-                "{}{} {}/{of}",
-                spec.label,
-                if slot.warmup {
-                    " warm-up"
-                } else {
-                    " repetition"
-                },
-                slot.index + 1,
-            ));
+            .arg(&rep_file);
+        if let Some((s, _)) = &self.sharding {
+            child.arg("--shard").arg(s.id.to_string());
+        }
+        child.arg("--progress-label").arg(format!(
+            "{}{} {}/{of}",
+            spec.label,
+            if slot.warmup {
+                " warm-up"
+            } else {
+                " repetition"
+            },
+            slot.index + 1,
+        ));
         let status = supervise(child)?;
         let report = fs::read(&rep_file)
             .ok()
@@ -689,19 +802,30 @@ impl<'a> Run<'a> {
             verify::Expected::Structure => 0,
             _ => run.verify_max_chunks,
         };
+        let part = self.sharding.as_ref().map(|(s, part)| verify::Part {
+            rows: part.rows(),
+            metadata: s.id.writes_metadata(),
+        });
+        let part = part.as_ref();
         match self.scenario.workload {
             WorkloadKind::Rechunk => against(match &self.s3_outputs[slot.backend] {
-                None => verify::verify_against(
+                None => verify::verify_part(
                     &self.layout,
                     &verify::LocalDir(&self.output_root),
                     expected,
+                    part,
                     max_chunks,
                     seed,
                 ),
                 Some(url) => match verify::InStore::open(url, &self.scenario.s3) {
-                    Ok(objects) => {
-                        verify::verify_against(&self.layout, &objects, expected, max_chunks, seed)
-                    }
+                    Ok(objects) => verify::verify_part(
+                        &self.layout,
+                        &objects,
+                        expected,
+                        part,
+                        max_chunks,
+                        seed,
+                    ),
                     Err(e) => verify::Verification {
                         problems: vec![format!("{url}: {e}")],
                         ..Default::default()
@@ -726,6 +850,16 @@ impl<'a> Run<'a> {
         }
         self.results.finished_at = Some(chrono::Utc::now().to_rfc3339());
         self.save()?;
+        if let Some((
+            Sharding {
+                results_url: Some(url),
+                id,
+            },
+            _,
+        )) = &self.sharding
+        {
+            upload_results(&self.run_dir, url, *id, &self.scenario.s3)?;
+        }
         if let Err(e) = self.trash.empty(&self.dirs.data) {
             eprintln!("warning: the earlier outputs moved aside were not deleted: {e:#}");
         }
@@ -748,6 +882,49 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             fs::copy(&src, &dst)?;
         }
     }
+    Ok(())
+}
+
+/// The input files of a shard's part (to warm, evict and sample): the files its
+/// inputs are in, each once.
+fn part_files(scenario: &Scenario, input_root: &Path, part: &Part) -> anyhow::Result<Vec<PathBuf>> {
+    let params = &scenario.dataset.params;
+    let groups = params
+        .groups_at(input_root)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut files: Vec<PathBuf> = part
+        .restrict(groups, params.steps)?
+        .iter()
+        .flat_map(|g| g.inputs.iter().map(|i| input_root.join(&*i.path)))
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    Ok(files)
+}
+
+/// Uploads a shard's `results.json` and `scenario.json` to
+/// `<url>/shard-I-of-N/`, where `harness merge <url>` finds them.
+fn upload_results(
+    run_dir: &Path,
+    url: &StoreUrl,
+    id: ShardId,
+    s3: &stores::S3Config,
+) -> anyhow::Result<()> {
+    let at = StoreUrl::parse(&format!(
+        "{}/{}",
+        url.to_string().trim_end_matches('/'),
+        id.folder()
+    ))
+    .map_err(anyhow::Error::msg)?;
+    let store = stores::Store::open(&at, run_dir, None, s3)?;
+    for name in ["scenario.json", "results.json"] {
+        let bytes = fs::read(run_dir.join(name))
+            .with_context(|| format!("reading {}", run_dir.join(name).display()))?;
+        stores::block_on(store.put(name, bytes))
+            .map_err(anyhow::Error::msg)?
+            .with_context(|| format!("uploading {name} to {at}"))?;
+    }
+    eprintln!("shard {id}: results uploaded to {at}/");
     Ok(())
 }
 
@@ -797,6 +974,7 @@ fn new_results(scenario: &Scenario, dirs: &Dirs, dataset: dataset::DatasetInfo) 
         ceilings: None,
         store_copies: Vec::new(),
         network: None,
+        shard: None,
     }
 }
 
@@ -931,13 +1109,14 @@ pub fn child(
     data_dir: &Path,
     out: &Path,
     progress_label: &str,
+    shard: Option<ShardId>,
 ) -> anyhow::Result<bool> {
     let scenario: Scenario = serde_json::from_slice(&fs::read(run_dir.join("scenario.json"))?)?;
     let spec = scenario
         .backends
         .get(backend)
         .with_context(|| format!("no backend #{backend} in the scenario"))?;
-    let job = Arc::new(child_job(&scenario, spec, data_dir)?);
+    let job = Arc::new(child_job(&scenario, spec, data_dir, shard)?);
     let backend_impl = AnyBackend::build(spec, &scenario.s3)?;
     // Untimed: loading a memory store, emptying an S3 output.
     let prepared = match backend_impl.prepare(&job) {
@@ -954,6 +1133,7 @@ pub fn child(
         &backend_impl,
         &cancel,
         progress_label,
+        shard,
     );
     // Untimed, whether the run succeeded or not (the contract): copying a memory
     // output to where it is verified. The run's own error comes first.
@@ -962,19 +1142,33 @@ pub fn child(
     write_report(out, &report)
 }
 
-/// The job of a repetition, as the parent described it in `scenario.json`.
-fn child_job(scenario: &Scenario, spec: &BackendSpec, data_dir: &Path) -> anyhow::Result<Job> {
+/// The job of a repetition, as the parent described it in `scenario.json`: for a
+/// shard, its part of the groups and its own output keys.
+fn child_job(
+    scenario: &Scenario,
+    spec: &BackendSpec,
+    data_dir: &Path,
+    shard: Option<ShardId>,
+) -> anyhow::Result<Job> {
     let input_root = data_dir.join(&scenario.dataset.root);
+    let params = &scenario.dataset.params;
+    let mut groups = params
+        .groups_at(&input_root)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut own_outputs = None;
+    if let Some(shard) = shard {
+        let layout = ArrayLayout::new(params.clone(), scenario.output.params);
+        let part = Part::of(shard, &layout);
+        groups = part.restrict(groups, params.steps)?;
+        own_outputs = Some(part.keys(&layout).into());
+    }
     Ok(Job {
-        groups: scenario
-            .dataset
-            .params
-            .groups_at(&input_root)
-            .map_err(|e| anyhow::anyhow!(e))?,
+        groups,
         input_root,
         output_root: data_dir.join(&scenario.output.root),
         limits: spec.limits,
         overlap_groups: scenario.run.overlap_groups,
+        own_outputs,
     })
 }
 
@@ -997,6 +1191,8 @@ impl ChildReport {
 /// What the timed region of a repetition gave.
 struct TimedRun {
     result: Result<rechunk_contract::RunOutcome, rechunk_contract::RunError>,
+    /// When the backend was called (Unix time, this host's clock).
+    started_unix: Option<f64>,
     wall_seconds: f64,
     /// Threads the backend added at most.
     threads: u64,
@@ -1015,6 +1211,7 @@ fn timed_run(
     backend: &AnyBackend,
     cancel: &Cancel,
     progress_label: &str,
+    shard: Option<ShardId>,
 ) -> TimedRun {
     let counters = Arc::new(Counters::new());
     let full =
@@ -1023,12 +1220,16 @@ fn timed_run(
         Some(f) => f.clone(),
         None => counters.clone(),
     };
-    let nwp = scenario.dataset.workload(scenario.output.params);
+    let nwp = crate::split::workload(scenario.dataset.workload(scenario.output.params), shard);
     let done = AtomicBool::new(false);
     // The harness's own threads (main, the signal handling) before the run; the
     // sampler thread started below takes the place of the calling thread in the count.
     let baseline_threads = thread_count();
     let before = Usage::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .ok();
     let start = Instant::now();
     let timeline_start = full.as_ref().map_or(start, |f| f.start());
     let (result, wall_seconds, threads, samples) = std::thread::scope(|s| {
@@ -1060,6 +1261,7 @@ fn timed_run(
     });
     TimedRun {
         result,
+        started_unix,
         wall_seconds,
         threads,
         usage: Usage::now().since(&before),
@@ -1146,6 +1348,7 @@ impl TimedRun {
             error: None,
             measurement: Some(Measurement {
                 wall_seconds: wall,
+                started_unix: self.started_unix,
                 user_seconds: self.usage.user_seconds,
                 system_seconds: self.usage.system_seconds,
                 peak_rss_bytes: peak_rss().unwrap_or(self.usage.max_rss_bytes),

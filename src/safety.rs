@@ -272,6 +272,103 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Deletes one shard's own objects from the output directory `path` (checked
+    /// and marked as an output; made if missing) and nothing else: the files at
+    /// `keys`, and the temporary files (see
+    /// `rechunk_contract::output::is_temp_name`) a killed run left in `dirs`, the
+    /// directories only this shard writes to. Anything but a regular file where a
+    /// key is, or a symbolic link on the way, is refused, not followed.
+    pub fn empty_own_objects(
+        &self,
+        path: &Path,
+        keys: &[String],
+        dirs: &[String],
+    ) -> anyhow::Result<()> {
+        let path = self.check(path, Kind::Output)?;
+        if fs::symlink_metadata(&path).is_err() {
+            return self.create_marked(&path, Kind::Output);
+        }
+        adopt_if_empty(&path, Kind::Output)?;
+        let inside = |rel: &str| -> anyhow::Result<Option<PathBuf>> {
+            let p = path.join(rel);
+            // Every directory on the way must be a real one (not a link).
+            let mut at = path.clone();
+            for c in Path::new(rel)
+                .parent()
+                .into_iter()
+                .flat_map(|p| p.components())
+            {
+                at.push(c);
+                match fs::symlink_metadata(&at) {
+                    Err(_) => return Ok(None),
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => bail!(
+                        "{} is not a directory: refusing to delete under it",
+                        at.display()
+                    ),
+                }
+            }
+            Ok(Some(p))
+        };
+        for key in keys {
+            let Some(p) = inside(key)? else { continue };
+            match fs::symlink_metadata(&p) {
+                Err(_) => {}
+                Ok(m) if m.is_file() => {
+                    fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?
+                }
+                Ok(_) => bail!(
+                    "{} is not a regular file: refusing to delete it as an output object",
+                    p.display()
+                ),
+            }
+        }
+        for dir in dirs {
+            let Some(d) = inside(&format!("{dir}/x"))? else {
+                continue;
+            };
+            let d = d.parent().expect("has a parent").to_path_buf();
+            remove_temps(&d)?;
+        }
+        // zarr.json's temporary files are at the root (shard 0's).
+        if keys.iter().any(|k| k == "zarr.json") {
+            for entry in fs::read_dir(&path)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".zarr.json")
+                    && rechunk_contract::output::is_temp_name(&name)
+                    && entry.file_type()?.is_file()
+                {
+                    fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes the temporary files under `dir` (its subdirectories too, never through
+/// a link); a missing `dir` is fine.
+fn remove_temps(dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            remove_temps(&entry.path())?;
+        } else if kind.is_file()
+            && rechunk_contract::output::is_temp_name(&entry.file_name().to_string_lossy())
+        {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// This run's trash: `<data>/outputs/.trash/<pid>-<time>/`, made on first use.
 #[derive(Debug)]
 pub struct Trash {

@@ -137,6 +137,7 @@ impl Fixture {
             output_root: self.output_root.clone(),
             limits,
             overlap_groups: false,
+            own_outputs: None,
         }
     }
 

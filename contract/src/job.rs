@@ -45,6 +45,11 @@ pub struct Group {
     /// In the order the workload prefers to receive them; backends read roughly in
     /// this order so that the reducer can emit early and memory stays bounded.
     pub inputs: Vec<InputRef>,
+    /// The workload's number of `inputs[0]` within the whole group: 0, unless the
+    /// job is one shard of a larger one (`harness run --shard`) and holds a
+    /// contiguous run of the group's inputs. Backends pass `inputs`' own indices
+    /// (0, 1, …) to the workload; the workload adds this to them.
+    pub first_item: usize,
 }
 
 /// Limits every backend maps onto its own mechanism.
@@ -72,6 +77,12 @@ pub struct Job {
     pub limits: Limits,
     /// false: no read of group n+1 starts before group n's last output is written.
     pub overlap_groups: bool,
+    /// `None`: the output is this job's alone (a local [`Job::output_root`] is
+    /// empty; a backend writing to an object store empties its prefix first).
+    /// `Some`: the job is one shard of a split one and shares its output with the
+    /// other shards; these keys are its own, and a backend that prepares an object
+    /// store output deletes these (and nothing else) before the run.
+    pub own_outputs: Option<std::sync::Arc<[String]>>,
 }
 
 impl Job {

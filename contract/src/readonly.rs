@@ -118,6 +118,7 @@ mod tests {
     fn counting_catches_duplicates_and_gaps() {
         let g = Group {
             index: 0,
+            first_item: 0,
             inputs: (0..3)
                 .map(|i| InputRef {
                     path: format!("f{i}").into(),

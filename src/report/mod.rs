@@ -53,6 +53,20 @@ pub fn write(analysis: &Analysis, dir: &Path) -> anyhow::Result<Written> {
     })
 }
 
+/// Writes a merged split job's `report.md` (its text made by `crate::merge`) and
+/// its timeline chart into `dir`.
+pub fn write_cluster(md: &str, bars: &[crate::merge::Bar], dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let charts: Vec<Chart> = match bars.is_empty() {
+        true => Vec::new(),
+        false => vec![("cluster-timeline", plots::cluster_timeline(bars)?)],
+    };
+    save_charts(&charts, dir, &png::Fonts::load())?;
+    let md = format!("{md}{}", plot_links(&charts));
+    let path = dir.join("report.md");
+    fs::write(&path, md).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Each chart as `<name>.svg` and `<name>.png` in `dir`; their paths.
 fn save_charts(charts: &[Chart], dir: &Path, fonts: &png::Fonts) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();

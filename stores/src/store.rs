@@ -290,6 +290,39 @@ impl Store {
         Ok(n)
     }
 
+    /// Deletes `keys` (those that exist; a missing one is no error) and nothing
+    /// else, at most `concurrency` requests at once: the own objects of one shard
+    /// of a split job, whose prefix the other shards write too. Like
+    /// [`Store::empty_owned`], only under a prefix that is empty or holds the
+    /// [`MARKER`] (which it writes if missing). Returns how many it deleted.
+    pub async fn delete_owned(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Result<u64, StoreError> {
+        let there = self.list().await?;
+        if !there.is_empty() && !there.iter().any(|k| k == MARKER) {
+            return Err(StoreError::refused(&self.url, &there));
+        }
+        if there.is_empty() {
+            self.put(MARKER, b"{\"made_by\":\"harness\"}".to_vec())
+                .await?;
+        }
+        let there: std::collections::HashSet<&String> = there.iter().collect();
+        let doomed: Vec<&String> = keys.iter().filter(|k| there.contains(k)).collect();
+        futures::stream::iter(doomed.iter())
+            .map(|k| async move {
+                match self.inner.delete(&self.path(k)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(self.error(k, Op::Delete, e)),
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(doomed.len() as u64)
+    }
+
     /// Uploads every file under `dir` (keys relative to it), `last` after all the
     /// others (a manifest, so that an interrupted upload never looks complete), at most
     /// `concurrency` requests at once; `progress(files, bytes)` after each file.

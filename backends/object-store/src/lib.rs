@@ -221,6 +221,14 @@ impl ObjectStoreBackend {
         let mut details = Map::new();
         let started = Instant::now();
         let copied = self.input == StoreUrl::Memory || (self.stage && self.input.is_s3());
+        if copied && self.input.is_s3() && job.own_outputs.is_some() {
+            return Err(RunError::input(
+                self.input.to_string(),
+                "stage = true empties the S3 input prefix and uploads the job's inputs, but \
+                 this job is one shard of a split job and shares that prefix: stage the \
+                 dataset once before the shards start (`harness gen SCENARIO --store URL`)",
+            ));
+        }
         if self.input == StoreUrl::File || copied {
             check_local_inputs(job)?;
         }
@@ -271,13 +279,25 @@ impl ObjectStoreBackend {
         }
         if self.output.is_s3() {
             let out_name = |e: StoreError| RunError::output(&output.url, e);
-            let n = stores::block_on(output.empty_owned(STAGING_CONCURRENCY))
-                .map_err(out_name)?
-                .map_err(out_name)?;
+            // A shard of a split job shares the prefix: only its own objects go.
+            let n = match &job.own_outputs {
+                None => stores::block_on(output.empty_owned(STAGING_CONCURRENCY)),
+                Some(keys) => stores::block_on(output.delete_owned(keys, STAGING_CONCURRENCY)),
+            }
+            .map_err(out_name)?
+            .map_err(out_name)?;
             if n > 0 {
                 details.insert(
                     "output_emptied_before_timing".into(),
-                    format!("{n} objects deleted under {}", output.url).into(),
+                    format!(
+                        "{n} objects deleted under {}{}",
+                        output.url,
+                        match job.own_outputs {
+                            Some(_) => " (this shard's own)",
+                            None => "",
+                        }
+                    )
+                    .into(),
                 );
             }
         }

@@ -30,6 +30,7 @@
 //!     output_root: dir.path().join("out"),
 //!     limits: Limits { cpu_threads: 2, io_in_flight: 8, bytes_in_flight: 1 << 20 },
 //!     overlap_groups: false,
+//!     own_outputs: None,
 //! });
 //! let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
 //!

@@ -239,6 +239,7 @@ impl DirFormat {
             .enumerate()
             .map(|(g, entries)| crate::job::Group {
                 index: g as u32,
+                first_item: 0,
                 inputs: entries
                     .iter()
                     .map(|e| crate::job::InputRef {

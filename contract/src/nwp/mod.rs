@@ -327,6 +327,7 @@ impl DatasetParams {
                     Group {
                         index: g,
                         inputs: Vec::new(),
+                        first_item: 0,
                     },
                 )),
                 None => Err(format!("no group {g} in the catalog of {}", root.display())),
@@ -342,7 +343,11 @@ impl DatasetParams {
                 .collect(),
             Layout::Container => self.read_index(root, g)?,
         };
-        Ok(Group { index: g, inputs })
+        Ok(Group {
+            index: g,
+            inputs,
+            first_item: 0,
+        })
     }
 
     fn read_index(&self, root: &Path, g: u32) -> Result<Vec<InputRef>, String> {

@@ -20,6 +20,9 @@ pub struct NwpWorkload {
     decoder: Decoder,
     /// Cached from the layout: every input costs the same.
     retained_per_item: u64,
+    /// Whether this job writes `zarr.json`: not in the shards of a split job but
+    /// the first (see [`NwpWorkload::without_metadata`]).
+    writes_metadata: bool,
 }
 
 /// One output object before encoding: a chunk, or a shard of inner chunks.
@@ -73,6 +76,66 @@ impl NwpWorkload {
             layout,
             decoder: Decoder::default(),
             retained_per_item,
+            writes_metadata: true,
+        }
+    }
+
+    /// The same workload writing no `zarr.json`: for every shard of a split job
+    /// but the one that writes it (the array's metadata is written exactly once).
+    pub fn without_metadata(self) -> Self {
+        NwpWorkload {
+            writes_metadata: false,
+            ..self
+        }
+    }
+
+    /// The variables a group's part holds: `[v0, v1)` from its first item and
+    /// input count, or why they are not whole variables (a part must hold every
+    /// step of each of its variables and, in the sharded layout, every variable of
+    /// each block of variables a row of shards spans).
+    pub fn variables_of(&self, group: &Group) -> Result<std::ops::Range<u32>, WorkloadError> {
+        let d = &self.layout.dataset;
+        let steps = d.steps as usize;
+        let (first, len) = (group.first_item, group.inputs.len());
+        if first % steps != 0 || len % steps != 0 {
+            return Err(WorkloadError::new(format!(
+                "group {}: inputs {first}..{} are not whole variables of {steps} steps",
+                group.index,
+                first + len
+            )));
+        }
+        let (v0, v1) = ((first / steps) as u32, ((first + len) / steps) as u32);
+        if v1 > d.variables {
+            return Err(WorkloadError::new(format!(
+                "group {}: inputs {first}..{} reach past its {} variables",
+                group.index,
+                first + len,
+                d.variables
+            )));
+        }
+        if let Some(s) = self.layout.shard() {
+            if v0 % s.kv != 0 || (v1 % s.kv != 0 && v1 != d.variables) {
+                return Err(WorkloadError::new(format!(
+                    "group {}: variables {v0}..{v1} split a block of {} variables that one row \
+                     of shards spans",
+                    group.index, s.kv
+                )));
+            }
+        }
+        Ok(v0..v1)
+    }
+
+    /// The objects (chunks or shards) of variables `vars` of one group.
+    pub fn objects_of(&self, vars: std::ops::Range<u32>) -> u64 {
+        let per_row = self.layout.objects_per_group() / self.layout.object_grid().0 as u64;
+        let rows = match self.layout.shard() {
+            None => vars.len() as u64,
+            Some(s) => (vars.end.div_ceil(s.kv) - vars.start / s.kv) as u64,
+        };
+        if vars.is_empty() {
+            0
+        } else {
+            rows * per_row
         }
     }
 
@@ -120,6 +183,9 @@ impl Workload for NwpWorkload {
     }
 
     fn metadata(&self) -> Vec<OutputObject> {
+        if !self.writes_metadata {
+            return Vec::new();
+        }
         vec![OutputObject {
             key: "zarr.json".to_string(),
             bytes: self.layout.zarr_json().into_bytes(),
@@ -140,7 +206,7 @@ impl Workload for NwpWorkload {
 
     fn decode(&self, group: &Group, index: usize, raw: &[u8]) -> Result<Vec<f32>, WorkloadError> {
         let d = &self.layout.dataset;
-        let (v, s) = d.item_vs(index);
+        let (v, s) = d.item_vs(group.first_item + index);
         let mut out = vec![0.0f32; (d.ny * d.nx) as usize];
         match &d.format {
             Format::NwpFields => {
@@ -191,6 +257,10 @@ impl Workload for NwpWorkload {
         NwpReducer {
             layout: self.layout.clone(),
             g: group.index,
+            first_item: group.first_item,
+            variables: self
+                .variables_of(group)
+                .unwrap_or(0..self.layout.dataset.variables),
             open: HashMap::new(),
             done: vec![false; self.layout.dataset.variables as usize],
             retained_per_item: self.retained_per_item,
@@ -248,18 +318,33 @@ impl Workload for NwpWorkload {
             )));
         }
         let per_group = self.layout.dataset.variables as usize * self.layout.dataset.steps as usize;
-        if let Some(g) = job.groups.iter().find(|g| g.inputs.len() != per_group) {
+        // A whole group (not a shard's part of one) with inputs missing or extra.
+        let steps = self.layout.dataset.steps as usize;
+        if let Some(g) = job.groups.iter().find(|g| {
+            g.first_item == 0 && (g.inputs.len() % steps != 0 || g.inputs.len() > per_group)
+        }) {
             return Err(WorkloadError::new(format!(
                 "group {} has {} inputs, the dataset has {per_group} per group",
                 g.index,
                 g.inputs.len()
             )));
         }
+        for g in &job.groups {
+            self.variables_of(g)?;
+        }
         Ok(())
     }
 
     fn expected_outputs(&self, job: &Job) -> u64 {
-        1 + job.groups.len() as u64 * self.layout.objects_per_group()
+        let chunks: u64 = job
+            .groups
+            .iter()
+            .map(|g| {
+                self.variables_of(g)
+                    .map_or(self.layout.objects_per_group(), |v| self.objects_of(v))
+            })
+            .sum();
+        self.writes_metadata as u64 + chunks
     }
 }
 
@@ -267,6 +352,10 @@ impl Workload for NwpWorkload {
 pub struct NwpReducer {
     layout: ArrayLayout,
     g: u32,
+    /// The group's `first_item` (added to every pushed index).
+    first_item: usize,
+    /// The variables of the group's part: all of them unless the job is a shard.
+    variables: std::ops::Range<u32>,
     /// Variables with some but not all steps: one padded buffer per chunk.
     open: HashMap<u32, OpenVariable>,
     /// Variables complete (their chunks emitted, or waiting in `blocks`).
@@ -344,8 +433,8 @@ impl GroupReducer for NwpReducer {
 
     fn push(&mut self, index: usize, field: Vec<f32>) -> Result<Emission<NwpChunk>, WorkloadError> {
         let d = &self.layout.dataset;
-        let (v, s) = d.item_vs(index);
-        if v >= d.variables || self.done[v as usize] {
+        let (v, s) = d.item_vs(self.first_item + index);
+        if !self.variables.contains(&v) || self.done[v as usize] {
             return Err(WorkloadError::new(format!(
                 "input {index} (v {v}, s {s}) pushed after its variable was complete"
             )));
@@ -417,7 +506,7 @@ impl GroupReducer for NwpReducer {
                 self.g, var.count, self.layout.dataset.steps
             )));
         }
-        if let Some(v) = self.done.iter().position(|d| !d) {
+        if let Some(v) = self.variables.clone().find(|&v| !self.done[v as usize]) {
             return Err(WorkloadError::new(format!(
                 "group {}: variable {v} received no input",
                 self.g
@@ -470,6 +559,7 @@ mod tests {
         let w = workload(5, Some([1, 2, 1, 2, 2]));
         let group = Group {
             index: 0,
+            first_item: 0,
             inputs: (0..15)
                 .map(|i| crate::job::InputRef {
                     path: format!("{i}").into(),
@@ -541,6 +631,7 @@ mod tests {
                 output_root: ".".into(),
                 limits: crate::conformance::Fixture::roomy_limits(),
                 overlap_groups: false,
+                own_outputs: None,
             }),
             1 + 3 * 2
         );

@@ -2,6 +2,7 @@
 //! [`Analysis`]; [`common`] holds what they share.
 
 mod breakdown;
+mod cluster;
 mod common;
 mod latency;
 mod requests;
@@ -10,6 +11,7 @@ mod throughput;
 mod timeline;
 
 use crate::analysis::Analysis;
+pub use cluster::svg as cluster_timeline;
 
 /// A chart: its file name (without extension) and its SVG.
 pub type Chart = (&'static str, String);
