@@ -165,6 +165,28 @@ pub fn command(location: &str, out: Option<&Path>, max_chunks: u64) -> anyhow::R
         json.display(),
         out_dir.join("report.md").display()
     );
+    // Where the shards' results are, the merge's go too (a Kubernetes Job's own
+    // folder does not outlive it).
+    if location.starts_with("s3://") {
+        let url = StoreUrl::parse(location)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .join("merged");
+        let store = Store::open(&url, &out_dir, None, &Default::default())?;
+        for name in [
+            "cluster.json",
+            "report.md",
+            "cluster-timeline.svg",
+            "cluster-timeline.png",
+        ] {
+            let Ok(bytes) = fs::read(out_dir.join(name)) else {
+                continue;
+            };
+            stores::block_on(store.put(name, bytes))
+                .map_err(anyhow::Error::msg)?
+                .with_context(|| format!("uploading {name} to {url}"))?;
+        }
+        println!("uploaded to {url}/");
+    }
     Ok(if cluster.complete {
         ExitCode::SUCCESS
     } else {
@@ -338,10 +360,13 @@ fn merge(location: &str, found: &[Found], max_chunks: u64) -> anyhow::Result<Clu
             ),
         }]
     };
-    let verified = !verifications.is_empty()
-        && verifications
-            .iter()
-            .all(|c| c.verification.as_ref().is_some_and(|v| v.ok));
+    // A location not verifiable here (emptied by a later run, on another host) is
+    // said, not failed; but at least one verification must have run and passed.
+    let ran: Vec<&Verification> = verifications
+        .iter()
+        .filter_map(|c| c.verification.as_ref())
+        .collect();
+    let verified = !ran.is_empty() && ran.iter().all(|v| v.ok);
     Ok(Cluster {
         location: location.to_string(),
         merged_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -644,6 +669,7 @@ fn verify_whole(
         let mut dirs = Vec::new();
         let mut last_by = Vec::new();
         let mut unreachable = Vec::new();
+        let mut emptied = Vec::new();
         for (id, r) in ok {
             let rec = r.shard.as_ref().expect("checked");
             let dir = PathBuf::from(&rec.output_root);
@@ -659,13 +685,12 @@ fn verify_whole(
             if !dirs.contains(&canonical) {
                 dirs.push(canonical);
             }
-            if let Some(x) = r
-                .repetitions
-                .iter()
-                .rev()
-                .find(|x| local_labels.contains(&&x.label))
-            {
-                last_by.push(x.label.clone());
+            // Every repetition empties the shard's part of the local output first:
+            // what is there is the last repetition's, if it wrote locally.
+            match r.repetitions.last() {
+                Some(x) if local_labels.contains(&&x.label) => last_by.push(x.label.clone()),
+                Some(x) => emptied.push(format!("shard {id}'s by its last run, of {}", x.label)),
+                None => emptied.push(format!("shard {id}'s (no repetition)")),
             }
         }
         last_by.sort();
@@ -674,7 +699,17 @@ fn verify_whole(
             "the shards' local output folders together (last written by {})",
             last_by.join(", ")
         );
-        if !unreachable.is_empty() {
+        if !emptied.is_empty() {
+            checks.push(OutputCheck {
+                what: "the shards' local output folders".into(),
+                verification: None,
+                note: Some(format!(
+                    "not verified as a whole: emptied before a run that wrote elsewhere ({}); \
+                     each shard verified its part after every repetition",
+                    emptied.join("; ")
+                )),
+            });
+        } else if !unreachable.is_empty() {
             checks.push(OutputCheck {
                 what,
                 verification: None,

@@ -324,12 +324,20 @@ impl DataDir {
                 ),
             }
         }
+        // Everything else in the shard's own directories: temporary files of a
+        // killed run, and objects a run with another chunk grid left.
         for dir in dirs {
             let Some(d) = inside(&format!("{dir}/x"))? else {
                 continue;
             };
             let d = d.parent().expect("has a parent").to_path_buf();
-            remove_temps(&d)?;
+            if fs::symlink_metadata(&d).is_ok_and(|m| !m.is_dir()) {
+                bail!(
+                    "{} is not a directory: refusing to delete under it",
+                    d.display()
+                );
+            }
+            remove_files_under(&d)?;
         }
         // zarr.json's temporary files are at the root (shard 0's).
         if keys.iter().any(|k| k == "zarr.json") {
@@ -348,20 +356,17 @@ impl DataDir {
     }
 }
 
-/// Removes the temporary files under `dir` (its subdirectories too, never through
-/// a link); a missing `dir` is fine.
-fn remove_temps(dir: &Path) -> anyhow::Result<()> {
+/// Removes every entry but the directories under `dir`, its subdirectories too (a
+/// link is removed itself, never followed); a missing `dir` is fine.
+fn remove_files_under(dir: &Path) -> anyhow::Result<()> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(());
     };
     for entry in entries {
         let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            remove_temps(&entry.path())?;
-        } else if kind.is_file()
-            && rechunk_contract::output::is_temp_name(&entry.file_name().to_string_lossy())
-        {
+        if entry.file_type()?.is_dir() {
+            remove_files_under(&entry.path())?;
+        } else {
             fs::remove_file(entry.path())
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
@@ -462,8 +467,14 @@ fn adopt_if_empty(path: &Path, kind: Kind) -> anyhow::Result<()> {
     if owned(path, kind).is_ok() {
         return Ok(());
     }
+    // Empty, or holding nothing but a marker file that does not parse: what a
+    // process killed while writing the marker of the directory it had just made
+    // leaves (the marker is written again).
+    let only_marker = |e: std::io::Result<fs::DirEntry>| {
+        e.is_ok_and(|e| e.file_name() == MARKER && e.file_type().is_ok_and(|t| t.is_file()))
+    };
     let empty = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
-        && fs::read_dir(path).is_ok_and(|mut d| d.next().is_none());
+        && fs::read_dir(path).is_ok_and(|d| d.into_iter().all(only_marker));
     if empty {
         write_marker(path, kind)
     } else {
@@ -546,6 +557,26 @@ mod tests {
         let data =
             DataDir::lock(&dir.path().join("data"), Some(&dir.path().join("results"))).unwrap();
         (dir, data)
+    }
+
+    #[test]
+    fn a_directory_left_with_a_half_written_marker_is_adopted_but_not_one_with_more() {
+        let (_dir, data) = setup();
+        let out = data.path().join("outputs/half");
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join(MARKER), b"{\"made_by\":\"har").unwrap();
+        data.empty_own_objects(&out, &["zarr.json".into()], &[])
+            .unwrap();
+        assert!(owned(&out, Kind::Output).is_ok());
+        let theirs = data.path().join("outputs/theirs");
+        fs::create_dir_all(&theirs).unwrap();
+        fs::write(theirs.join(MARKER), b"{").unwrap();
+        fs::write(theirs.join("notes.txt"), b"keep").unwrap();
+        let e = data
+            .empty_own_objects(&theirs, &["notes.txt".into()], &[])
+            .unwrap_err();
+        assert!(e.to_string().contains("no .harness-owned marker"), "{e}");
+        assert_eq!(fs::read(theirs.join("notes.txt")).unwrap(), b"keep");
     }
 
     #[test]
