@@ -394,7 +394,7 @@ fn shard_problem(r: &Results, first: &Results, id: ShardId) -> Option<(&'static 
             format!("its results say shard {}, its folder {id}", rec.shard),
         ));
     }
-    if serde_json::to_value(&r.scenario).ok() != serde_json::to_value(&first.scenario).ok() {
+    if identity(&r.scenario) != identity(&first.scenario) {
         return Some((
             "mismatch",
             "it ran another scenario than the other shards (its resolved scenario differs)".into(),
@@ -432,6 +432,24 @@ fn shard_problem(r: &Results, first: &Results, id: ShardId) -> Option<(&'static 
         return Some(("failed", format!("{} was skipped: {}", s.label, s.reason)));
     }
     None
+}
+
+/// A resolved scenario without what differs from host to host for the same job
+/// (the path of a grib2-dir scan's cache in the host's data directory).
+fn identity(s: &crate::scenario::Scenario) -> Option<serde_json::Value> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("catalog_file");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(s).ok()?;
+    strip(&mut v);
+    Some(v)
 }
 
 /// Per backend and repetition, the shards' runs on one time axis and the cluster

@@ -492,3 +492,68 @@ fn shards_share_one_s3_output_prefix() {
         "{t}"
     );
 }
+
+/// The user's own files (no closed form): each shard keeps its part of the
+/// reference output, and the merge compares the whole output with them together.
+#[test]
+fn a_split_of_your_own_files_is_verified_against_the_shards_references() {
+    let d = tempfile::tempdir().unwrap();
+    let files = d.path().join("files");
+    let o = harness(
+        d.path(),
+        &d.path().join("x"),
+        &d.path().join("xr"),
+        &[
+            "example-dir",
+            files.to_str().unwrap(),
+            "--groups",
+            "2",
+            "--variables",
+            "3",
+            "--steps",
+            "4",
+            "--ny",
+            "20",
+            "--nx",
+            "30",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = d.path().join("own.toml");
+    fs::write(
+        &s,
+        format!(
+            r#"
+name = "own-split"
+[dataset]
+kind = "grib2-dir"
+root = "{}"
+from = "keys"
+[output]
+cy = 8
+cx = 16
+[run]
+repetitions = 1
+[[backend]]
+name = "sequential"
+[[backend]]
+name = "tokio-rayon"
+"#,
+            files.display()
+        ),
+    )
+    .unwrap();
+    for i in 0..2 {
+        let o = run_shard(d.path(), &format!("host{i}"), &s, &format!("{i}/2"));
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = merge(d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("verified (36 of 36 objects checked against the shards' reference outputs)"),
+        "{}",
+        text(&o)
+    );
+}
