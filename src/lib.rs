@@ -27,6 +27,7 @@
 
 pub mod analysis;
 pub mod backends;
+pub mod barrier;
 pub mod cache;
 pub mod ceilings;
 pub mod compare;

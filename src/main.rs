@@ -74,6 +74,15 @@ enum Cmd {
         /// (s3://bucket/prefix), where `harness merge <URL>` reads them.
         #[arg(long, value_name = "URL", env = "HARNESS_RESULTS_URL")]
         results_url: Option<String>,
+        /// With a shard: start every repetition together with the other shards (a
+        /// rendezvous in the results location), so that their runs of one backend
+        /// overlap and the merged cluster figures measure it, not the shards' drift.
+        /// A shard not there within --barrier-timeout is gone on without.
+        #[arg(long, env = "HARNESS_BARRIER", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+        barrier: Option<bool>,
+        /// Seconds a shard waits at the barrier for the others.
+        #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
+        barrier_timeout: f64,
     },
     /// Put the shards of a split job together (`harness run --shard I/N`): one
     /// results file and report for the cluster (its throughput, each shard's, the
@@ -329,6 +338,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             ceilings,
             shard,
             results_url,
+            barrier,
+            barrier_timeout,
         } => {
             let overrides = Overrides {
                 cache,
@@ -337,7 +348,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ceilings,
             };
             let gate = compare.map(|base| (base, threshold));
-            let sharding = sharding(shard, results_url.as_deref())?;
+            let mut sharding = sharding(shard, results_url.as_deref())?;
+            if barrier == Some(true) {
+                let Some(s) = &mut sharding else {
+                    anyhow::bail!(
+                        "--barrier makes shards start each repetition together: give --shard I/N"
+                    );
+                };
+                if !(barrier_timeout.is_finite() && barrier_timeout > 0.0) {
+                    anyhow::bail!(
+                        "--barrier-timeout {barrier_timeout}: a number of seconds above 0"
+                    );
+                }
+                s.barrier = Some(std::time::Duration::from_secs_f64(barrier_timeout));
+            }
             run(scenario.as_deref(), overrides, gate, paths, sharding)
         }
         Cmd::Merge {
@@ -854,7 +878,11 @@ fn sharding(
             anyhow::bail!("--results-url (HARNESS_RESULTS_URL) is for a shard: give --shard I/N")
         }
         None => Ok(None),
-        Some(id) => Ok(Some(runner::Sharding { id, results_url })),
+        Some(id) => Ok(Some(runner::Sharding {
+            id,
+            results_url,
+            barrier: None,
+        })),
     }
 }
 

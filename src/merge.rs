@@ -87,6 +87,12 @@ pub struct BackendCluster {
     pub repetitions: Vec<ClusterRep>,
     /// The median of the counted repetitions' cluster throughput, items/s.
     pub median_items_per_second: Option<f64>,
+    /// The median of their aligned throughput (see [`ClusterRep`]), items/s.
+    #[serde(default)]
+    pub median_aligned_items_per_second: Option<f64>,
+    /// The median of their overlap (see [`ClusterRep`]).
+    #[serde(default)]
+    pub median_overlap: Option<f64>,
     /// The median of their straggler ratios.
     pub median_straggler_ratio: Option<f64>,
 }
@@ -111,6 +117,19 @@ pub struct ClusterRep {
     pub span_seconds: Option<f64>,
     /// All shards' inputs / the span.
     pub items_per_second: Option<f64>,
+    /// All shards' inputs / the slowest shard's wall time: the throughput had the
+    /// shards started together (what `--barrier` makes them do). Equal to
+    /// `items_per_second` when they did.
+    #[serde(default)]
+    pub aligned_items_per_second: Option<f64>,
+    /// The share of the span in which every shard was running this repetition:
+    /// (earliest end − latest start) / span, 0 if they never all ran at once. Low:
+    /// the shards drifted apart, and each ran beside other backends' runs.
+    #[serde(default)]
+    pub overlap: Option<f64>,
+    /// Every shard started it after waiting at the barrier (`--barrier`).
+    #[serde(default)]
+    pub barrier: bool,
     /// The slowest shard's wall time / the median shard's.
     pub straggler_ratio: Option<f64>,
     /// The slowest shard.
@@ -239,7 +258,7 @@ fn fetch(location: &str, out: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf
 }
 
 /// `shard-I-of-N` → the shard.
-fn parse_folder(name: &str) -> Option<ShardId> {
+pub fn parse_folder(name: &str) -> Option<ShardId> {
     let rest = name.strip_prefix("shard-")?;
     let (i, n) = rest.split_once("-of-")?;
     ShardId::new(i.parse().ok()?, n.parse().ok()?).ok()
@@ -491,6 +510,8 @@ fn backend_figures(
             BackendCluster {
                 label: b.label.clone(),
                 median_items_per_second: counted(|r| r.items_per_second),
+                median_aligned_items_per_second: counted(|r| r.aligned_items_per_second),
+                median_overlap: counted(|r| r.overlap),
                 median_straggler_ratio: counted(|r| r.straggler_ratio),
                 repetitions,
             }
@@ -506,6 +527,7 @@ fn cluster_rep(
     n: u32,
     t0: f64,
 ) -> ClusterRep {
+    let mut barriers = 0;
     let shards: Vec<ShardRep> = ok
         .iter()
         .filter_map(|(id, r)| {
@@ -513,6 +535,7 @@ fn cluster_rep(
                 .repetitions
                 .iter()
                 .find(|x| x.label == label && x.warmup == warmup && x.index == index)?;
+            barriers += x.barrier.is_some() as usize;
             let m = x
                 .measurement
                 .as_ref()
@@ -533,6 +556,9 @@ fn cluster_rep(
         complete,
         span_seconds: None,
         items_per_second: None,
+        aligned_items_per_second: None,
+        overlap: None,
+        barrier: false,
         straggler_ratio: None,
         slowest: None,
         shards,
@@ -556,8 +582,22 @@ fn cluster_rep(
             .iter()
             .max_by(|a, b| a.wall_seconds.total_cmp(&b.wall_seconds))
             .expect("not empty");
+        let latest_start = rep
+            .shards
+            .iter()
+            .map(|s| s.start)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let earliest_end = rep
+            .shards
+            .iter()
+            .map(|s| s.start + s.wall_seconds)
+            .fold(f64::INFINITY, f64::min);
         rep.span_seconds = Some(span);
         rep.items_per_second = (span > 0.0).then(|| inputs as f64 / span);
+        rep.aligned_items_per_second =
+            (slowest.wall_seconds > 0.0).then(|| inputs as f64 / slowest.wall_seconds);
+        rep.overlap = (span > 0.0).then(|| ((earliest_end - latest_start) / span).max(0.0));
+        rep.barrier = barriers == n as usize;
         rep.straggler_ratio = median(&walls).map(|m| slowest.wall_seconds / m);
         rep.slowest = Some(slowest.shard);
     }
@@ -845,7 +885,7 @@ fn verdict(v: &OutputCheck) -> String {
 
 fn backend_table(c: &Cluster) -> String {
     let mut s = String::from(
-        "| backend | cluster items/s (median) | straggler ratio (median) | repetitions | per repetition: items/s, span s, straggler (slowest shard) |\n|---|---:|---:|---:|---|\n",
+        "| backend | cluster items/s (median) | if aligned | overlap | straggler ratio (median) | repetitions | per repetition: items/s, span s, straggler (slowest shard) |\n|---|---:|---:|---:|---:|---:|---|\n",
     );
     for b in &c.backends {
         let reps: Vec<String> = b
@@ -866,9 +906,12 @@ fn backend_table(c: &Cluster) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             b.label,
             rate(b.median_items_per_second),
+            rate(b.median_aligned_items_per_second),
+            b.median_overlap
+                .map_or("–".into(), |o| format!("{:.0} %", o * 100.0)),
             b.median_straggler_ratio
                 .map_or("–".into(), |r| format!("{r:.2}")),
             b.repetitions.iter().filter(|r| !r.warmup).count(),
@@ -916,6 +959,21 @@ pub fn markdown(c: &Cluster) -> String {
         );
     }
     let _ = writeln!(s, "\n## Cluster throughput\n");
+    let reps: Vec<&ClusterRep> = c
+        .backends
+        .iter()
+        .flat_map(|b| b.repetitions.iter().filter(|r| r.complete))
+        .collect();
+    let _ = writeln!(
+        s,
+        "{}\n",
+        if !reps.is_empty() && reps.iter().all(|r| r.barrier) {
+            "The shards started every repetition together (`--barrier`)."
+        } else {
+            "The shards ran free (no `--barrier`): each started its repetitions when it was \
+             ready, so read the overlap before the cluster items/s."
+        }
+    );
     s.push_str(&backend_table(c));
     let _ = writeln!(s, "\n### Each shard\n\n| backend | repetition | shard | start s | wall s | inputs | items/s |\n|---|---:|---|---:|---:|---:|---:|");
     for b in &c.backends {
@@ -946,7 +1004,13 @@ pub fn markdown(c: &Cluster) -> String {
          clock; several: as synchronised as their clocks are). The median is over the counted \
          repetitions. Only repetitions every shard ran and verified are computed.\n- **straggler \
          ratio**: the slowest shard's wall time / the median shard's wall time in one repetition \
-         (1.00: no straggler).\n- **span s**: latest end − earliest start. Shards do not wait for \
+         (1.00: no straggler).\n- **if aligned**: all shards' inputs / the slowest shard's wall time: the \
+         cluster throughput had the shards started together; `harness run --shard I/N --barrier` \
+         makes them (each repetition starts when every shard has arrived), and then it equals the \
+         cluster items/s.\n- **overlap**: the share of the span in which every shard was running \
+         that repetition; far below 100 % the shards drifted apart (one started late, or ran \
+         other backends meanwhile), the span measures the drift, and the aligned figure is the \
+         one to read.\n- **span s**: latest end − earliest start. Shards do not wait for \
          each other between repetitions: in a scenario with several backends, one shard's run of \
          backend A may overlap another's run of backend B (see the timeline).\n- The timeline \
          shows every shard's runs (one row per shard, one bar per repetition, warm-ups paler) on \

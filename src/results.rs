@@ -229,6 +229,10 @@ pub struct Repetition {
     pub cache: CacheState,
     /// None when the backend failed (nothing to verify).
     pub verification: Option<Verification>,
+    /// A shard started with `--barrier`: its wait for the other shards before this
+    /// repetition, and the shards it went on without. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barrier: Option<crate::barrier::BarrierWait>,
 }
 
 /// What the child process measured around `Backend::run` (building the job, e.g.

@@ -115,6 +115,9 @@ pub struct Sharding {
     pub id: ShardId,
     /// Where its results are also uploaded (`<url>/shard-I-of-N/results.json`).
     pub results_url: Option<StoreUrl>,
+    /// Start every repetition together with the other shards, waiting at most this
+    /// long for them (see [`crate::barrier`]); `None`: run free.
+    pub barrier: Option<std::time::Duration>,
 }
 
 /// Set, this environment variable makes a backend that cannot run here (io_uring
@@ -169,10 +172,25 @@ pub fn run_shard(
         Prepared::Stopped(results, dir) => return Ok((*results, dir)),
     };
     let schedule = schedule(scenario, &run.runnable);
+    let mut barrier = match sharding {
+        Some(Sharding {
+            id,
+            results_url,
+            barrier: Some(timeout),
+        }) => Some(crate::barrier::Barrier::open(
+            results_url.as_ref(),
+            &dirs.results,
+            *id,
+            *timeout,
+            &scenario.s3,
+        )?),
+        _ => None,
+    };
     for (step, slot) in schedule.iter().enumerate() {
         if signals::received().is_some() {
             break;
         }
+
         eprintln!(
             "[{}/{}] {}{} repetition {}",
             step + 1,
@@ -181,7 +199,7 @@ pub fn run_shard(
             if slot.warmup { " warm-up" } else { "" },
             slot.index + 1
         );
-        let Some(rep) = run.repetition(step, slot)? else {
+        let Some(rep) = run.repetition(step, slot, barrier.as_mut())? else {
             break;
         };
         run.results.repetitions.push(rep);
@@ -564,7 +582,12 @@ impl<'a> Run<'a> {
 
     /// One repetition: the output emptied, the cache prepared, the child run and
     /// its output verified. `None` when a signal stopped it before the child.
-    fn repetition(&mut self, step: usize, slot: &Slot) -> anyhow::Result<Option<Repetition>> {
+    fn repetition(
+        &mut self,
+        step: usize,
+        slot: &Slot,
+        barrier: Option<&mut crate::barrier::Barrier>,
+    ) -> anyhow::Result<Option<Repetition>> {
         // Moved aside, not deleted: on a filesystem like ext4 without a journal,
         // creating files within minutes of deleting others makes the inode
         // allocator skip every recently deleted inode, and that scan (measured:
@@ -583,6 +606,16 @@ impl<'a> Run<'a> {
         .context("emptying the output directory before the repetition")?;
         let Some(cache) = self.prepare_cache(step == 0)? else {
             return Ok(None);
+        };
+        // The rendezvous of the shards comes last before the child, so that their
+        // timed regions start as close together as the child's start-up allows.
+        let waited = match barrier {
+            None => None,
+            Some(b) => match b.wait(step) {
+                Ok(w) => Some(w),
+                Err(e) if e.is::<signals::Interrupted>() => return Ok(None),
+                Err(e) => return Err(e),
+            },
         };
         let spec = &self.scenario.backends[slot.backend];
         let (status, report) = self.run_child(slot)?;
@@ -616,6 +649,7 @@ impl<'a> Run<'a> {
             measurement,
             cache,
             verification,
+            barrier: waited,
         }))
     }
 
@@ -854,6 +888,7 @@ impl<'a> Run<'a> {
             Sharding {
                 results_url: Some(url),
                 id,
+                ..
             },
             _,
         )) = &self.sharding

@@ -557,3 +557,58 @@ name = "tokio-rayon"
         text(&o)
     );
 }
+
+/// `--barrier`: shards started apart begin every repetition together, so every
+/// repetition's runs overlap and the merge says the shards were aligned.
+#[test]
+fn shards_at_the_barrier_start_each_repetition_together() {
+    let d = tempfile::tempdir().unwrap();
+    let s = scenario(d.path(), "barrier", 128, 2, "");
+    let start = |i: u32| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args([
+                "run",
+                s.to_str().unwrap(),
+                "--shard",
+                &format!("{i}/2"),
+                "--barrier",
+            ])
+            .arg("--data-dir")
+            .arg(d.path().join(format!("host{i}")))
+            .arg("--results-dir")
+            .arg(d.path().join("results"))
+            .current_dir(d.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = start(0);
+    // The second shard starts a second later: the first waits for it.
+    std::thread::sleep(Duration::from_secs(1));
+    let b = start(1);
+    for c in [a, b] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let r: serde_json::Value = serde_json::from_slice(
+        &fs::read(d.path().join("results/shard-0-of-2/results.json")).unwrap(),
+    )
+    .unwrap();
+    let first = &r["repetitions"][0]["barrier"];
+    assert!(first["wait_seconds"].as_f64().unwrap() > 0.3, "{first}");
+    let o = merge(d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let c = cluster(d.path());
+    for b in c["backends"].as_array().unwrap() {
+        for r in b["repetitions"].as_array().unwrap() {
+            assert_eq!(r["barrier"], true, "{r}");
+            assert!(r["overlap"].as_f64().unwrap() > 0.3, "{r}");
+        }
+    }
+    let report = fs::read_to_string(d.path().join("results/merged/report.md")).unwrap();
+    assert!(
+        report.contains("started every repetition together"),
+        "{report}"
+    );
+}
