@@ -52,8 +52,10 @@ pub fn svg(bars: &[Bar]) -> anyhow::Result<String> {
             })
             .draw()
             .map_err(draw_err)?;
-        let (_, h) = chart.plotting_area().dim_in_pixel();
+        let (w, h) = chart.plotting_area().dim_in_pixel();
         let clear = h / rows / 6;
+        // A run far shorter than the span still shows: 3 px at least.
+        let least = tmax * 3.0 / f64::from(w.max(1));
         let bars: Vec<_> = bars
             .iter()
             .map(|b| {
@@ -66,11 +68,11 @@ pub fn svg(bars: &[Bar]) -> anyhow::Result<String> {
                 let mut rect = Rectangle::new(
                     [
                         (b.start, SegmentValue::Exact(r)),
-                        (b.end, SegmentValue::Exact(r + 1)),
+                        (b.end.max(b.start + least), SegmentValue::Exact(r + 1)),
                     ],
                     style,
                 );
-                rect.set_margin(clear, clear, 1, 1);
+                rect.set_margin(clear, clear, 0, 0);
                 rect
             })
             .collect();
