@@ -432,7 +432,7 @@ one input from its read being submitted to its push into the reducer, waiting in
 backend that keeps many inputs in flight shows a long input time even when it is fast). \
 **group**: one group from its first read to its last write.\n\
 - **Little's law**: the items in a stage = items per second × the time each spends in it. So a \
-backend that keeps more items in flight shows longer stage times although it is faster, and \
+backend that keeps more items in flight can show longer stage times although it is faster, and \
 requests/s = requests in flight / latency per request.\n\
 - **median repetition** (timeline): the backend's verified repetition whose throughput is \
 nearest its median.\n\

@@ -13,14 +13,14 @@ use crate::analysis::BackendFigures;
 /// The caveat under the stage panel.
 const STAGE_NOTE: &str = "Right: an item's wall time in each stage, waiting included \
 (reads and writes from submission, so time queued for IO counts, and every stage counts time \
-waiting for a core). A backend that keeps more items in flight shows longer times although \
+waiting for a core). A backend that keeps more items in flight can show longer times although \
 it is faster (Little's law: time in a stage = items in it / items per second).";
 
 /// What the report's text says about the stage panel.
 pub const STAGE_TEXT: &str = "It measures the time an item spends in a stage, waiting \
 included: reads and writes count from their submission, so time queued for IO is in them, and \
 every stage counts time spent waiting for a core. A backend that keeps more items in flight \
-therefore shows longer stage times although it is faster: by Little's law, the time in a stage \
+can therefore show longer stage times although it is faster: by Little's law, the time in a stage \
 is the items in it divided by the items per second, so a backend with four times the items in \
 flight at twice the rate shows twice the time per item. Compare backends by throughput and CPU \
 time, not by this panel.";
