@@ -15,7 +15,7 @@
 //!   schema, loading (older schemas too) and saving.
 //! - [`analysis`]: every per-backend figure of a run, computed once from a results
 //!   file (with [`stats`]) and the run's baseline chosen; the [`summary`] table,
-//!   the [`report`] (`report.md` and plots), the [`export`]s and the regression
+//!   the [`report`] (`report.md`, `report.html` and plots), the [`export`]s and the regression
 //!   gate ([`compare`]) only format it.
 //! - [`ceilings`]: the IO and CPU ceilings of a scenario, and efficiency against them.
 //! - [`machine`]: what the run happened on.

@@ -242,7 +242,7 @@ enum Cmd {
         #[arg(long, default_value = "4MiB", value_parser = |t: &str| harness::netem::parse_bytes(t, "--buffer"))]
         buffer: usize,
     },
-    /// Write report.md and its plots (SVG and PNG) from a results file or run folder.
+    /// Write report.md, report.html and the plots (SVG and PNG) from a results file or run folder.
     Report {
         /// results.json, or the run folder holding it.
         results: PathBuf,
@@ -842,9 +842,10 @@ fn print_report(written: &harness::report::Written) {
     charts.sort();
     charts.dedup();
     println!(
-        "\nreport: {} ({} plots, each as .svg and .png)",
+        "\nreport: {} ({} plots, each as .svg and .png), and as one page: {}",
         written.markdown.display(),
-        charts.len()
+        charts.len(),
+        written.html.display()
     );
     if let Some(w) = &written.warning {
         eprintln!("warning: {w}");

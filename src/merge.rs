@@ -13,8 +13,8 @@
 //! (all shards write into the same one), and the shards' local output folders
 //! together (each holds one shard's part; a key in two of them is an error), as
 //! one array against the closed form (or, for the user's own files, against the
-//! shards' reference outputs together). It writes `cluster.json`, `report.md` and
-//! a timeline chart (one row per shard, one bar per repetition).
+//! shards' reference outputs together). It writes `cluster.json`, `report.md`,
+//! `report.html` and a timeline chart (one row per shard, one bar per repetition).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -180,9 +180,10 @@ pub fn command(location: &str, out: Option<&Path>, max_chunks: u64) -> anyhow::R
     crate::report::write_cluster(&md, &bars, &out_dir)?;
     print!("{}", summary(&cluster));
     println!(
-        "\nmerged results: {}\nreport: {}",
+        "\nmerged results: {}\nreport: {} (and as one page: {})",
         json.display(),
-        out_dir.join("report.md").display()
+        out_dir.join("report.md").display(),
+        out_dir.join("report.html").display()
     );
     // Where the shards' results are, the merge's go too (a Kubernetes Job's own
     // folder does not outlive it).
@@ -194,6 +195,7 @@ pub fn command(location: &str, out: Option<&Path>, max_chunks: u64) -> anyhow::R
         for name in [
             "cluster.json",
             "report.md",
+            "report.html",
             "cluster-timeline.svg",
             "cluster-timeline.png",
         ] {

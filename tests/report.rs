@@ -149,7 +149,24 @@ fn a_mocked_run_records_scripted_latencies_and_draws_its_report() {
         let svg = fs::read_to_string(run.join(format!("{name}.svg"))).unwrap();
         assert!(svg.starts_with("<svg"), "{name}");
         assert!(md.contains(&format!("({name}.png)")), "{name}");
+        // Readable at 100 %: no text under 14 px on the 1000 × 560 canvas.
+        let sizes: Vec<f64> = svg
+            .split("font-size=\"")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+            .collect();
+        assert!(!sizes.is_empty(), "{name} has no text");
+        assert!(sizes.iter().all(|s| *s >= 14.0), "{name}: {sizes:?}");
     }
+    // The stage times are explained where they are shown and in the text.
+    let breakdown = fs::read_to_string(run.join("breakdown.svg"))
+        .unwrap()
+        .replace('\n', " ");
+    assert!(
+        breakdown.contains("waiting in queues included"),
+        "{breakdown}"
+    );
+    assert!(md.contains("Little's law"), "{md}");
     // plotters puts each text on lines of its own.
     let latency = fs::read_to_string(run.join("latency.svg"))
         .unwrap()

@@ -155,6 +155,8 @@ fn shards_on_their_own_hosts_merge_into_one_verified_output() {
         .path()
         .join("results/merged/cluster-timeline.svg")
         .is_file());
+    let page = fs::read_to_string(d.path().join("results/merged/report.html")).unwrap();
+    assert!(page.contains("id=\"plot-cluster-timeline\"") && page.contains("<svg"));
 }
 
 #[test]

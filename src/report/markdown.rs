@@ -8,27 +8,51 @@ use crate::scenario::Recording;
 
 /// The markdown text (without the plot links).
 pub fn markdown(a: &Analysis) -> String {
-    [
-        header(a),
-        format!("## Decision\n\n{}\n", decision(a)),
-        throughput(a),
-        ceilings(a),
-        not_counted(a),
-        latency(a),
-        requests(a),
-        littles_law(a),
-        recording(a),
-        terms(a),
-    ]
-    .concat()
+    let s = Sections::of(a);
+    [s.title, s.run, s.decision, s.body, s.terms].concat()
 }
 
-/// Title, and what the run happened on.
+/// The report's text in parts, so the HTML page can order them its own way.
+pub struct Sections {
+    /// The `# ` line.
+    pub title: String,
+    /// What the run happened on (no heading of its own in `report.md`).
+    pub run: String,
+    /// `## Decision` and its text.
+    pub decision: String,
+    /// The tables and notes.
+    pub body: String,
+    /// `## Terms`.
+    pub terms: String,
+}
+
+impl Sections {
+    pub fn of(a: &Analysis) -> Sections {
+        let s = &a.results.scenario;
+        Sections {
+            title: format!("# {}: {}\n\n", s.name, s.description),
+            run: header(a),
+            decision: format!("## Decision\n\n{}\n", decision(a)),
+            body: [
+                throughput(a),
+                ceilings(a),
+                not_counted(a),
+                latency(a),
+                requests(a),
+                littles_law(a),
+                recording(a),
+            ]
+            .concat(),
+            terms: terms(a),
+        }
+    }
+}
+
+/// What the run happened on.
 fn header(a: &Analysis) -> String {
     let r = a.results;
     let (s, m) = (&r.scenario, &r.machine);
     let mut md = String::new();
-    let _ = writeln!(md, "# {}: {}\n", s.name, s.description);
     let _ = writeln!(
         md,
         "{} · {} cores, {} · kernel {} · data on {} · cache {} · {} repetitions per backend · harness {} ({}{})\n",
@@ -401,10 +425,18 @@ medians.\n\
 threads the backend used, over its counted repetitions.\n\
 - **peak RSS**: the child process's peak resident memory (`VmHWM`).\n\
 - **verified**: repetitions that finished and whose output verified, of those run.\n\
-- **read, decode, reduce, encode, write**: time per item in that stage alone. **input**: one \
-input from its read being submitted to its push into the reducer, waiting included (a \
+- **read, decode, reduce, encode, write**: an item's wall time in that stage: a read or a \
+write from its submission to its completion (time queued for IO included), a decode, reduce \
+or encode from its start on a thread to its end (time waiting for a core included). **input**: \
+one input from its read being submitted to its push into the reducer, waiting included (a \
 backend that keeps many inputs in flight shows a long input time even when it is fast). \
-**group**: one group from its first read to its last write.\n"
+**group**: one group from its first read to its last write.\n\
+- **Little's law**: the items in a stage = items per second × the time each spends in it. So a \
+backend that keeps more items in flight can show longer stage times although it is faster, and \
+requests/s = requests in flight / latency per request.\n\
+- **median repetition** (timeline): the backend's verified repetition whose throughput is \
+nearest its median.\n\
+- **latency CDF**: for each time x, the fraction of items done within x.\n"
     )
 }
 

@@ -1,13 +1,32 @@
-//! Where the time went: CPU per item (user, system) and mean time per item in each
-//! stage, as stacked bars per backend.
+//! Where the time went: CPU per item (user, system) and the time an item spends
+//! in each stage, as stacked horizontal bars, one row per backend (named on the y
+//! axis, so long names never collide), each panel's parts in a legend above it.
 
 use plotters::prelude::*;
 
-use super::common::{color, draw_err, draw_legend, short_num, with_svg, Area, W};
+use super::common::{
+    bar, color, draw_err, footnote, height_for_rows, legend_top, row, rows, title, with_svg_sized,
+    Area, Entry, Key, W,
+};
 use crate::analysis::BackendFigures;
 
-/// Left: CPU time per 1000 items (user, system). Right: time items spent in each
-/// stage per item (summed latency / items), which overlaps across items.
+/// The caveat under the stage panel.
+const STAGE_NOTE: &str = "Right: an item's wall time in each stage, waiting included \
+(reads and writes from submission, so time queued for IO counts, and every stage counts time \
+waiting for a core). A backend that keeps more items in flight can show longer times although \
+it is faster (Little's law: time in a stage = items in it / items per second).";
+
+/// What the report's text says about the stage panel.
+pub const STAGE_TEXT: &str = "It measures the time an item spends in a stage, waiting \
+included: reads and writes count from their submission, so time queued for IO is in them, and \
+every stage counts time spent waiting for a core. A backend that keeps more items in flight \
+can therefore show longer stage times although it is faster: by Little's law, the time in a stage \
+is the items in it divided by the items per second, so a backend with four times the items in \
+flight at twice the rate shows twice the time per item. Compare backends by throughput and CPU \
+time, not by this panel.";
+
+/// Left: CPU time per 1000 items (user, system). Right: the mean time an item
+/// spent in each stage (summed latency / items), which overlaps across items.
 pub fn svg(figs: &[&BackendFigures]) -> anyhow::Result<String> {
     let per_item = |f: &BackendFigures, s: &str| f.stages.get(s).map_or(0.0, |h| h.mean() / 1e3);
     let cpu: Vec<Vec<f64>> = figs
@@ -19,24 +38,32 @@ pub fn svg(figs: &[&BackendFigures]) -> anyhow::Result<String> {
         .iter()
         .map(|f| stage_names.iter().map(|s| per_item(f, s)).collect())
         .collect();
-    with_svg(|root| {
-        let (left, right) = root.split_horizontally(W / 2);
+    let labels: Vec<String> = figs.iter().map(|f| f.label.clone()).collect();
+    with_svg_sized(W, height_for_rows(figs.len(), 200), |root| {
+        let area = footnote(root, STAGE_NOTE)?;
+        let (left, right) = area.split_horizontally(W / 2);
         let colors = [color(0), color(1)];
-        stacked_bars(
+        stacked_rows(
             &left,
-            "CPU time per 1000 items",
-            "ms",
-            figs,
+            (
+                "CPU time per 1000 items",
+                "user and system CPU of the backend's process",
+            ),
+            "CPU ms per 1000 items",
+            &labels,
             &["user", "system"],
             &colors,
             &cpu,
         )?;
         let colors: Vec<RGBColor> = (0..stage_names.len()).map(|k| color(k + 2)).collect();
-        stacked_bars(
+        stacked_rows(
             &right,
-            "Mean time per item in each stage",
-            "µs",
-            figs,
+            (
+                "Time per item in each stage",
+                "mean wall time, waiting in queues included (below)",
+            ),
+            "µs per item (wall time)",
+            &labels,
             &stage_names,
             &colors,
             &stages,
@@ -44,61 +71,47 @@ pub fn svg(figs: &[&BackendFigures]) -> anyhow::Result<String> {
     })
 }
 
-/// One stacked bar per backend: `values[backend][part]`, parts bottom to top.
-fn stacked_bars(
+/// One stacked bar per backend: `values[backend][part]`, parts left to right.
+fn stacked_rows(
     area: &Area,
-    caption: &str,
-    unit: &str,
-    figs: &[&BackendFigures],
+    (caption, note): (&str, &str),
+    x_desc: &str,
+    labels: &[String],
     parts: &[&str],
     colors: &[RGBColor],
     values: &[Vec<f64>],
 ) -> anyhow::Result<()> {
-    let n = figs.len();
+    let n = labels.len();
     let top = values
         .iter()
         .map(|v| v.iter().sum::<f64>())
         .fold(0.0, f64::max)
         .max(1.0)
-        * 1.2;
-    let label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) => figs.get(*i).map_or(String::new(), |f| f.label.clone()),
-        _ => String::new(),
-    };
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(70)
-        .y_label_area_size(60)
-        .build_cartesian_2d((0..n.max(1) - 1).into_segmented(), 0.0..top)
-        .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .y_desc(unit)
-        .y_label_formatter(&|v| short_num(*v))
-        .x_labels(n)
-        .x_label_formatter(&label)
-        .x_label_style(("sans-serif", 11))
-        .draw()
-        .map_err(draw_err)?;
-    for (k, name) in parts.iter().enumerate() {
-        let c = colors[k];
-        chart
-            .draw_series(values.iter().enumerate().map(|(i, v)| {
-                let below: f64 = v[..k].iter().sum();
-                Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), below),
-                        (SegmentValue::Exact(i + 1), below + v[k]),
-                    ],
+        * 1.08;
+    let area = title(area, caption, Some(note))?;
+    let keys: Vec<Entry> = parts
+        .iter()
+        .zip(colors)
+        .map(|(p, c)| Entry::new(*p, Key::Box(*c)))
+        .collect();
+    let area = legend_top(&area, &keys)?;
+    let mut chart = rows(&area, labels, top, x_desc, "backend")?;
+    for (k, c) in colors.iter().enumerate().take(parts.len()) {
+        let bars: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let before: f64 = v[..k].iter().sum();
+                bar(
+                    &chart,
+                    (row(i, n), n),
+                    before,
+                    before + v[k],
                     c.mix(0.8).filled(),
                 )
-            }))
-            .map_err(draw_err)?
-            .label(*name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+            })
+            .collect();
+        chart.draw_series(bars).map_err(draw_err)?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)?;
     Ok(())
 }

@@ -3,64 +3,80 @@
 
 use plotters::prelude::*;
 
-use super::common::{color, draw_err, draw_legend, with_svg};
+use super::common::{
+    color, draw_err, legend_right, mesh, title, with_svg_sized, x_label_area, y_label_area, Entry,
+    Key, H, ROW_MIN, W,
+};
 use crate::merge::Bar;
 
 /// Every shard's runs as bars (warm-ups paler), one colour per backend.
 pub fn svg(bars: &[Bar]) -> anyhow::Result<String> {
     let rows = bars.iter().map(|b| b.shard + 1).max().unwrap_or(1);
     let tmax = bars.iter().map(|b| b.end).fold(0.0, f64::max).max(0.1) * 1.02;
-    with_svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "split job: each shard's runs on one time axis",
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0.0..tmax, 0.0..rows as f64)
+    // Every shard's row tall enough for its label: a taller canvas for many shards.
+    let height = H.max(180 + rows * ROW_MIN);
+    let mut keys: Vec<Entry> = Vec::new();
+    let mut seen: Vec<usize> = Vec::new();
+    for b in bars {
+        if !seen.contains(&b.backend) {
+            seen.push(b.backend);
+            keys.push(Entry::new(b.label.clone(), Key::Box(color(b.backend))));
+        }
+    }
+    if bars.iter().any(|b| b.warmup) {
+        keys.push(Entry::new("warm-up (paler)", Key::PaleBox(BLACK)));
+    }
+    with_svg_sized(W, height, |root| {
+        let area = title(
+            root,
+            "Split job: each shard's runs on one time axis",
+            Some("one row per shard, one bar per run of a backend, from its start to its end"),
+        )?;
+        let area = legend_right(&area, Some("backend"), &keys)?;
+        let labels: Vec<String> = (0..rows).map(|r| r.to_string()).collect();
+        let mut chart = ChartBuilder::on(&area)
+            .margin(8)
+            .margin_right(24)
+            .x_label_area_size(x_label_area(true))
+            .y_label_area_size(y_label_area(&labels, true))
+            .build_cartesian_2d(0.0..tmax, (0..rows - 1).into_segmented())
             .map_err(draw_err)?;
-        chart
-            .configure_mesh()
+        mesh(&mut chart.configure_mesh())
             .disable_y_mesh()
             .x_desc("seconds since the first shard started")
             .y_desc("shard")
-            .y_labels(rows as usize + 1)
-            .y_label_formatter(&|v| {
-                let r = v.floor();
-                if (v - r - 0.5).abs() < 0.26 || r >= rows as f64 {
-                    String::new()
-                } else {
-                    format!("{}", r as u32)
-                }
+            .y_labels(rows as usize)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(r) => r.to_string(),
+                _ => String::new(),
             })
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(draw_err)?;
-        let mut labelled: Vec<usize> = Vec::new();
-        for b in bars {
-            let c = color(b.backend);
-            let y = b.shard as f64;
-            let style = match b.warmup {
-                true => c.mix(0.3).filled(),
-                false => c.mix(0.8).filled(),
-            };
-            let series = chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(b.start, y + 0.15), (b.end, y + 0.85)],
+        let (w, h) = chart.plotting_area().dim_in_pixel();
+        let clear = h / rows / 6;
+        // A run far shorter than the span still shows: 3 px at least.
+        let least = tmax * 3.0 / f64::from(w.max(1));
+        let bars: Vec<_> = bars
+            .iter()
+            .map(|b| {
+                let c = color(b.backend);
+                let style = match b.warmup {
+                    true => c.mix(0.3).filled(),
+                    false => c.mix(0.8).filled(),
+                };
+                let r = b.shard;
+                let mut rect = Rectangle::new(
+                    [
+                        (b.start, SegmentValue::Exact(r)),
+                        (b.end.max(b.start + least), SegmentValue::Exact(r + 1)),
+                    ],
                     style,
-                )))
-                .map_err(draw_err)?;
-            if !labelled.contains(&b.backend) {
-                labelled.push(b.backend);
-                series.label(b.label.clone()).legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled())
-                });
-            }
-        }
-        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, Some(14))?;
+                );
+                rect.set_margin(clear, clear, 0, 0);
+                rect
+            })
+            .collect();
+        chart.draw_series(bars).map_err(draw_err)?;
         Ok(())
     })
 }

@@ -4,9 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use plotters::coord::combinators::{BindKeyPoints, LogCoord};
 use plotters::prelude::*;
 
-use super::common::{color, draw_err, draw_legend, short_num, with_svg};
+use super::common::{
+    color, draw_err, legend_top, log_ticks, mesh, number_labels, short_num, title, with_svg,
+    x_label_area, y_label_area, Entry, Key,
+};
 use crate::analysis::LittlePoint;
 
 /// One line per swept table: measured requests/s (solid, dots) and Little's law
@@ -32,30 +36,53 @@ pub fn svg(points: &[LittlePoint], _source: &str) -> anyhow::Result<String> {
         (1.0, 10.0)
     };
     with_svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Requests/s against io_in_flight, beside Little's law (in flight / latency)",
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(80)
+        let area = title(
+            root,
+            "Requests/s against io_in_flight, beside Little's law",
+            Some(
+                "solid with dots: measured; dashed: Little's law, io_in_flight / latency per \
+                 request, what concurrency alone would give (log–log axes: a line of slope 1)",
+            ),
+        )?;
+        let keys: Vec<Entry> = lines
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (base, pts))| {
+                let latency_ms = pts.first().map_or(f64::NAN, |p| p.latency * 1e3);
+                [
+                    Entry::new(format!("{base}: measured"), Key::Dotted(color(i))),
+                    Entry::new(
+                        format!("{base}: Little's law, {latency_ms:.1} ms per request"),
+                        Key::Dashed(color(i)),
+                    ),
+                ]
+            })
+            .collect();
+        let area = legend_top(&area, &keys)?;
+        let (ylo, yhi) = (ylo / 1.5, yhi * 1.5);
+        // A tick at each swept value.
+        let mut swept: Vec<f64> = points.iter().map(|p| p.in_flight.max(1.0)).collect();
+        swept.sort_by(f64::total_cmp);
+        swept.dedup();
+        let mut chart = ChartBuilder::on(&area)
+            .margin(8)
+            .margin_right(24)
+            .x_label_area_size(x_label_area(true))
+            .y_label_area_size(y_label_area(number_labels(ylo, yhi), true))
             .build_cartesian_2d(
-                (xlo / 1.5..xhi * 1.5).log_scale(),
-                (ylo / 1.5..yhi * 1.5).log_scale(),
+                LogCoord::from((xlo / 1.5..xhi * 1.5).log_scale()).with_key_points(swept),
+                LogCoord::from((ylo..yhi).log_scale()).with_key_points(log_ticks(ylo, yhi)),
             )
             .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("io_in_flight (log axis)")
+        mesh(&mut chart.configure_mesh())
+            .x_desc("io_in_flight (operations; log axis)")
             .y_desc("requests/s (log axis)")
             .y_label_formatter(&|v| short_num(*v))
             .x_label_formatter(&|v| short_num(*v))
             .draw()
             .map_err(draw_err)?;
-        for (i, (base, pts)) in lines.iter().enumerate() {
+        for (i, pts) in lines.values().enumerate() {
             let c = color(i);
-            let latency_ms = pts.first().map_or(f64::NAN, |p| p.latency * 1e3);
             let at = |p: &LittlePoint| p.in_flight.max(1.0);
             let measured: Vec<(f64, f64)> = pts
                 .iter()
@@ -64,11 +91,7 @@ pub fn svg(points: &[LittlePoint], _source: &str) -> anyhow::Result<String> {
                 .collect();
             chart
                 .draw_series(LineSeries::new(measured.clone(), c.stroke_width(2)))
-                .map_err(draw_err)?
-                .label(format!("{base}: measured"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
-                });
+                .map_err(draw_err)?;
             chart
                 .draw_series(measured.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(draw_err)?;
@@ -79,15 +102,8 @@ pub fn svg(points: &[LittlePoint], _source: &str) -> anyhow::Result<String> {
                     4,
                     c.stroke_width(1),
                 ))
-                .map_err(draw_err)?
-                .label(format!(
-                    "{base}: Little's law, {latency_ms:.1} ms per request"
-                ))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 6, y)], c.stroke_width(1))
-                });
+                .map_err(draw_err)?;
         }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, None)?;
         Ok(())
     })
 }

@@ -2,9 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use plotters::coord::combinators::{BindKeyPoints, LogCoord};
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::common::{color, draw_err, draw_legend, short_num, with_svg};
+use super::common::{
+    color, draw_err, legend_right, mesh, number_labels, short_num, title, with_svg, x_label_area,
+    y_label_area, Area, Entry, Key,
+};
 use crate::analysis::{Analysis, BackendFigures};
 
 /// (value, median, min, max) of each point of one swept backend.
@@ -14,63 +20,93 @@ type Line = Vec<(f64, f64, f64, f64)>;
 /// min – max whiskers.
 pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
     let unit = a.unit;
-    let (parameter, mut lines) = lines(figs);
-    let xs: Vec<f64> = lines.values().flatten().map(|p| p.0).collect();
-    let xmin = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let xmax = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    // A log axis (drawn as log2 of the value) when the values are positive and span
-    // a factor of 8 or more, as queue depths and thread counts do.
-    let log = xmin > 0.0 && xmax / xmin >= 8.0;
-    let pos = move |v: f64| if log { v.log2() } else { v };
-    for l in lines.values_mut() {
-        for p in l.iter_mut() {
-            p.0 = pos(p.0);
-        }
-    }
+    let (parameter, lines) = lines(figs);
+    let mut xs: Vec<f64> = lines.values().flatten().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let xmin = xs.first().copied().unwrap_or(0.0);
+    let xmax = xs.last().copied().unwrap_or(1.0);
+    let ymax = lines
+        .values()
+        .flatten()
+        .map(|p| p.3)
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.15;
+    let keys: Vec<Entry> = lines
+        .keys()
+        .enumerate()
+        .map(|(i, base)| Entry::new(base.clone(), Key::Dotted(color(i))))
+        .collect();
     with_svg(|root| {
-        let (lo, hi) = (pos(xmin), pos(xmax));
-        let pad = ((hi - lo) * 0.08).max(0.5);
-        let ymax = lines
-            .values()
-            .flatten()
-            .map(|p| p.3)
-            .fold(0.0, f64::max)
-            .max(1.0)
-            * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("Scaling: throughput against {parameter} (median; min–max whiskers)"),
-                ("sans-serif", 20),
+        let area = title(
+            root,
+            &format!("Scaling: throughput against {parameter}"),
+            Some("dot: median of the verified repetitions; whisker: min – max over them"),
+        )?;
+        let area = legend_right(&area, Some("backend"), &keys)?;
+        let chart = Chart {
+            area: &area,
+            lines: &lines,
+            ymax,
+            unit,
+        };
+        // A log axis (base 2) when the values are positive and span a factor of 8
+        // or more, as queue depths and thread counts do, with a tick at each swept
+        // value (every other one while there are more than 12).
+        if xmin > 0.0 && xmax / xmin >= 8.0 {
+            let mut ticks = xs.clone();
+            while ticks.len() > 12 {
+                ticks = ticks.into_iter().step_by(2).collect();
+            }
+            let x = LogCoord::from((xmin / 1.4..xmax * 1.4).log_scale().base(2.0))
+                .with_key_points(ticks);
+            chart.draw(x, &format!("{parameter} (the swept value; log axis)"))
+        } else {
+            let pad = ((xmax - xmin) * 0.08).max(0.5);
+            chart.draw(
+                RangedCoordf64::from(xmin - pad..xmax + pad),
+                &format!("{parameter} (the swept value)"),
             )
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(80)
-            .build_cartesian_2d(lo - pad..hi + pad, 0.0..ymax)
+        }
+    })
+}
+
+/// What the chart shows, whichever its x axis.
+struct Chart<'c, 'a> {
+    area: &'c Area<'a>,
+    lines: &'c BTreeMap<String, Line>,
+    ymax: f64,
+    unit: &'c str,
+}
+
+impl Chart<'_, '_> {
+    fn draw<X>(&self, x: X, x_desc: &str) -> anyhow::Result<()>
+    where
+        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let mut chart = ChartBuilder::on(self.area)
+            .margin(8)
+            .margin_right(24)
+            .x_label_area_size(x_label_area(true))
+            .y_label_area_size(y_label_area(number_labels(0.0, self.ymax), true))
+            .build_cartesian_2d(x, 0.0..self.ymax)
             .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc(if log {
-                format!("{parameter} (log axis)")
-            } else {
-                parameter.clone()
-            })
-            .y_desc(unit)
+        mesh(&mut chart.configure_mesh())
+            .x_desc(x_desc)
+            .y_desc(format!("throughput ({})", self.unit))
             .y_label_formatter(&|v| short_num(*v))
-            .x_label_formatter(&|v| short_num(if log { v.exp2() } else { *v }))
+            .x_label_formatter(&|v| short_num(*v))
             .draw()
             .map_err(draw_err)?;
-        for (i, (base, points)) in lines.iter().enumerate() {
+        for (i, points) in self.lines.values().enumerate() {
             let c = color(i);
             chart
                 .draw_series(LineSeries::new(
                     points.iter().map(|p| (p.0, p.1)),
                     c.stroke_width(2),
                 ))
-                .map_err(draw_err)?
-                .label(base.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
-                });
+                .map_err(draw_err)?;
             chart
                 .draw_series(
                     points
@@ -86,9 +122,8 @@ pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
                 )
                 .map_err(draw_err)?;
         }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, None)?;
         Ok(())
-    })
+    }
 }
 
 /// The swept parameter, and one line per base backend (the table the points were

@@ -1,61 +1,53 @@
-//! Throughput per backend: the median as a bar, min – max as a whisker.
+//! Throughput per backend: the median as a bar, min – max as a whisker, the
+//! median written at the bar's end; one row per backend, named on the y axis (so
+//! long names never collide), and no legend: the names are on the axis.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
 
-use super::common::{color, draw_err, draw_legend, short_num, with_svg};
+use super::common::{
+    bar, color, draw_err, height_for_rows, row, rows, text_style, title, with_svg_sized, TICK, W,
+};
 use crate::analysis::{Analysis, BackendFigures};
 use crate::report::fmt_rate;
 
 /// One bar per backend at its median, with min–max whiskers.
 pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
     let unit = a.unit;
-    with_svg(|root| {
-        let top = figs.iter().map(|f| f.max.max(f.ci.1)).fold(0.0, f64::max) * 1.15;
-        let n = figs.len();
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!(
-                    "{}: throughput (median, bar; min–max over repetitions, whisker)",
-                    a.results.scenario.name
-                ),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(60)
-            .y_label_area_size(80)
-            .build_cartesian_2d((0..n.max(1) - 1).into_segmented(), 0.0..top.max(1.0))
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(unit)
-            .y_label_formatter(&|v| short_num(*v))
-            .x_desc("backend")
-            .x_labels(n)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => {
-                    figs.get(*i).map_or(String::new(), |f| f.label.clone())
-                }
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(draw_err)?;
+    let n = figs.len();
+    let labels: Vec<String> = figs.iter().map(|f| f.label.clone()).collect();
+    with_svg_sized(W, height_for_rows(n, 140), |root| {
+        let area = title(
+            root,
+            &format!("{}: throughput per backend", a.results.scenario.name),
+            Some(&format!(
+                "bar: median of the verified repetitions (the number at its end); \
+                 whisker: min – max over them; in {unit}"
+            )),
+        )?;
+        // Room right of the longest whisker for its median's number.
+        let top = figs.iter().map(|f| f.max.max(f.ci.1)).fold(0.0, f64::max) * 1.22;
+        let mut chart = rows(
+            &area,
+            &labels,
+            top.max(1.0),
+            &format!("throughput ({unit})"),
+            "backend",
+        )?;
         for (i, f) in figs.iter().enumerate() {
-            let c = color(i);
+            let (c, r) = (color(i), row(i, n));
             chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), f.median),
-                    ],
+                .draw_series(std::iter::once(bar(
+                    &chart,
+                    (r, n),
+                    0.0,
+                    f.median,
                     c.mix(0.75).filled(),
                 )))
-                .map_err(draw_err)?
-                .label(format!("{}: {}", f.label, fmt_rate(f.median)))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+                .map_err(draw_err)?;
             chart
-                .draw_series(std::iter::once(ErrorBar::new_vertical(
-                    SegmentValue::CenterOf(i),
+                .draw_series(std::iter::once(ErrorBar::new_horizontal(
+                    SegmentValue::CenterOf(r),
                     f.min,
                     f.median,
                     f.max,
@@ -63,8 +55,15 @@ pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
                     12,
                 )))
                 .map_err(draw_err)?;
+            let style = text_style(TICK, BLACK, HPos::Left, VPos::Center);
+            // The median, right of the whisker.
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((f.max.max(f.median), SegmentValue::CenterOf(r)))
+                        + Text::new(fmt_rate(f.median), (10, 0), style),
+                ))
+                .map_err(draw_err)?;
         }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)?;
         Ok(())
     })
 }

@@ -3,7 +3,10 @@
 
 use plotters::prelude::*;
 
-use super::common::{color, draw_err, draw_legend, short_num, with_svg, Area, H};
+use super::common::{
+    color, draw_err, legend_right, mesh, number_labels, short_num, title, with_svg, x_label_area,
+    y_label_area, Area, Entry, Key,
+};
 use crate::analysis::{Analysis, BackendFigures};
 use crate::scenario::WorkloadKind;
 
@@ -20,17 +23,66 @@ pub fn svg(a: &Analysis, figs: &[&BackendFigures]) -> anyhow::Result<String> {
     let rates = rate_series(figs, stage);
     let io = io_series(figs);
     let requests = requests_series(figs);
+    let bucket_ms = (figs
+        .iter()
+        .find_map(|f| f.timeline.as_ref())
+        .map_or(0.1, |t| t.bucket_seconds)
+        * 1e3)
+        .round();
     with_svg(|root| {
-        let (upper, lower) = root.split_vertically(H * 2 / 3);
+        let area = title(
+            root,
+            &format!("Throughput over time ({stage} completions per {bucket_ms} ms), median repetition"),
+            Some(&format!(
+                "Above: completions per second in each {bucket_ms} ms bucket (the last is partial). \
+                 Below: IO operations in flight{}, sampled every {bucket_ms} ms.",
+                if requests.is_empty() {
+                    ""
+                } else {
+                    " (solid) and object-store requests in flight (dashed)"
+                }
+            )),
+        )?;
+        let mut drawn: Vec<usize> = rates.iter().chain(&io).map(|(i, _)| *i).collect();
+        drawn.sort_unstable();
+        drawn.dedup();
+        let mut keys: Vec<Entry> = drawn
+            .iter()
+            .map(|i| Entry::new(figs[*i].label.clone(), Key::Line(color(*i))))
+            .collect();
+        if !requests.is_empty() {
+            keys.push(Entry::new("requests (below)", Key::Dashed(BLACK)));
+        }
+        let area = legend_right(&area, Some("backend"), &keys)?;
+        let (_, h) = area.dim_in_pixel();
+        let (upper, lower) = area.split_vertically(h * 3 / 5);
         let tmax = rates
             .iter()
             .flat_map(|(_, p)| p.iter().map(|x| x.0))
             .chain(io.iter().flat_map(|(_, p)| p.iter().map(|x| x.0)))
             .fold(0.0, f64::max)
             .max(0.1);
-        draw_rates(&upper, a.unit, stage, figs, rates, tmax)?;
-        draw_io(&lower, io, requests, tmax)
+        let ymax = max_y(&rates);
+        // Whole operations: at least 0 to 4, so the ticks are integers.
+        let io_max = max_y(&io).max(max_y(&requests)).max(4.0);
+        // One width for both panels' label areas, so their time axes line up.
+        let labels = number_labels(0.0, ymax)
+            .into_iter()
+            .chain(number_labels(0.0, io_max));
+        let y_area = y_label_area(labels, true);
+        draw_rates(&upper, a.unit, rates, tmax, ymax, y_area)?;
+        draw_io(&lower, io, requests, tmax, io_max, y_area)
     })
+}
+
+/// The largest y of any series, with a tenth more room (at least 1).
+fn max_y(series: &Series) -> f64 {
+    series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.1))
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1
 }
 
 /// `stage` completions per second in each timeline bucket, at the bucket's middle.
@@ -92,78 +144,57 @@ fn requests_series(figs: &[&BackendFigures]) -> Series {
 fn draw_rates(
     area: &Area,
     unit: &str,
-    stage: &str,
-    figs: &[&BackendFigures],
     rates: Series,
     tmax: f64,
+    ymax: f64,
+    y_area: u32,
 ) -> anyhow::Result<()> {
-    let ymax = rates
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|x| x.1))
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
-    let bucket_ms = (figs
-        .iter()
-        .find_map(|f| f.timeline.as_ref())
-        .map_or(0.1, |t| t.bucket_seconds)
-        * 1e3)
-        .round();
     let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!(
-                "Throughput over time ({stage} completions per {bucket_ms} ms, median repetition)"
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
+        .margin(8)
+        .margin_right(24)
+        .x_label_area_size(x_label_area(true))
+        .y_label_area_size(y_area)
         .build_cartesian_2d(0.0..tmax, 0.0..ymax)
         .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the run started (the last bucket is partial)")
-        .y_desc(unit)
+    mesh(&mut chart.configure_mesh())
+        .x_desc("seconds since the run started")
+        .y_desc(format!("throughput ({unit})"))
+        .y_labels(6)
         .y_label_formatter(&|v| short_num(*v))
         .draw()
         .map_err(draw_err)?;
     for (i, points) in rates {
-        let c = color(i);
+        // A run shorter than a few buckets has too few points for a line to show.
+        if points.len() < 3 {
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, color(i).filled())))
+                .map_err(draw_err)?;
+        }
         chart
-            .draw_series(LineSeries::new(points, c.stroke_width(2)))
-            .map_err(draw_err)?
-            .label(figs[i].label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2)));
+            .draw_series(LineSeries::new(points, color(i).stroke_width(2)))
+            .map_err(draw_err)?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, None)
+    Ok(())
 }
 
-fn draw_io(area: &Area, io: Series, requests: Series, tmax: f64) -> anyhow::Result<()> {
-    let io_max = io
-        .iter()
-        .chain(&requests)
-        .flat_map(|(_, p)| p.iter().map(|x| x.1))
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
+fn draw_io(
+    area: &Area,
+    io: Series,
+    requests: Series,
+    tmax: f64,
+    io_max: f64,
+    y_area: u32,
+) -> anyhow::Result<()> {
     let mut chart = ChartBuilder::on(area)
-        .caption(
-            if requests.is_empty() {
-                "IO operations in flight (sampled)"
-            } else {
-                "IO operations (solid) and object-store requests (dashed) in flight, sampled"
-            },
-            ("sans-serif", 14),
-        )
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(80)
+        .margin(8)
+        .margin_right(24)
+        .x_label_area_size(x_label_area(true))
+        .y_label_area_size(y_area)
         .build_cartesian_2d(0.0..tmax, 0.0..io_max)
         .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .y_desc("operations")
+    mesh(&mut chart.configure_mesh())
+        .x_desc("seconds since the run started")
+        .y_desc("in flight (operations)")
         .y_labels(4)
         .y_label_formatter(&|v| short_num(*v))
         .draw()
