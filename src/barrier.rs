@@ -6,9 +6,9 @@
 //! overlaps another backend's on the next, so the merged span measures the drift,
 //! not the backend (measured: 4 shards of `s3.toml` started `sequential` up to 21 s
 //! apart by the third round). With the barrier, before each scheduled step every
-//! shard writes `barrier/step-<k>/shard-I` to the shared results location (the
-//! results folder, or the `--results-url` prefix) and waits until every shard's is
-//! there. It is a rendezvous, not a scheduler: the steps are each shard's own.
+//! shard writes `barrier/<job>/step-<k>/shard-I` to the shared results location
+//! (the results folder, or the `--results-url` prefix) and waits until every
+//! shard's is there. The job's id (`--job`) keeps two jobs' rendezvous apart. It is a rendezvous, not a scheduler: the steps are each shard's own.
 //!
 //! A shard that does not arrive within the timeout is taken for dead: the others go
 //! on without it (it is named in their results) and never wait for it again. A rerun
@@ -53,17 +53,18 @@ impl Barrier {
     pub fn open(
         results_url: Option<&StoreUrl>,
         dir: &Path,
+        job: &str,
         shard: ShardId,
         timeout: Duration,
         s3: &S3Config,
     ) -> anyhow::Result<Barrier> {
         let (store, poll) = match results_url {
             Some(url) => (
-                Store::open(&url.join("barrier"), dir, None, s3)?,
+                Store::open(&url.join(&format!("barrier/{job}")), dir, None, s3)?,
                 Duration::from_millis(200),
             ),
             None => {
-                let local = dir.join("barrier");
+                let local = dir.join("barrier").join(job);
                 std::fs::create_dir_all(&local)
                     .with_context(|| format!("creating {}", local.display()))?;
                 (
@@ -148,6 +149,7 @@ mod tests {
             Barrier::open(
                 None,
                 d.path(),
+                "job-1",
                 ShardId { index: i, count: 3 },
                 Duration::from_millis(300),
                 &S3Config::default(),

@@ -83,6 +83,12 @@ enum Cmd {
         /// Seconds a shard waits at the barrier for the others.
         #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
         barrier_timeout: f64,
+        /// With a shard: the id of the job it is a shard of, the same for all its
+        /// shards and no other job's (default: Slurm's SLURM_ARRAY_JOB_ID). Names
+        /// the barrier's rendezvous (needed by --barrier) and is recorded, so that
+        /// the merge refuses results of another job left in the same place.
+        #[arg(long, value_name = "ID", env = "HARNESS_JOB_ID")]
+        job: Option<String>,
     },
     /// Put the shards of a split job together (`harness run --shard I/N`): one
     /// results file and report for the cluster (its throughput, each shard's, the
@@ -100,6 +106,11 @@ enum Cmd {
         /// Chunks (or shards) decoded per output; 0: every one.
         #[arg(long, default_value_t = 0)]
         max_chunks: u64,
+        /// The shards' local output folders are reachable here under the paths
+        /// they recorded (shards on this machine, or a shared filesystem): verify
+        /// them together even where a shard's host is not this one.
+        #[arg(long)]
+        local_outputs_here: bool,
     },
     /// Compare two results files backend by backend; exit 1 if any backend's
     /// throughput relative to sequential regressed beyond the threshold with 95 %
@@ -340,6 +351,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             results_url,
             barrier,
             barrier_timeout,
+            job,
         } => {
             let overrides = Overrides {
                 cache,
@@ -348,17 +360,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ceilings,
             };
             let gate = compare.map(|base| (base, threshold));
-            let mut sharding = sharding(shard, results_url.as_deref())?;
+            let mut sharding = sharding(shard, results_url.as_deref(), job)?;
             if barrier == Some(true) {
                 let Some(s) = &mut sharding else {
                     anyhow::bail!(
                         "--barrier makes shards start each repetition together: give --shard I/N"
                     );
                 };
-                if !(barrier_timeout.is_finite() && barrier_timeout > 0.0) {
+                if !(barrier_timeout > 0.0 && barrier_timeout <= 86_400.0) {
                     anyhow::bail!(
-                        "--barrier-timeout {barrier_timeout}: a number of seconds above 0"
+                        "--barrier-timeout {barrier_timeout}: seconds, above 0 and at most a day (86400)"
                     );
+                }
+                if s.job.is_none() {
+                    anyhow::bail!("--barrier needs the job's id, the same for all its shards and no other job's: --job ID (or HARNESS_JOB_ID; a Slurm array's SLURM_ARRAY_JOB_ID is taken by itself)");
                 }
                 s.barrier = Some(std::time::Duration::from_secs_f64(barrier_timeout));
             }
@@ -368,7 +383,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             location,
             out,
             max_chunks,
-        } => harness::merge::command(&location, out.as_deref(), max_chunks),
+            local_outputs_here,
+        } => harness::merge::command(&location, out.as_deref(), max_chunks, local_outputs_here),
         Cmd::Gen {
             scenario,
             force,
@@ -859,7 +875,17 @@ fn print_report(written: &harness::report::Written) {
 fn sharding(
     flag: Option<harness::split::ShardId>,
     results_url: Option<&str>,
+    job: Option<String>,
 ) -> anyhow::Result<Option<runner::Sharding>> {
+    // The job's id: given, else a Slurm array's own.
+    let job = job.filter(|j| !j.is_empty()).or_else(|| {
+        std::env::var("SLURM_ARRAY_JOB_ID")
+            .ok()
+            .filter(|j| !j.is_empty())
+    });
+    if let Some(j) = &job {
+        harness::split::check_job_id(j).map_err(|e| anyhow::anyhow!("--job: {e}"))?;
+    }
     let id = match flag {
         Some(id) => Some(id),
         None => harness::split::from_env(&|k| std::env::var(k).ok())?,
@@ -883,6 +909,7 @@ fn sharding(
             id,
             results_url,
             barrier: None,
+            job,
         })),
     }
 }

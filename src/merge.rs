@@ -167,10 +167,18 @@ pub struct OutputCheck {
 /// `harness merge LOCATION`: prints the summary, writes the merged results and
 /// report, and exits 1 when a shard is missing or failed or the output did not
 /// verify.
-pub fn command(location: &str, out: Option<&Path>, max_chunks: u64) -> anyhow::Result<ExitCode> {
+pub fn command(
+    location: &str,
+    out: Option<&Path>,
+    max_chunks: u64,
+    local_outputs_here: bool,
+) -> anyhow::Result<ExitCode> {
     let (local, out_dir) = fetch(location, out)?;
     let shards = load_shards(&local)?;
-    let cluster = merge(location, &shards, max_chunks)?;
+    let here = crate::machine::probe(Path::new(".")).hostname;
+    let cluster = merge(location, &shards, max_chunks, |host| {
+        local_outputs_here || host == here
+    })?;
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let json = out_dir.join("cluster.json");
     fs::write(&json, serde_json::to_vec_pretty(&cluster)?)
@@ -239,6 +247,17 @@ fn fetch(location: &str, out: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf
     );
     let copy = out.join("shards");
     fs::create_dir_all(&copy).with_context(|| format!("creating {}", copy.display()))?;
+    // Copies an earlier merge left (of this prefix, or another of the same last
+    // name) must not be merged as this prefix's.
+    for entry in fs::read_dir(&copy)? {
+        let entry = entry?;
+        if parse_folder(&entry.file_name().to_string_lossy()).is_some() {
+            let stale = entry.path().join("results.json");
+            if fs::symlink_metadata(&stale).is_ok_and(|m| m.is_file()) {
+                fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+            }
+        }
+    }
     let store = Store::open(&url, &copy, None, &Default::default())?;
     let keys = stores::block_on(store.list())
         .map_err(anyhow::Error::msg)?
@@ -301,7 +320,12 @@ fn load_shards(dir: &Path) -> anyhow::Result<Vec<Found>> {
 }
 
 /// The merge itself, from what was found in the shards' folders.
-fn merge(location: &str, found: &[Found], max_chunks: u64) -> anyhow::Result<Cluster> {
+fn merge(
+    location: &str,
+    found: &[Found],
+    max_chunks: u64,
+    reachable: impl Fn(&str) -> bool,
+) -> anyhow::Result<Cluster> {
     // The split: the count most shards name (a folder of another split is a mismatch).
     let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
     for f in found {
@@ -312,11 +336,25 @@ fn merge(location: &str, found: &[Found], max_chunks: u64) -> anyhow::Result<Clu
         .max_by_key(|(c, k)| (**k, **c))
         .map(|(c, _)| *c)
         .expect("at least one shard");
-    // The reference scenario: the first readable shard of the split.
+    // The job: the id most of the split's shards recorded (none if unnamed).
+    let mut jobs: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    for f in found.iter().filter(|f| f.shard.count == n) {
+        if let Ok(r) = &f.results {
+            *jobs
+                .entry(r.shard.as_ref().and_then(|s| s.job.clone()))
+                .or_default() += 1;
+        }
+    }
+    let job = jobs
+        .iter()
+        .max_by_key(|(j, k)| (**k, j.is_some()))
+        .and_then(|(j, _)| j.clone());
+    // The reference scenario: the first readable shard of the split and job.
     let first = found
         .iter()
         .filter(|f| f.shard.count == n)
-        .find_map(|f| f.results.as_ref().ok())
+        .filter_map(|f| f.results.as_ref().ok())
+        .find(|r| r.shard.as_ref().and_then(|s| s.job.clone()) == job)
         .with_context(|| format!("no shard of {n} has readable results"))?;
     let scenario = &first.scenario;
     let source = scenario.source.display().to_string();
@@ -337,7 +375,7 @@ fn merge(location: &str, found: &[Found], max_chunks: u64) -> anyhow::Result<Clu
             Some(Ok(r)) => {
                 let host = Some(r.machine.hostname.clone());
                 let inputs = r.shard.as_ref().map_or(0, |s| s.inputs);
-                match shard_problem(r, first, id) {
+                match shard_problem(r, first, id, job.as_deref()) {
                     Some((st, why)) => (st, Some(why), host, inputs),
                     None => {
                         ok.push((id, r));
@@ -371,7 +409,7 @@ fn merge(location: &str, found: &[Found], max_chunks: u64) -> anyhow::Result<Clu
     let backends = backend_figures(scenario, &ok, n);
     let all_ok = status.iter().all(|s| s.status == "ok");
     let verifications = if all_ok {
-        verify_whole(first, &ok, max_chunks)?
+        verify_whole(first, &ok, max_chunks, &reachable)?
     } else {
         vec![OutputCheck {
             what: "the whole output".into(),
@@ -402,13 +440,28 @@ fn merge(location: &str, found: &[Found], max_chunks: u64) -> anyhow::Result<Clu
 }
 
 /// Why shard `id`'s results cannot be merged as they are: (status, why).
-fn shard_problem(r: &Results, first: &Results, id: ShardId) -> Option<(&'static str, String)> {
+fn shard_problem(
+    r: &Results,
+    first: &Results,
+    id: ShardId,
+    job: Option<&str>,
+) -> Option<(&'static str, String)> {
     let Some(rec) = &r.shard else {
         return Some((
             "mismatch",
             "its results are of a whole run, not a shard".into(),
         ));
     };
+    if rec.job.as_deref() != job {
+        return Some((
+            "mismatch",
+            format!(
+                "its results are of job {}, the other shards' of job {}: left by another job",
+                rec.job.as_deref().unwrap_or("(unnamed)"),
+                job.unwrap_or("(unnamed)")
+            ),
+        ));
+    }
     if rec.shard != id {
         return Some((
             "mismatch",
@@ -461,7 +514,10 @@ fn identity(s: &crate::scenario::Scenario) -> Option<serde_json::Value> {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
+                // The path as typed, and the scan's cache in the host's data
+                // directory: the same job, named from another place.
                 m.remove("catalog_file");
+                m.remove("source");
                 m.values_mut().for_each(strip);
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
@@ -537,7 +593,8 @@ fn cluster_rep(
                 .repetitions
                 .iter()
                 .find(|x| x.label == label && x.warmup == warmup && x.index == index)?;
-            barriers += x.barrier.is_some() as usize;
+            // Only a wait at which every shard arrived counts as started together.
+            barriers += x.barrier.as_ref().is_some_and(|b| b.missing.is_empty()) as usize;
             let m = x
                 .measurement
                 .as_ref()
@@ -672,6 +729,7 @@ fn verify_whole(
     first: &Results,
     ok: &[(ShardId, &Results)],
     max_chunks: u64,
+    reachable: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Vec<OutputCheck>> {
     let scenario = &first.scenario;
     let layout = ArrayLayout::new(scenario.dataset.params.clone(), scenario.output.params);
@@ -681,7 +739,7 @@ fn verify_whole(
     // outputs together (each kept its part at outputs/.oracle/<output root>).
     let oracle_dirs: Vec<PathBuf> = ok
         .iter()
-        .filter_map(|(_, r)| oracle_dir(Path::new(&r.shard.as_ref()?.output_root)))
+        .filter_map(|(id, r)| oracle_dir(Path::new(&r.shard.as_ref()?.output_root), *id))
         .collect();
     let oracle = Union::new(oracle_dirs);
     let expected = match own_files {
@@ -733,7 +791,9 @@ fn verify_whole(
         for (id, r) in ok {
             let rec = r.shard.as_ref().expect("checked");
             let dir = PathBuf::from(&rec.output_root);
-            if !dir.is_dir() {
+            // Another host's folder is read here only when said to be reachable:
+            // the same path here may hold something else.
+            if !reachable(&rec.host) || !dir.is_dir() {
                 unreachable.push(format!(
                     "shard {id}'s ({} on {})",
                     rec.output_root, rec.host
@@ -776,7 +836,8 @@ fn verify_whole(
                 note: Some(format!(
                     "not verified here: {} not reachable from this host; local outputs of \
                      shards on other machines are verified by each shard only (write to an \
-                     s3:// output to verify the whole here)",
+                     s3:// output to verify the whole here; or, where their folders are \
+                     reachable here under the same paths, merge with --local-outputs-here)",
                     unreachable.join(", ")
                 )),
             });
@@ -808,13 +869,15 @@ fn verify_whole(
     Ok(checks)
 }
 
-/// `<data>/outputs/.oracle/<rest>` for the output root `<data>/outputs/<rest>`.
-fn oracle_dir(output_root: &Path) -> Option<PathBuf> {
-    let mut parts: Vec<_> = output_root.components().collect();
+/// `<data>/outputs/.oracle/shard-I-of-N/<rest>` for shard I's output root
+/// `<data>/outputs/<rest>` (where the runner keeps a shard's part of the reference).
+fn oracle_dir(output_root: &Path, shard: ShardId) -> Option<PathBuf> {
+    let parts: Vec<_> = output_root.components().collect();
     let at = parts.iter().rposition(|c| c.as_os_str() == "outputs")?;
-    let oracle = std::path::Component::Normal(std::ffi::OsStr::new(crate::runner::ORACLES));
-    parts.insert(at + 1, oracle);
-    let p: PathBuf = parts.iter().collect();
+    let mut p: PathBuf = parts[..=at].iter().collect();
+    p.push(crate::runner::ORACLES);
+    p.push(shard.folder());
+    p.extend(&parts[at + 1..]);
     p.is_dir().then_some(p)
 }
 
@@ -969,7 +1032,11 @@ pub fn markdown(c: &Cluster) -> String {
     let _ = writeln!(
         s,
         "{}\n",
-        if !reps.is_empty() && reps.iter().all(|r| r.barrier) {
+        if !reps.is_empty()
+            && reps
+                .iter()
+                .all(|r| r.barrier && r.overlap.unwrap_or(0.0) >= 0.5)
+        {
             "The shards started every repetition together (`--barrier`)."
         } else {
             "The shards ran free (no `--barrier`): each started its repetitions when it was \
@@ -1012,9 +1079,9 @@ pub fn markdown(c: &Cluster) -> String {
          cluster items/s.\n- **overlap**: the share of the span in which every shard was running \
          that repetition; far below 100 % the shards drifted apart (one started late, or ran \
          other backends meanwhile), the span measures the drift, and the aligned figure is the \
-         one to read.\n- **span s**: latest end − earliest start. Shards do not wait for \
-         each other between repetitions: in a scenario with several backends, one shard's run of \
-         backend A may overlap another's run of backend B (see the timeline).\n- The timeline \
+         one to read.\n- **span s**: latest end − earliest start. Without `--barrier` shards \
+         do not wait for each other between repetitions: in a scenario with several backends, one \
+         shard's run of backend A may overlap another's run of backend B (see the timeline).\n- The timeline \
          shows every shard's runs (one row per shard, one bar per repetition, warm-ups paler) on \
          one time axis."
     );
@@ -1082,10 +1149,12 @@ mod tests {
     fn the_oracle_of_an_output_root_is_beside_it() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("data/outputs/own/x");
-        fs::create_dir_all(d.path().join("data/outputs/.oracle/own/x")).unwrap();
+        let s = ShardId { index: 1, count: 2 };
+        assert_eq!(oracle_dir(&out, s), None);
+        fs::create_dir_all(d.path().join("data/outputs/.oracle/shard-1-of-2/own/x")).unwrap();
         assert_eq!(
-            oracle_dir(&out),
-            Some(d.path().join("data/outputs/.oracle/own/x"))
+            oracle_dir(&out, s),
+            Some(d.path().join("data/outputs/.oracle/shard-1-of-2/own/x"))
         );
     }
 }

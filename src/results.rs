@@ -80,6 +80,10 @@ pub struct Results {
 pub struct ShardRecord {
     /// Which shard (from 0) of how many.
     pub shard: crate::split::ShardId,
+    /// The job it is a shard of (`--job`, `HARNESS_JOB_ID`, or Slurm's
+    /// `SLURM_ARRAY_JOB_ID`), if named: the merge refuses a shard of another job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     /// The host it ran on (`machine.hostname`, repeated for the merge).
     pub host: String,
     /// Units (rows of output objects of one group) it had, first and last as

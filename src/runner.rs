@@ -99,9 +99,28 @@ fn shard_run_dir(results: &Path, shard: ShardId) -> anyhow::Result<PathBuf> {
         );
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Written to, never through a link someone put there.
+    for name in [
+        "results.json",
+        "scenario.json",
+        "reps",
+        "results.previous.json",
+    ] {
+        if fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{} is a symbolic link: refusing to write a shard's results through it",
+                dir.join(name).display()
+            );
+        }
+    }
+    // The earlier results are moved aside at once: a rerun that fails before it
+    // saves its own must not leave them there to be merged as this run's.
     if dir.join("results.json").exists() {
+        fs::rename(dir.join("results.json"), dir.join("results.previous.json"))
+            .with_context(|| format!("moving the earlier results in {} aside", dir.display()))?;
         eprintln!(
-            "shard {shard}: replacing the earlier results in {}",
+            "shard {shard}: replacing the earlier results in {} (kept as results.previous.json \
+             until this run saves its own)",
             dir.display()
         );
     }
@@ -118,6 +137,8 @@ pub struct Sharding {
     /// Start every repetition together with the other shards, waiting at most this
     /// long for them (see [`crate::barrier`]); `None`: run free.
     pub barrier: Option<std::time::Duration>,
+    /// The job's id, shared by its shards (checked by `split::check_job_id`).
+    pub job: Option<String>,
 }
 
 /// Set, this environment variable makes a backend that cannot run here (io_uring
@@ -177,9 +198,12 @@ pub fn run_shard(
             id,
             results_url,
             barrier: Some(timeout),
+            job,
         }) => Some(crate::barrier::Barrier::open(
             results_url.as_ref(),
             &dirs.results,
+            job.as_deref()
+                .context("--barrier needs the job's id (--job)")?,
             *id,
             *timeout,
             &scenario.s3,
@@ -347,6 +371,7 @@ impl<'a> Run<'a> {
                 inputs: part.inputs,
                 job_inputs: part.job_inputs,
                 writes_metadata: s.id.writes_metadata(),
+                job: s.job.clone(),
                 output_root: output_root.display().to_string(),
                 results_url: s
                     .results_url
@@ -374,6 +399,9 @@ impl<'a> Run<'a> {
         run.results.network = Some(run.network(&s3_inputs)?);
         run.copy_to_stores(&input_root, &s3_inputs)?;
         run.save()?;
+        // Uploaded at the start too: a rerun killed before its end must not leave
+        // the earlier, complete-looking results there.
+        run.upload()?;
         if scenario.run.cache == CacheMode::Warm {
             match cache::warm(&run.files) {
                 Ok(n) => run.warmed_files = n,
@@ -461,7 +489,12 @@ impl<'a> Run<'a> {
                 outputs.display()
             )
         })?;
-        let root = outputs.join(ORACLES).join(rel);
+        // A shard keeps its part of the reference apart: shards run one after
+        // another in one data directory must not replace each other's.
+        let root = match &self.sharding {
+            None => outputs.join(ORACLES).join(rel),
+            Some((s, _)) => outputs.join(ORACLES).join(s.id.folder()).join(rel),
+        };
         self.dirs.data.empty_output(&root, &self.trash)?;
         self.oracle = Some(Oracle {
             backend,
@@ -580,6 +613,22 @@ impl<'a> Run<'a> {
         self.results.save(&self.run_dir.join("results.json"))
     }
 
+    /// A shard with a results URL: uploads its results as they are.
+    fn upload(&self) -> anyhow::Result<()> {
+        if let Some((
+            Sharding {
+                results_url: Some(url),
+                id,
+                ..
+            },
+            _,
+        )) = &self.sharding
+        {
+            upload_results(&self.run_dir, url, *id, &self.scenario.s3)?;
+        }
+        Ok(())
+    }
+
     /// One repetition: the output emptied, the cache prepared, the child run and
     /// its output verified. `None` when a signal stopped it before the child.
     fn repetition(
@@ -692,6 +741,13 @@ impl<'a> Run<'a> {
             if slot.warmup { "warmup-" } else { "" },
             slot.index
         ));
+        // A report of an earlier run in a reused folder must never be read as this
+        // child's (it may die without writing one).
+        match fs::remove_file(&rep_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", rep_file.display())),
+        }
         let mut child = Command::new(std::env::current_exe()?);
         die_with_parent(&mut child);
         // Credentials from the scenario's [s3] table are not in scenario.json: the
@@ -884,17 +940,7 @@ impl<'a> Run<'a> {
         }
         self.results.finished_at = Some(chrono::Utc::now().to_rfc3339());
         self.save()?;
-        if let Some((
-            Sharding {
-                results_url: Some(url),
-                id,
-                ..
-            },
-            _,
-        )) = &self.sharding
-        {
-            upload_results(&self.run_dir, url, *id, &self.scenario.s3)?;
-        }
+        self.upload()?;
         if let Err(e) = self.trash.empty(&self.dirs.data) {
             eprintln!("warning: the earlier outputs moved aside were not deleted: {e:#}");
         }

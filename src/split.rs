@@ -22,6 +22,26 @@ use rechunk_contract::nwp::workload::NwpWorkload;
 use rechunk_contract::nwp::zarr::ArrayLayout;
 use serde::{Deserialize, Serialize};
 
+/// The most shards a job is split into (far more than a run has units to deal).
+pub const MAX_SHARDS: u32 = 100_000;
+
+/// Checks a job id (`--job`): what every shard of one job shares and no other job
+/// uses; it names the job's barrier and is recorded in each shard's results.
+pub fn check_job_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !id.starts_with('.');
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "job id `{id}`: 1 to 128 of A-Z a-z 0-9 . _ - (not starting with a dot)"
+        )),
+    }
+}
+
 /// Shard `index` (from 0) of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardId {
@@ -59,6 +79,9 @@ impl ShardId {
     pub fn new(index: u32, count: u32) -> Result<ShardId, String> {
         if count == 0 {
             return Err("the shard count must be at least 1".into());
+        }
+        if count > MAX_SHARDS {
+            return Err(format!("{count} shards: at most {MAX_SHARDS}"));
         }
         if index >= count {
             return Err(format!(

@@ -318,10 +318,14 @@ impl Workload for NwpWorkload {
             )));
         }
         let per_group = self.layout.dataset.variables as usize * self.layout.dataset.steps as usize;
-        // A whole group (not a shard's part of one) with inputs missing or extra.
+        // A whole job's group (not a shard's part of one, which `own_outputs`
+        // marks) with inputs missing or extra.
         let steps = self.layout.dataset.steps as usize;
+        let whole = job.own_outputs.is_none();
         if let Some(g) = job.groups.iter().find(|g| {
-            g.first_item == 0 && (g.inputs.len() % steps != 0 || g.inputs.len() > per_group)
+            (whole && g.inputs.len() != per_group)
+                || (g.first_item == 0
+                    && (g.inputs.len() % steps != 0 || g.inputs.len() > per_group))
         }) {
             return Err(WorkloadError::new(format!(
                 "group {} has {} inputs, the dataset has {per_group} per group",
