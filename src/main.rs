@@ -78,8 +78,8 @@ enum Cmd {
         /// rendezvous in the results location), so that their runs of one backend
         /// overlap and the merged cluster figures measure it, not the shards' drift.
         /// A shard not there within --barrier-timeout is gone on without.
-        #[arg(long, env = "HARNESS_BARRIER", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
-        barrier: Option<bool>,
+        #[arg(long, env = "HARNESS_BARRIER")]
+        barrier: bool,
         /// Seconds a shard waits at the barrier for the others.
         #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
         barrier_timeout: f64,
@@ -361,7 +361,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let gate = compare.map(|base| (base, threshold));
             let mut sharding = sharding(shard, results_url.as_deref(), job)?;
-            if barrier == Some(true) {
+            if barrier {
                 let Some(s) = &mut sharding else {
                     anyhow::bail!(
                         "--barrier makes shards start each repetition together: give --shard I/N"

@@ -130,6 +130,10 @@ pub struct ClusterRep {
     /// Every shard started it after waiting at the barrier (`--barrier`).
     #[serde(default)]
     pub barrier: bool,
+    /// Latest start − earliest start, seconds: near 0 when the shards started it
+    /// together.
+    #[serde(default)]
+    pub start_spread_seconds: Option<f64>,
     /// The slowest shard's wall time / the median shard's.
     pub straggler_ratio: Option<f64>,
     /// The slowest shard.
@@ -618,6 +622,7 @@ fn cluster_rep(
         aligned_items_per_second: None,
         overlap: None,
         barrier: false,
+        start_spread_seconds: None,
         straggler_ratio: None,
         slowest: None,
         shards,
@@ -657,6 +662,7 @@ fn cluster_rep(
             (slowest.wall_seconds > 0.0).then(|| inputs as f64 / slowest.wall_seconds);
         rep.overlap = (span > 0.0).then(|| ((earliest_end - latest_start) / span).max(0.0));
         rep.barrier = barriers == n as usize;
+        rep.start_spread_seconds = Some(latest_start - start);
         rep.straggler_ratio = median(&walls).map(|m| slowest.wall_seconds / m);
         rep.slowest = Some(slowest.shard);
     }
@@ -1032,15 +1038,21 @@ pub fn markdown(c: &Cluster) -> String {
     let _ = writeln!(
         s,
         "{}\n",
+        // Together: every shard waited at the barrier for all, and they started
+        // within a tenth of the span of each other (a rerun alone does not).
         if !reps.is_empty()
-            && reps
-                .iter()
-                .all(|r| r.barrier && r.overlap.unwrap_or(0.0) >= 0.5)
+            && reps.iter().all(|r| {
+                r.barrier
+                    && r.start_spread_seconds.unwrap_or(f64::INFINITY)
+                        <= 0.1 * r.span_seconds.unwrap_or(0.0)
+            })
         {
-            "The shards started every repetition together (`--barrier`)."
+            "The shards started every repetition together (`--barrier`); the overlap below \
+             1 is then the stragglers'."
         } else {
-            "The shards ran free (no `--barrier`): each started its repetitions when it was \
-             ready, so read the overlap before the cluster items/s."
+            "The shards did not all start every repetition together (no `--barrier`, a shard \
+             gone on without, or one rerun alone): read the overlap and the aligned figure \
+             before the cluster items/s."
         }
     );
     s.push_str(&backend_table(c));

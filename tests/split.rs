@@ -383,6 +383,36 @@ fn bad_shard_settings_are_refused_with_a_reason() {
             vec![],
             "is not split",
         ),
+        (
+            vec!["run", sp, "--shard", "0/2", "--barrier"],
+            vec![],
+            "--barrier needs the job's id",
+        ),
+        (
+            vec!["run", sp, "--shard", "0/2", "--job", "../x"],
+            vec![],
+            "job id `../x`",
+        ),
+        (
+            vec![
+                "run",
+                sp,
+                "--shard",
+                "0/2",
+                "--barrier",
+                "--job",
+                "j",
+                "--barrier-timeout",
+                "1e20",
+            ],
+            vec![],
+            "at most a day",
+        ),
+        (
+            vec!["run", sp, "--shard", "0/4000000000"],
+            vec![],
+            "at most 100000",
+        ),
     ] {
         let o = harness(d.path(), &data, &res, &args, &env);
         assert!(!o.status.success(), "{args:?} {env:?}");
@@ -574,6 +604,8 @@ fn shards_at_the_barrier_start_each_repetition_together() {
                 "--shard",
                 &format!("{i}/2"),
                 "--barrier",
+                "--job",
+                "job-1",
             ])
             .arg("--data-dir")
             .arg(d.path().join(format!("host{i}")))
@@ -605,12 +637,53 @@ fn shards_at_the_barrier_start_each_repetition_together() {
     for b in c["backends"].as_array().unwrap() {
         for r in b["repetitions"].as_array().unwrap() {
             assert_eq!(r["barrier"], true, "{r}");
-            assert!(r["overlap"].as_f64().unwrap() > 0.3, "{r}");
+            // Started within the children's start-up of each other, not the
+            // second that lay between the shards' starts.
+            assert!(r["start_spread_seconds"].as_f64().unwrap() < 0.5, "{r}");
         }
     }
-    let report = fs::read_to_string(d.path().join("results/merged/report.md")).unwrap();
+}
+
+/// Results another job left in the same folder are not this job's: a shard of
+/// another job id is named as such, never counted.
+#[test]
+fn a_shard_left_by_another_job_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let s = scenario(d.path(), "jobs", 32, 1, "");
+    let run = |i: u32, job: &str| {
+        harness(
+            d.path(),
+            &d.path().join(format!("host{i}")),
+            &d.path().join("results"),
+            &[
+                "run",
+                s.to_str().unwrap(),
+                "--shard",
+                &format!("{i}/3"),
+                "--job",
+                job,
+            ],
+            &[],
+        )
+    };
+    for (i, job) in [(0, "new"), (1, "old"), (2, "new")] {
+        let o = run(i, job);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = merge(d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
     assert!(
-        report.contains("started every repetition together"),
-        "{report}"
+        t.contains("shard 1/3: mismatch") && t.contains("of job old, the other shards' of job new"),
+        "{t}"
     );
+    // Rerun as a shard of this job: counted.
+    let o = run(1, "new");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(d
+        .path()
+        .join("results/shard-1-of-3/results.previous.json")
+        .is_file());
+    let o = merge(d.path());
+    assert!(o.status.success(), "{}", text(&o));
 }
