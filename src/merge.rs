@@ -367,7 +367,11 @@ fn merge(
         true => format!("--results-url {location}"),
         false => format!("--results-dir {location}"),
     };
-    let rerun = |s: ShardId| format!("harness run {source} --shard {s} {place}");
+    // The same job (a rerun under another id would be refused as another job's).
+    let job_arg = job
+        .as_deref()
+        .map_or(String::new(), |j| format!(" --job {j}"));
+    let rerun = |s: ShardId| format!("harness run {source} --shard {s} {place}{job_arg}");
     let mut status = Vec::new();
     let mut ok: Vec<(ShardId, &Results)> = Vec::new();
     for i in 0..n {

@@ -677,6 +677,10 @@ fn a_shard_left_by_another_job_is_refused() {
         t.contains("shard 1/3: mismatch") && t.contains("of job old, the other shards' of job new"),
         "{t}"
     );
+    assert!(
+        t.contains("--shard 1/3 --results-dir") && t.contains(" --job new\n"),
+        "{t}"
+    );
     // Rerun as a shard of this job: counted.
     let o = run(1, "new");
     assert!(o.status.success(), "{}", text(&o));
