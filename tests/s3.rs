@@ -302,16 +302,9 @@ fn a_run_through_the_delay_proxy_records_its_profile() {
 /// timeline's samples, and the report has the request table and its cost.
 #[test]
 fn an_s3_run_records_its_requests_in_flight_and_their_cost() {
-    if std::env::var_os("AWS_ENDPOINT").is_none() && std::env::var_os("AWS_ENDPOINT_URL").is_none()
-    {
-        assert!(
-            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
-            "HARNESS_REQUIRE_S3 is set but no S3 endpoint is configured"
-        );
-        eprintln!("SKIPPED: no S3 endpoint configured (eval \"$(scripts/s3-server env)\")");
+    let Some(bucket) = common::s3_bucket_or_skip() else {
         return;
-    }
-    let bucket = std::env::var("HARNESS_S3_BUCKET").unwrap_or_else(|_| "harness".into());
+    };
     let prefix = format!("s3://{bucket}/tests/requests-{}", std::process::id());
     let scenario = format!(
         r#"

@@ -160,15 +160,9 @@ fn a_damaged_shard_fails_verification_naming_it() {
 /// inputs, and the harness verifies it there.
 #[test]
 fn sharded_output_on_s3_verifies() {
-    if std::env::var_os("AWS_ENDPOINT").is_none() {
-        assert!(
-            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
-            "HARNESS_REQUIRE_S3 is set but no S3 endpoint is configured"
-        );
-        eprintln!("SKIPPED: no S3 endpoint configured (eval \"$(scripts/s3-server env)\")");
+    let Some(bucket) = common::s3_bucket_or_skip() else {
         return;
-    }
-    let bucket = std::env::var("HARNESS_S3_BUCKET").unwrap_or_else(|_| "harness".into());
+    };
     let prefix = format!("s3://{bucket}/tests/sharded-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sharded.toml");

@@ -447,15 +447,9 @@ fn bad_shard_settings_are_refused_with_a_reason() {
 /// the merge verifies the prefix as one array.
 #[test]
 fn shards_share_one_s3_output_prefix() {
-    if std::env::var_os("AWS_ENDPOINT").is_none() {
-        assert!(
-            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
-            "HARNESS_REQUIRE_S3 is set but no S3 endpoint is configured"
-        );
-        eprintln!("SKIPPED: no S3 endpoint configured (eval \"$(scripts/s3-server env)\")");
+    let Some(bucket) = common::s3_bucket_or_skip() else {
         return;
-    }
-    let bucket = std::env::var("HARNESS_S3_BUCKET").unwrap_or_else(|_| "harness".into());
+    };
     let d = tempfile::tempdir().unwrap();
     let tag = format!(
         "{}-{}",

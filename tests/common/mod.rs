@@ -123,3 +123,19 @@ impl Mount {
             .is_ok_and(|s| s.success())
     }
 }
+
+/// The bucket of the configured S3 server (`eval "$(scripts/s3-server env)"`), or
+/// `None` after saying SKIPPED; where HARNESS_REQUIRE_S3 is set (CI), a missing
+/// server fails the test instead.
+pub fn s3_bucket_or_skip() -> Option<String> {
+    if std::env::var_os("AWS_ENDPOINT").is_none() && std::env::var_os("AWS_ENDPOINT_URL").is_none()
+    {
+        assert!(
+            std::env::var_os("HARNESS_REQUIRE_S3").is_none(),
+            "HARNESS_REQUIRE_S3 is set but no S3 endpoint is configured"
+        );
+        eprintln!("SKIPPED: no S3 endpoint configured (eval \"$(scripts/s3-server env)\")");
+        return None;
+    }
+    Some(std::env::var("HARNESS_S3_BUCKET").unwrap_or_else(|_| "harness".into()))
+}
