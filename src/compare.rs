@@ -76,8 +76,12 @@ pub struct Row {
     pub ci: (f64, f64),
     /// What `ci` says against the threshold.
     pub verdict: Verdict,
-    /// What was gated: "× sequential", or the rate's unit ("fields/s", "inputs/s").
+    /// What was compared: "× sequential", or the rate's unit ("fields/s",
+    /// "inputs/s").
     pub metric: &'static str,
+    /// Whether this row can fail the gate: the ratio to sequential always; an
+    /// absolute rate (the baseline's own row) only with `--absolute`.
+    pub gated: bool,
     /// Median items per second in the baseline run.
     pub base_rate: f64,
     /// Median items per second in the new run.
@@ -256,6 +260,7 @@ pub fn compare(base: &Analysis, new: &Analysis, threshold: f64, absolute: bool) 
             ci,
             verdict: v,
             metric,
+            gated: gate,
             base_rate: b.median,
             new_rate: n.median,
             base_p99_us: b.input_p99_us,
@@ -288,11 +293,14 @@ fn pct(x: f64) -> String {
 /// The comparison as a markdown table with a one-line verdict.
 pub fn markdown(c: &Comparison) -> String {
     let mut md = String::new();
+    // Absolute figures move with the machine: they gate only with --absolute.
+    let rate_gated = c.rows.iter().any(|r| r.gated && r.metric != "× sequential");
     let _ = writeln!(
         md,
-        "| backend | base × seq | new × seq | change | {:.0} % CI | verdict | base {unit} | new {unit} | p99 input latency base → new | peak RSS base → new |",
+        "| backend | base × seq (paired) | new × seq (paired) | change | {:.0} % CI | verdict | base {unit}{g} | new {unit}{g} | p99 input latency base → new (not gated) | peak RSS base → new (not gated) |",
         LEVEL * 100.0,
         unit = c.unit,
+        g = if rate_gated { "" } else { " (not gated)" },
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     let f2 = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
@@ -308,7 +316,13 @@ pub fn markdown(c: &Comparison) -> String {
             r.metric,
             pct(r.ci.0),
             pct(r.ci.1),
-            r.verdict.name(),
+            match r.gated {
+                true => r.verdict.name().to_string(),
+                false => format!(
+                    "not gated (interval: {})",
+                    verdict(r.ci, c.threshold).name()
+                ),
+            },
             r.base_rate,
             r.new_rate,
             us(r.base_p99_us),
@@ -334,9 +348,39 @@ pub fn markdown(c: &Comparison) -> String {
         .collect();
     let _ = writeln!(
         md,
+        "\n× seq (paired): the median over rounds of the backend's rate / sequential's in \
+         the same round (the run summary's × sequential is a ratio of medians, and can \
+         differ). change: new / base of the gated figure; verdict: where its {:.0} % interval \
+         lies against ±{:.0} % (inconclusive: it straddles a bound).",
+        LEVEL * 100.0,
+        c.threshold * 100.0
+    );
+    // Every gated verdict inconclusive: the gate could not have seen a regression
+    // of the threshold's size, and says so rather than only "no regression".
+    let undecided = c.rows.iter().any(|r| r.gated)
+        && c.rows
+            .iter()
+            .filter(|r| r.gated)
+            .all(|r| r.verdict == Verdict::Inconclusive);
+    let widest = c
+        .rows
+        .iter()
+        .filter(|r| r.gated && r.ci.0.is_finite() && r.ci.1.is_finite())
+        .map(|r| (r.ci.1 - r.ci.0) * 100.0)
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        md,
         "\n{}",
         if !c.broken.is_empty() {
             "The gate fails: a broken run never passes.".to_string()
+        } else if regressed.is_empty() && undecided {
+            format!(
+                "UNDECIDED: no regression beyond {:.0} % was found, but no backend's interval \
+                 was narrow enough for any verdict (the widest spans {widest:.0} points): this \
+                 run could not have caught a {:.0} % regression either.",
+                c.threshold * 100.0,
+                c.threshold * 100.0
+            )
         } else if regressed.is_empty() {
             format!(
                 "No regression beyond {:.0} % with {:.0} % confidence.",
@@ -378,6 +422,57 @@ mod tests {
             };
             assert_eq!(row.metric, gated);
         }
+    }
+
+    #[test]
+    fn the_table_says_what_is_gated_and_when_nothing_could_be_decided() {
+        let row = |label: &str, gated: bool, ci: (f64, f64)| Row {
+            label: label.into(),
+            base_ratio: gated.then_some(1.2),
+            new_ratio: gated.then_some(1.1),
+            change: 0.92,
+            ci,
+            verdict: match gated {
+                true => verdict(ci, 0.1),
+                false => Verdict::Inconclusive,
+            },
+            metric: if gated { "× sequential" } else { "fields/s" },
+            gated,
+            base_rate: 100.0,
+            new_rate: 60.0,
+            base_p99_us: None,
+            new_p99_us: None,
+            base_rss: 0,
+            new_rss: 0,
+        };
+        let mut c = Comparison {
+            rows: vec![
+                row("sequential", false, (0.58, 0.83)),
+                row("uring", true, (0.76, 1.18)),
+            ],
+            only_base: vec![],
+            only_new: vec![],
+            broken: vec![],
+            threshold: 0.1,
+            unit: "fields/s",
+        };
+        let md = markdown(&c);
+        // The absolute figure fell beyond the threshold but never gates: said so.
+        assert!(md.contains("not gated (interval: REGRESSED)"), "{md}");
+        assert!(md.contains("base fields/s (not gated)"), "{md}");
+        assert!(md.contains("median over rounds"), "{md}");
+        assert!(
+            md.contains("UNDECIDED") && md.contains("spans 42 points"),
+            "{md}"
+        );
+        assert!(!c.fails());
+        // One gated verdict decided: not undecided.
+        c.rows[1] = row("uring", true, (0.95, 1.04));
+        let md = markdown(&c);
+        assert!(
+            !md.contains("UNDECIDED") && md.contains("No regression beyond 10 %"),
+            "{md}"
+        );
     }
 
     #[test]
