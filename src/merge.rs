@@ -250,12 +250,15 @@ fn fetch(location: &str, out: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf
         Path::to_path_buf,
     );
     let copy = out.join("shards");
-    fs::create_dir_all(&copy).with_context(|| format!("creating {}", copy.display()))?;
+    own_copy_folder(&copy)?;
     // Copies an earlier merge left (of this prefix, or another of the same last
-    // name) must not be merged as this prefix's.
+    // name) must not be merged as this prefix's. The folder is the merge's own
+    // (checked above); only regular files in real subfolders go.
     for entry in fs::read_dir(&copy)? {
         let entry = entry?;
-        if parse_folder(&entry.file_name().to_string_lossy()).is_some() {
+        if entry.file_type()?.is_dir()
+            && parse_folder(&entry.file_name().to_string_lossy()).is_some()
+        {
             let stale = entry.path().join("results.json");
             if fs::symlink_metadata(&stale).is_ok_and(|m| m.is_file()) {
                 fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
@@ -276,10 +279,53 @@ fn fetch(location: &str, out: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf
         let bytes = stores::block_on(store.fetch(&key))
             .map_err(anyhow::Error::msg)?
             .map_err(|e| anyhow::anyhow!("{location}/{key}: {e}"))?;
-        fs::create_dir_all(copy.join(folder))?;
-        fs::write(copy.join(folder).join(file), bytes)?;
+        let sub = copy.join(folder);
+        match fs::symlink_metadata(&sub) {
+            Ok(m) if !m.is_dir() => bail!(
+                "{} is not a folder: refusing to write into it",
+                sub.display()
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                fs::create_dir(&sub).with_context(|| format!("creating {}", sub.display()))?
+            }
+        }
+        fs::write(sub.join(file), bytes)?;
     }
     Ok((copy, out))
+}
+
+/// The marker of a folder the merge made for its copies of S3 results.
+const COPY_MARKER: &str = ".harness-merge-copy";
+
+/// Makes `copy` the merge's own folder, or checks that it is: a new or empty
+/// folder gets the marker; an existing one must hold it. A link, a file, or a
+/// folder of someone else's files (an --out pointed at the wrong place) is refused
+/// and left as it is.
+fn own_copy_folder(copy: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(copy) {
+        Err(_) => {
+            fs::create_dir_all(copy).with_context(|| format!("creating {}", copy.display()))?
+        }
+        Ok(m) if !m.is_dir() => bail!(
+            "{} is not a folder (a link or a file): refusing to keep the shards' results there",
+            copy.display()
+        ),
+        Ok(_) => {}
+    }
+    let marker = copy.join(COPY_MARKER);
+    if fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    if fs::read_dir(copy)?.next().is_some() {
+        bail!(
+            "{} holds files the merge did not put there (no {COPY_MARKER}): refusing to \
+             replace them; give --out a new folder",
+            copy.display()
+        );
+    }
+    fs::write(&marker, b"copies of shard results, made by harness merge\n")
+        .with_context(|| format!("writing {}", marker.display()))
 }
 
 /// `shard-I-of-N` → the shard.

@@ -114,8 +114,22 @@ fn shard_run_dir(results: &Path, shard: ShardId) -> anyhow::Result<PathBuf> {
         }
     }
     // The earlier results are moved aside at once: a rerun that fails before it
-    // saves its own must not leave them there to be merged as this run's.
-    if dir.join("results.json").exists() {
+    // saves its own must not leave them there to be merged as this run's. Only a
+    // shard's results file is moved, and only over another one: a file of any
+    // other kind there is refused and left as it is.
+    let is_shard_results =
+        |p: &Path| Results::load(p).is_ok_and(|r| r.shard.is_some_and(|s| s.shard == shard));
+    let (current, previous) = (dir.join("results.json"), dir.join("results.previous.json"));
+    for p in [&current, &previous] {
+        if fs::symlink_metadata(p).is_ok() && !is_shard_results(p) {
+            bail!(
+                "{} is not shard {shard}'s results file: refusing to move or replace it \
+                 (give the shards another --results-dir)",
+                p.display()
+            );
+        }
+    }
+    if current.exists() {
         fs::rename(dir.join("results.json"), dir.join("results.previous.json"))
             .with_context(|| format!("moving the earlier results in {} aside", dir.display()))?;
         eprintln!(

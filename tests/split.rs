@@ -685,3 +685,78 @@ fn a_shard_left_by_another_job_is_refused() {
     let o = merge(d.path());
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// What a shard moves aside (its earlier results) and what a merge of an S3
+/// location deletes (its own earlier copies) must be the harness's: a file of
+/// anyone else's in those places, or a link, is refused and stays byte-identical.
+#[test]
+fn files_the_harness_did_not_write_are_never_moved_or_deleted() {
+    let d = tempfile::tempdir().unwrap();
+    let s = scenario(d.path(), "foreign", 16, 1, "");
+    let folder = d.path().join("results/shard-0-of-2");
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join("results.json"), b"my notes").unwrap();
+    let o = run_shard(d.path(), "h", &s, "0/2");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("is not shard 0/2's results file"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(folder.join("results.json")).unwrap(), b"my notes");
+
+    // A shard's own results move aside, but not over someone's results.previous.json.
+    fs::remove_file(folder.join("results.json")).unwrap();
+    let o = run_shard(d.path(), "h", &s, "0/2");
+    assert!(o.status.success(), "{}", text(&o));
+    let ours = fs::read(folder.join("results.json")).unwrap();
+    fs::write(folder.join("results.previous.json"), b"keep").unwrap();
+    let o = run_shard(d.path(), "h", &s, "0/2");
+    assert!(!o.status.success());
+    assert_eq!(
+        fs::read(folder.join("results.previous.json")).unwrap(),
+        b"keep"
+    );
+    assert_eq!(fs::read(folder.join("results.json")).unwrap(), ours);
+
+    // A merge's copy folder that holds someone's files, or is a link: refused
+    // before anything is fetched (no S3 server is needed to get that far).
+    let merge_s3 = |out: &Path| {
+        harness(
+            d.path(),
+            &d.path().join("m"),
+            &d.path().join("mr"),
+            &[
+                "merge",
+                "s3://bucket/prefix",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let out = d.path().join("out");
+    fs::create_dir_all(out.join("shards/shard-0-of-2")).unwrap();
+    fs::write(out.join("shards/shard-0-of-2/results.json"), b"theirs").unwrap();
+    let o = merge_s3(&out);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("did not put there"), "{}", text(&o));
+    assert_eq!(
+        fs::read(out.join("shards/shard-0-of-2/results.json")).unwrap(),
+        b"theirs"
+    );
+    let linked = d.path().join("linked");
+    fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(out.join("shards"), linked.join("shards")).unwrap();
+    let o = merge_s3(&linked);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("is not a folder (a link or a file)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        fs::read(out.join("shards/shard-0-of-2/results.json")).unwrap(),
+        b"theirs"
+    );
+}

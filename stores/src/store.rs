@@ -667,6 +667,35 @@ mod tests {
     /// marked; an empty one is taken and marked. (The same against a real S3 server
     /// in `empty_owned_on_s3`.)
     #[test]
+    fn a_shard_deletes_its_own_keys_only_and_only_under_a_marked_prefix() {
+        let store = memory_store();
+        block_on(async {
+            store.put("theirs/data", b"keep".to_vec()).await.unwrap();
+            let e = store
+                .delete_owned(&["theirs/data".to_string()], 4)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, StoreError::Refused { .. }), "{e:?}");
+            assert_eq!(store.fetch("theirs/data").await.unwrap(), b"keep");
+            store.put(MARKER, b"{}".to_vec()).await.unwrap();
+            store.put("c/0/0/0/0/0", b"mine".to_vec()).await.unwrap();
+            store
+                .put("c/0/1/0/0/0", b"other shard".to_vec())
+                .await
+                .unwrap();
+            let n = store
+                .delete_owned(&["c/0/0/0/0/0".to_string(), "c/0/0/0/0/1".to_string()], 4)
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(store.fetch("c/0/1/0/0/0").await.unwrap(), b"other shard");
+            assert_eq!(store.fetch("theirs/data").await.unwrap(), b"keep");
+            assert!(store.get_if_exists("c/0/0/0/0/0").await.unwrap().is_none());
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn only_an_empty_or_marked_root_is_emptied() {
         let store = memory_store();
         block_on(async {
