@@ -849,10 +849,10 @@ fn verify_whole(
             let dir = PathBuf::from(&rec.output_root);
             // Another host's folder is read here only when said to be reachable:
             // the same path here may hold something else.
-            if !reachable(&rec.host) || !dir.is_dir() {
+            if !reachable(&r.machine.hostname) || !dir.is_dir() {
                 unreachable.push(format!(
                     "shard {id}'s ({} on {})",
-                    rec.output_root, rec.host
+                    rec.output_root, r.machine.hostname
                 ));
                 continue;
             }

@@ -84,8 +84,6 @@ pub struct ShardRecord {
     /// `SLURM_ARRAY_JOB_ID`), if named: the merge refuses a shard of another job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
-    /// The host it ran on (`machine.hostname`, repeated for the merge).
-    pub host: String,
     /// Units (rows of output objects of one group) it had, first and last as
     /// (group, row).
     pub units: u64,
@@ -99,7 +97,7 @@ pub struct ShardRecord {
     pub job_inputs: u64,
     /// Whether it wrote `zarr.json`.
     pub writes_metadata: bool,
-    /// Its local output directory (absolute, on `host`): where the backends with a
+    /// Its local output directory (absolute, on the host `machine.hostname` names): where the backends with a
     /// local output wrote its part.
     pub output_root: String,
     /// Where its results were uploaded, if anywhere (`s3://…/shard-I-of-N/`).

@@ -378,7 +378,6 @@ impl<'a> Run<'a> {
         if let Some((s, part)) = &sharding {
             results.shard = Some(crate::results::ShardRecord {
                 shard: s.id,
-                host: results.machine.hostname.clone(),
                 units: part.units.len() as u64,
                 first_unit: part.units.first().map(|u| (u.group, u.row)),
                 last_unit: part.units.last().map(|u| (u.group, u.row)),

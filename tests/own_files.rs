@@ -9,33 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{harness_with, snapshot, text, Mount};
+use common::{example, harness_with, snapshot, text, Mount};
 
 fn harness(dir: &Path, args: &[&str]) -> Output {
     harness_with(dir, "results", args)
-}
-
-/// Writes the DWD-named test set (2 init times × 3 variables × 4 steps of 20×30)
-/// into `at`.
-fn example(dir: &Path, at: &Path) {
-    let o = harness(
-        dir,
-        &[
-            "example-dir",
-            at.to_str().unwrap(),
-            "--groups",
-            "2",
-            "--variables",
-            "3",
-            "--steps",
-            "4",
-            "--ny",
-            "20",
-            "--nx",
-            "30",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
 }
 
 const PATTERN: &str = "icon-eu_europe_regular-lat-lon_single-level_{init}_{step}_{var}.grib2.bz2";

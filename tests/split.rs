@@ -525,27 +525,7 @@ fn shards_share_one_s3_output_prefix() {
 fn a_split_of_your_own_files_is_verified_against_the_shards_references() {
     let d = tempfile::tempdir().unwrap();
     let files = d.path().join("files");
-    let o = harness(
-        d.path(),
-        &d.path().join("x"),
-        &d.path().join("xr"),
-        &[
-            "example-dir",
-            files.to_str().unwrap(),
-            "--groups",
-            "2",
-            "--variables",
-            "3",
-            "--steps",
-            "4",
-            "--ny",
-            "20",
-            "--nx",
-            "30",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    common::example(d.path(), &files);
     let s = d.path().join("own.toml");
     fs::write(
         &s,

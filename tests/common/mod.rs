@@ -139,3 +139,27 @@ pub fn s3_bucket_or_skip() -> Option<String> {
     }
     Some(std::env::var("HARNESS_S3_BUCKET").unwrap_or_else(|_| "harness".into()))
 }
+
+/// Writes the DWD-named test set (2 init times × 3 variables × 4 steps of 20×30,
+/// `harness example-dir`) into `at`, running in `dir`.
+pub fn example(dir: &Path, at: &Path) {
+    let o = harness_with(
+        dir,
+        "results",
+        &[
+            "example-dir",
+            at.to_str().unwrap(),
+            "--groups",
+            "2",
+            "--variables",
+            "3",
+            "--steps",
+            "4",
+            "--ny",
+            "20",
+            "--nx",
+            "30",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
