@@ -654,8 +654,10 @@ mod tests {
 
     /// The CI gate's committed baseline (schema 2): 7 backends × 5 rounds + warm-ups.
     fn ci() -> Results {
-        Results::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("results/baselines/ci.json"))
-            .unwrap()
+        Results::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ci-schema-2.json"),
+        )
+        .unwrap()
     }
 
     fn rates(r: &Results, label: &str) -> Vec<f64> {

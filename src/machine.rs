@@ -141,3 +141,98 @@ pub fn git_commit() -> (String, bool) {
         run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     (commit, dirty)
 }
+
+/// The whole machine's CPU time so far, from the `cpu` line of `/proc/stat`, in
+/// seconds: what [`MachineLoad`] is the difference of.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CpuClock {
+    /// user + nice + system + irq + softirq + steal, over every core (guest time
+    /// is already inside user).
+    pub busy: f64,
+    /// Time the hypervisor ran something else while this machine's vCPUs wanted to
+    /// run.
+    pub steal: f64,
+}
+
+/// Parses the `cpu` line of `/proc/stat` (its values in ticks of `tick` seconds).
+pub fn parse_cpu_clock(stat: &str, tick: f64) -> Option<CpuClock> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse::<f64>().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    (v.len() >= 4).then(|| CpuClock {
+        busy: (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) * tick,
+        steal: at(7) * tick,
+    })
+}
+
+/// Now; `None` where `/proc/stat` cannot be read.
+pub fn cpu_clock() -> Option<CpuClock> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tick = if hz > 0 { 1.0 / hz as f64 } else { 0.01 };
+    parse_cpu_clock(&fs::read_to_string("/proc/stat").ok()?, tick)
+}
+
+/// How busy the rest of the machine was while a backend ran: the noise a
+/// measurement was taken in. Both are averages over the run, in cores.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineLoad {
+    /// CPU time of every other process (and the kernel's work for them) per second
+    /// of the run: the machine's busy time less the run's own CPU time. 1.0 is one
+    /// core kept busy by something else.
+    pub other_cores: f64,
+    /// Steal time per second of the run: cores' worth of time the hypervisor gave
+    /// to other guests.
+    pub steal_cores: f64,
+}
+
+impl MachineLoad {
+    /// The shortest run whose load is recorded: `/proc/stat` ticks every 10 ms on
+    /// each core, so a reading is uncertain by about two ticks per core, 0.16 cores
+    /// on two cores over 0.25 s, and far more over a run of a few milliseconds.
+    pub const MIN_WALL_SECONDS: f64 = 0.25;
+
+    /// The load between two clock readings `wall` seconds apart, during which this
+    /// process itself used `own_cpu` seconds; `None` for a run shorter than
+    /// [`Self::MIN_WALL_SECONDS`]. Clamped at zero: the clock ticks coarsely and a
+    /// run can read a little less than its own use.
+    pub fn between(before: CpuClock, after: CpuClock, wall: f64, own_cpu: f64) -> Option<Self> {
+        (wall >= Self::MIN_WALL_SECONDS).then(|| MachineLoad {
+            other_cores: ((after.busy - before.busy - own_cpu) / wall).max(0.0),
+            steal_cores: ((after.steal - before.steal) / wall).max(0.0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    #[test]
+    fn the_rest_of_the_machine_is_its_busy_time_less_our_own() {
+        let before = "cpu  100 0 50 1000 5 0 0 2 0 0\ncpu0 1 2 3\n";
+        // One second later on a 2-core machine: 150 ticks busy (of which 4 steal).
+        let after = "cpu  200 0 94 1050 5 2 0 6 0 0\n";
+        let b = parse_cpu_clock(before, 0.01).unwrap();
+        let a = parse_cpu_clock(after, 0.01).unwrap();
+        assert!((a.busy - b.busy - 1.5).abs() < 1e-9);
+        // This process used 0.5 s of it: one core's worth was someone else's.
+        let load = MachineLoad::between(b, a, 1.0, 0.5).unwrap();
+        assert!((load.other_cores - 1.0).abs() < 1e-9, "{load:?}");
+        assert!((load.steal_cores - 0.04).abs() < 1e-9, "{load:?}");
+        // More own time than the coarse clock saw: zero, not negative.
+        assert_eq!(
+            MachineLoad::between(b, a, 1.0, 2.0).unwrap().other_cores,
+            0.0
+        );
+        assert!(parse_cpu_clock("intr 1 2\n", 0.01).is_none());
+        assert!(MachineLoad::between(b, a, 0.0, 0.0).is_none());
+        // A run of 10 ms: one tick is a core's worth; nothing is recorded.
+        assert!(MachineLoad::between(b, a, 0.01, 0.0).is_none());
+    }
+}

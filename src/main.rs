@@ -52,13 +52,18 @@ enum Cmd {
         /// Override `[workload] kind`: read-only reads and counts every input, nothing else.
         #[arg(long, value_enum)]
         workload: Option<WorkloadArg>,
-        /// Then compare with this baseline results file (see `compare`); exit 1 if a
-        /// backend regressed.
+        /// Then compare with this baseline results file (see `compare`), adding
+        /// rounds until every gated figure is decided or --gate-seconds pass; exit 1
+        /// if a backend regressed, 2 if the gate could not decide.
         #[arg(long)]
         compare: Option<PathBuf>,
-        /// The regression threshold for `--compare`, as a fraction.
+        /// The time figure's regression threshold for `--compare`, as a fraction.
         #[arg(long, default_value_t = harness::compare::DEFAULT_THRESHOLD)]
         threshold: f64,
+        /// With --compare: start no round after this many seconds of repetitions
+        /// (0: only the scenario's repetitions).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+        gate_seconds: u64,
         /// Also measure the IO and CPU ceilings (as `[run] ceilings = true`).
         #[arg(long, visible_alias = "limits")]
         ceilings: bool,
@@ -112,9 +117,9 @@ enum Cmd {
         #[arg(long)]
         local_outputs_here: bool,
     },
-    /// Compare two results files backend by backend; exit 1 if any backend's
-    /// throughput relative to sequential regressed beyond the threshold with 95 %
-    /// confidence.
+    /// Compare two results files backend by backend, figure by figure; exit 1 if a
+    /// gated figure regressed beyond its threshold with 95 % confidence, 2 if no
+    /// regression was found but some gated figure could not be decided.
     Compare {
         base: PathBuf,
         new: PathBuf,
@@ -346,6 +351,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             workload,
             compare,
             threshold,
+            gate_seconds,
             ceilings,
             shard,
             results_url,
@@ -359,7 +365,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 workload,
                 ceilings,
             };
-            let gate = compare.map(|base| (base, threshold));
+            let gate = compare.map(|base| Gate {
+                base,
+                threshold,
+                seconds: gate_seconds,
+            });
             let mut sharding = sharding(shard, results_url.as_deref(), job)?;
             if barrier {
                 let Some(s) = &mut sharding else {
@@ -473,8 +483,19 @@ fn compare(base: &Path, new: &Path, threshold: f64, absolute: bool) -> anyhow::R
     let (b, n) = (load_results(base)?, load_results(new)?);
     let c = harness::compare::compare(&Analysis::of(&b), &Analysis::of(&n), threshold, absolute);
     print!("{}", harness::compare::markdown(&c));
-    Ok(exit(!c.fails()))
+    Ok(ExitCode::from(c.decision().exit_code()))
 }
+
+/// `harness run --compare`: the baseline, the time figure's threshold, and the
+/// time cap on added rounds.
+struct Gate {
+    base: PathBuf,
+    threshold: f64,
+    seconds: u64,
+}
+
+/// The most rounds a gate adds up to (the time cap usually comes first).
+const GATE_MAX_ROUNDS: u32 = 60;
 
 /// `harness export`.
 fn export(
@@ -917,7 +938,7 @@ fn sharding(
 fn run(
     scenario: Option<&Path>,
     overrides: Overrides,
-    gate: Option<(PathBuf, f64)>,
+    gate: Option<Gate>,
     paths: (&Path, &Path),
     sharding: Option<runner::Sharding>,
 ) -> anyhow::Result<ExitCode> {
@@ -926,7 +947,7 @@ fn run(
     let fix = gen_force_command(scenario);
     // The baseline is read first: a missing or unreadable one fails before the run.
     let base = match &gate {
-        Some((path, _)) => Some(load_results(path)?),
+        Some(g) => Some(load_results(&g.base)?),
         None => None,
     };
     let dirs = &lock(paths)?;
@@ -935,7 +956,22 @@ fn run(
             "--compare judges a whole run; compare the merged results of the shards instead"
         );
     }
-    let (mut results, run_dir) = runner::run_shard(&s, dirs, &fix, sharding.as_ref())?;
+    let (mut results, run_dir) = match (&base, &gate) {
+        (Some(base), Some(g)) if g.seconds > 0 => {
+            let base = Analysis::of(base);
+            let mut more = |r: &harness::results::Results| {
+                harness::compare::compare(&base, &Analysis::of(r), g.threshold, false)
+                    .needs_more_rounds()
+            };
+            let adaptive = runner::Adaptive {
+                more: &mut more,
+                cap: std::time::Duration::from_secs(g.seconds),
+                max_rounds: GATE_MAX_ROUNDS,
+            };
+            runner::run_adaptive(&s, dirs, &fix, adaptive)?
+        }
+        _ => runner::run_shard(&s, dirs, &fix, sharding.as_ref())?,
+    };
     let interrupted = |results: &harness::results::Results| -> Option<ExitCode> {
         results.interrupted.as_ref()?;
         let signal = signals::received().unwrap_or(Interrupted(libc::SIGINT));
@@ -992,13 +1028,11 @@ fn run(
             failed[0]
         );
     }
-    if let (Some(base), Some((path, threshold))) = (base, gate) {
-        let c = harness::compare::compare(&Analysis::of(&base), &analysis, threshold, false);
-        println!("\ncompared with {}:\n", path.display());
+    if let (Some(base), Some(g)) = (base, gate) {
+        let c = harness::compare::compare(&Analysis::of(&base), &analysis, g.threshold, false);
+        println!("\ncompared with {}:\n", g.base.display());
         print!("{}", harness::compare::markdown(&c));
-        if c.fails() {
-            return Ok(ExitCode::FAILURE);
-        }
+        return Ok(ExitCode::from(c.decision().exit_code()));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,24 @@ pub struct Results {
     /// which, on what host, and its part of the job. Absent in whole runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,
+    /// When rounds were added to the scenario's repetitions until the regression
+    /// gate could decide (`harness run --compare`): how many and why they stopped.
+    /// `scenario.run.repetitions` is then the number run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<Rounds>,
+}
+
+/// The rounds of a run whose repetitions the regression gate extended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rounds {
+    /// Repetitions the scenario asked for.
+    pub asked: u32,
+    /// Rounds run in all.
+    pub run: u32,
+    /// No round was added after this many seconds of repetitions.
+    pub cap_seconds: f64,
+    /// Why no more were added: decided, the time cap, the most rounds.
+    pub stopped: String,
 }
 
 /// One shard of a split job, as its results record it (see `crate::split`).
@@ -264,6 +282,11 @@ pub struct Measurement {
     /// Involuntary context switches of the process during the run (preemptions).
     #[serde(default)]
     pub involuntary_switches: u64,
+    /// How busy the rest of the machine was during the run (other processes'
+    /// CPU, steal): the noise this measurement was taken in. Absent in results
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_load: Option<crate::machine::MachineLoad>,
     /// Most OS threads the backend used at once, its calling thread included
     /// (the process's count sampled every 100 ms, less the harness's own threads).
     pub threads: u64,
@@ -452,7 +475,7 @@ mod tests {
 
     /// The CI gate's committed baseline, written by schema 2.
     fn ci_baseline() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("results/baselines/ci.json")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ci-schema-2.json")
     }
 
     #[test]

@@ -185,6 +185,28 @@ pub fn run(scenario: &Scenario, dirs: &Dirs, fix: &str) -> anyhow::Result<(Resul
     run_shard(scenario, dirs, fix, None)
 }
 
+/// Rounds added after the scenario's repetitions while `more` asks for them (the
+/// regression gate, until it can decide), up to a time cap.
+pub struct Adaptive<'f> {
+    /// Given the results so far (every round complete), whether another round
+    /// would help.
+    pub more: &'f mut dyn FnMut(&Results) -> bool,
+    /// No round is started after this long since the first repetition started.
+    pub cap: std::time::Duration,
+    /// At most this many rounds in all.
+    pub max_rounds: u32,
+}
+
+/// [`run`], adding rounds as `adaptive` asks.
+pub fn run_adaptive(
+    scenario: &Scenario,
+    dirs: &Dirs,
+    fix: &str,
+    adaptive: Adaptive<'_>,
+) -> anyhow::Result<(Results, PathBuf)> {
+    run_with(scenario, dirs, fix, None, Some(adaptive))
+}
+
 /// [`run`], as one shard of a split job when `sharding` says so: only the shard's
 /// part of the job (see [`crate::split`]), only its own output objects emptied
 /// before each repetition and verified after, its results in `shard-I-of-N/`
@@ -194,6 +216,16 @@ pub fn run_shard(
     dirs: &Dirs,
     fix: &str,
     sharding: Option<&Sharding>,
+) -> anyhow::Result<(Results, PathBuf)> {
+    run_with(scenario, dirs, fix, sharding, None)
+}
+
+fn run_with(
+    scenario: &Scenario,
+    dirs: &Dirs,
+    fix: &str,
+    sharding: Option<&Sharding>,
+    mut adaptive: Option<Adaptive<'_>>,
 ) -> anyhow::Result<(Results, PathBuf)> {
     // A directory of the user's files: scanned (or its scan reused) first; the
     // run uses the scenario with the coordinates it found.
@@ -206,7 +238,7 @@ pub fn run_shard(
         Prepared::Ready(run) => run,
         Prepared::Stopped(results, dir) => return Ok((*results, dir)),
     };
-    let schedule = schedule(scenario, &run.runnable);
+    let mut schedule = schedule(scenario, &run.runnable);
     let mut barrier = match sharding {
         Some(Sharding {
             id,
@@ -224,11 +256,42 @@ pub fn run_shard(
         )?),
         _ => None,
     };
-    for (step, slot) in schedule.iter().enumerate() {
-        if signals::received().is_some() {
-            break;
+    let started = Instant::now();
+    let mut step = 0;
+    while signals::received().is_none() {
+        if step == schedule.len() {
+            let Some(a) = adaptive.as_mut() else {
+                break;
+            };
+            let rounds = run.results.scenario.run.repetitions;
+            let stopped = if !(a.more)(&run.results) {
+                Some("decided".to_string())
+            } else if started.elapsed() >= a.cap {
+                Some(format!("the time cap of {} s was reached", a.cap.as_secs()))
+            } else if rounds >= a.max_rounds {
+                Some(format!("the most rounds ({}) were run", a.max_rounds))
+            } else {
+                None
+            };
+            run.results.rounds = Some(crate::results::Rounds {
+                asked: scenario.run.repetitions,
+                run: rounds,
+                cap_seconds: a.cap.as_secs_f64(),
+                stopped: stopped.clone().unwrap_or_else(|| "running".into()),
+            });
+            if stopped.is_some() {
+                run.save()?;
+                break;
+            }
+            eprintln!("the gate cannot decide yet: round {} added", rounds + 1);
+            schedule.extend(run.runnable.iter().map(|&backend| Slot {
+                backend,
+                index: rounds,
+                warmup: false,
+            }));
+            run.results.scenario.run.repetitions = rounds + 1;
         }
-
+        let slot = schedule[step];
         eprintln!(
             "[{}/{}] {}{} repetition {}",
             step + 1,
@@ -237,11 +300,12 @@ pub fn run_shard(
             if slot.warmup { " warm-up" } else { "" },
             slot.index + 1
         );
-        let Some(rep) = run.repetition(step, slot, barrier.as_mut())? else {
+        let Some(rep) = run.repetition(step, &slot, barrier.as_mut())? else {
             break;
         };
         run.results.repetitions.push(rep);
         run.save()?;
+        step += 1;
     }
     run.finish()
 }
@@ -1069,6 +1133,7 @@ fn new_results(scenario: &Scenario, dirs: &Dirs, dataset: dataset::DatasetInfo) 
         store_copies: Vec::new(),
         network: None,
         shard: None,
+        rounds: None,
     }
 }
 
@@ -1291,6 +1356,8 @@ struct TimedRun {
     /// Threads the backend added at most.
     threads: u64,
     usage: Usage,
+    /// What the rest of the machine did meanwhile.
+    machine_load: Option<crate::machine::MachineLoad>,
     counters: Arc<Counters>,
     full: Option<Arc<FullRecorder>>,
     samples: Vec<Sample>,
@@ -1320,6 +1387,7 @@ fn timed_run(
     // sampler thread started below takes the place of the calling thread in the count.
     let baseline_threads = thread_count();
     let before = Usage::now();
+    let clock_before = crate::machine::cpu_clock();
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -1353,12 +1421,23 @@ fn timed_run(
             samples,
         )
     });
+    let usage = Usage::now().since(&before);
+    let machine_load = match (clock_before, crate::machine::cpu_clock()) {
+        (Some(b), Some(a)) => crate::machine::MachineLoad::between(
+            b,
+            a,
+            wall_seconds,
+            usage.user_seconds + usage.system_seconds,
+        ),
+        _ => None,
+    };
     TimedRun {
         result,
         started_unix,
         wall_seconds,
         threads,
-        usage: Usage::now().since(&before),
+        usage,
+        machine_load,
         counters,
         full,
         samples,
@@ -1448,6 +1527,7 @@ impl TimedRun {
                 peak_rss_bytes: peak_rss().unwrap_or(self.usage.max_rss_bytes),
                 voluntary_switches: self.usage.voluntary_switches,
                 involuntary_switches: self.usage.involuntary_switches,
+                machine_load: self.machine_load,
                 threads: self.threads,
                 items_per_second: inputs / wall,
                 decoded_mb_per_second: inputs * field_bytes / wall / 1e6,

@@ -79,6 +79,43 @@ pub fn median_ci(xs: &[f64], level: f64, seed: u64) -> (f64, f64) {
     interval(est, level)
 }
 
+/// The share of samples left out at each end by [`trimmed_geomean`].
+pub const TRIM: f64 = 0.1;
+
+/// The geometric mean of the positive `xs` with the lowest and highest
+/// [`TRIM`] of them (rounded down) left out: for ratios that scatter symmetrically
+/// in the logarithm, its spread is about 0.8 times the median's, and one wild round
+/// still moves it little. NaN for no samples (or a non-positive one).
+pub fn trimmed_geomean(xs: &[f64]) -> f64 {
+    if xs.is_empty() || xs.iter().any(|&x| x.is_nan() || x <= 0.0) {
+        return f64::NAN;
+    }
+    let mut logs: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
+    logs.sort_by(|a, b| a.total_cmp(b));
+    let k = (logs.len() as f64 * TRIM) as usize;
+    let kept = &logs[k..logs.len() - k];
+    (kept.iter().sum::<f64>() / kept.len() as f64).exp()
+}
+
+/// Bootstrap percentile interval of trimmed_geomean(`a`) / trimmed_geomean(`b`),
+/// resampling each independently.
+pub fn trimmed_ratio_ci(a: &[f64], b: &[f64], level: f64, seed: u64) -> (f64, f64) {
+    if a.is_empty() || b.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut rng = Rng::new(seed);
+    let (mut ba, mut bb) = (Vec::new(), Vec::new());
+    let resample = |xs: &[f64], buf: &mut Vec<f64>, rng: &mut Rng| {
+        buf.clear();
+        buf.extend((0..xs.len()).map(|_| xs[rng.below(xs.len())]));
+        trimmed_geomean(buf)
+    };
+    let est = (0..BOOTSTRAP_ITERATIONS)
+        .map(|_| resample(a, &mut ba, &mut rng) / resample(b, &mut bb, &mut rng))
+        .collect();
+    interval(est, level)
+}
+
 /// Bootstrap percentile interval of median(`a`) / median(`b`), resampling each
 /// independently.
 pub fn ratio_ci(a: &[f64], b: &[f64], level: f64, seed: u64) -> (f64, f64) {
@@ -123,6 +160,21 @@ mod tests {
         // Known: with three samples the median's resamples take only sample values.
         let (lo, hi) = median_ci(&[1.0, 2.0, 3.0], 0.95, 9);
         assert_eq!((lo, hi), (1.0, 3.0));
+    }
+
+    #[test]
+    fn the_trimmed_geometric_mean_leaves_out_the_wild_rounds() {
+        assert!((trimmed_geomean(&[2.0, 8.0]) - 4.0).abs() < 1e-12);
+        // Ten samples: the lowest and the highest are left out.
+        let xs = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1e-6, 1e6];
+        assert!((trimmed_geomean(&xs) - 1.0).abs() < 1e-12);
+        assert!(trimmed_geomean(&[]).is_nan() && trimmed_geomean(&[1.0, 0.0]).is_nan());
+        // Two samples 15 % apart: the interval of their ratio excludes 1, seeded.
+        let a = [0.85, 0.86, 0.84, 0.85, 0.87, 0.83, 0.85, 0.86];
+        let b = [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01];
+        let ci = trimmed_ratio_ci(&a, &b, 0.95, 5);
+        assert_eq!(ci, trimmed_ratio_ci(&a, &b, 0.95, 5));
+        assert!(ci.0 > 0.8 && ci.1 < 0.9, "{ci:?}");
     }
 
     #[test]
