@@ -1639,7 +1639,12 @@ mod tests {
     fn each_round_runs_every_backend_once_in_its_own_seeded_order() {
         let backends: Vec<usize> = (0..7).collect();
         let orders: Vec<Vec<usize>> = (0..20)
-            .map(|i| round(&backends, i, false, false).iter().map(|s| s.backend).collect())
+            .map(|i| {
+                round(&backends, i, false, false)
+                    .iter()
+                    .map(|s| s.backend)
+                    .collect()
+            })
             .collect();
         for o in &orders {
             let mut sorted = o.clone();
@@ -1647,7 +1652,13 @@ mod tests {
             assert_eq!(sorted, backends);
         }
         // Seeded by the round: the same again (every shard of a job agrees).
-        assert_eq!(orders[3], round(&backends, 3, false, false).iter().map(|s| s.backend).collect::<Vec<_>>());
+        assert_eq!(
+            orders[3],
+            round(&backends, 3, false, false)
+                .iter()
+                .map(|s| s.backend)
+                .collect::<Vec<_>>()
+        );
         // Shuffled: no backend holds one place throughout; each leads some round.
         let leaders: std::collections::BTreeSet<usize> = orders.iter().map(|o| o[0]).collect();
         assert!(leaders.len() >= 4, "{orders:?}");
