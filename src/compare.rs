@@ -19,8 +19,9 @@
 //! (of the trimmed geometric means of the paired ratios of the two runs where
 //! there are pairs, else of the medians). This machine's speed scatters by about
 //! 11 % from one repetition to the next (measured: a fixed loop of 0.13 s took
-//! 0.129–0.167 s over 30 runs), not in step between repetitions seconds apart, so pairing
-//! removes drift but not that scatter; only more rounds narrow the interval. Against its threshold `t` a figure has
+//! 0.129–0.167 s over 30 runs), not in step between repetitions seconds apart, so
+//! pairing removes drift but not that scatter; only more rounds narrow the
+//! interval. Against its threshold `t` a figure has
 //!
 //! - **REGRESSED** when the change is worse than `t` and the interval excludes no
 //!   change (a significant change, larger than the threshold). Fails the gate.
