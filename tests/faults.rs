@@ -632,10 +632,15 @@ fn compare_fails_against_a_failed_or_incomplete_run() {
         runs.pop().unwrap().join("results.json")
     };
     let base = only(dir.path());
-    // Compared with itself it passes.
+    // Compared with itself it never fails: it passes (0), or with two tiny
+    // repetitions the intervals may be too wide to decide (2), which it says.
     let b = base.to_str().unwrap();
     let (status, out) = harness(dir.path(), &["compare", b, b], Duration::from_secs(30));
-    assert!(status.success(), "{out}");
+    match status.code() {
+        Some(0) => assert!(out.contains("PASSED"), "{out}"),
+        Some(2) => assert!(out.contains("UNDECIDED (exit 2)"), "{out}"),
+        _ => panic!("{status:?}\n{out}"),
+    }
 
     // A crashed run: every repetition failed on a damaged input.
     let victim = dir
