@@ -201,6 +201,61 @@ mod tests {
         );
     }
 
+    #[test]
+    fn tokio_rayon_std_batched_passes_conformance() {
+        suite(
+            &TokioRayon {
+                io: IoMode::StdBatched(options::READ_BATCH),
+                ..TokioRayon::default()
+            },
+            "tokio-rayon std::fs batched",
+        );
+    }
+
+    #[test]
+    fn spawn_blocking_std_batched_passes_conformance() {
+        // Batches of 3 straddle the variables (6 steps in the limits check), and
+        // 2 Tokio workers poll the stream from either thread.
+        suite(
+            &SpawnBlocking {
+                io: IoMode::StdBatched(3),
+                tokio_workers: 2,
+                ..SpawnBlocking::default()
+            },
+            "spawn-blocking std::fs batched by 3",
+        );
+    }
+
+    #[test]
+    fn std_batched_reads_a_batch_per_hop() {
+        use rechunk_contract::conformance::Fixture;
+        use rechunk_contract::nwp::Codec;
+        // 2 groups of 5 × 6 = 30 inputs: 7 batches of 4 and one of 2 each, when
+        // the budget never makes a batch wait.
+        let fx = Fixture::with_shape(Layout::Files, Codec::Zstd, 2, 5, 6);
+        let job = Arc::new(fx.job(Fixture::roomy_limits()));
+        let counters = Arc::new(rechunk_contract::Counters::new());
+        let recorder: Arc<dyn Recorder> = counters.clone();
+        let b = TokioRayon {
+            io: IoMode::StdBatched(4),
+            ..TokioRayon::default()
+        };
+        let out = b
+            .run(&job, &Arc::new(fx.workload()), &recorder, &Cancel::new())
+            .unwrap();
+        assert_eq!(out.inputs, 60);
+        assert_eq!(out.details["read_blocking_hops"], 16, "{:?}", out.details);
+        assert_eq!(counters.snapshot().reads, 60, "every file is its own read");
+        assert!(
+            out.details["io"]
+                .as_str()
+                .unwrap()
+                .contains("up to 4 reads per hop"),
+            "{:?}",
+            out.details
+        );
+    }
+
     /// The NWP workload, but decoding input 5 of group 1 panics.
     struct Panicky(rechunk_contract::nwp::workload::NwpWorkload);
 

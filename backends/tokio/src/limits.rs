@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use rechunk_contract::{Cancel, Io, Recorder, RunError};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// The user's cancel plus an internal one, set by the first error so that every
 /// task stops at its next step.
@@ -105,23 +105,47 @@ impl Budget {
     /// Waits until `n` bytes fit, then reserves them; `Cancelled` if `stop` is set
     /// first; an error at once if `n` can never fit.
     pub async fn reserve(&self, n: u64, stop: &Stop) -> Result<Reservation, RunError> {
-        if n > self.capacity || n > u32::MAX as u64 {
-            return Err(RunError::Job(format!(
-                "one item needs {n} bytes but bytes_in_flight is {}",
-                self.capacity
-            )));
-        }
+        self.can_fit(n)?;
         let permit = tokio::select! {
             p = self.sem.clone().acquire_many_owned(n as u32) => {
                 p.map_err(|_| RunError::Internal("byte budget closed".into()))?
             }
             _ = stop.wait() => return Err(RunError::Cancelled),
         };
-        self.recorder.bytes_reserved(n);
-        Ok(Reservation {
+        Ok(self.reserved(permit))
+    }
+
+    /// Reserves `n` bytes if they fit now, `None` if not (without waiting); an
+    /// error at once if `n` can never fit. It never overtakes a waiting
+    /// [`Budget::reserve`]: the semaphore gives released bytes to its waiters first,
+    /// so the order in which inputs are reserved still holds.
+    pub fn try_reserve(&self, n: u64) -> Result<Option<Reservation>, RunError> {
+        self.can_fit(n)?;
+        match self.sem.clone().try_acquire_many_owned(n as u32) {
+            Ok(permit) => Ok(Some(self.reserved(permit))),
+            Err(TryAcquireError::NoPermits) => Ok(None),
+            Err(TryAcquireError::Closed) => Err(RunError::Internal("byte budget closed".into())),
+        }
+    }
+
+    /// An error if `n` bytes can never be reserved at once.
+    fn can_fit(&self, n: u64) -> Result<(), RunError> {
+        if n > self.capacity || n > u32::MAX as u64 {
+            return Err(RunError::Job(format!(
+                "one item needs {n} bytes but bytes_in_flight is {}",
+                self.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    /// `permit`, reported as reserved.
+    fn reserved(&self, permit: OwnedSemaphorePermit) -> Reservation {
+        self.recorder.bytes_reserved(permit.num_permits() as u64);
+        Reservation {
             permit: Some(permit),
             recorder: self.recorder.clone(),
-        })
+        }
     }
 
     /// An empty reservation to merge others into.
@@ -215,6 +239,52 @@ impl IoLimit {
             recorder: self.recorder.clone(),
         })
     }
+
+    /// Waits for a slot to run several operations in, one after another (see
+    /// [`IoSlot`]); nothing is reported until each begins.
+    pub async fn slot(&self, stop: &Stop) -> Result<IoSlot, RunError> {
+        let permit = tokio::select! {
+            p = self.sem.clone().acquire_owned() => {
+                p.map_err(|_| RunError::Internal("IO limit closed".into()))?
+            }
+            _ = stop.wait() => return Err(RunError::Cancelled),
+        };
+        Ok(IoSlot {
+            _permit: permit,
+            recorder: self.recorder.clone(),
+        })
+    }
+}
+
+/// One of the `io_in_flight` slots, held by operations that run one after another
+/// on one thread (a batch of reads in one blocking-pool hop): the slot is taken
+/// once, and each operation is reported as it begins and ends
+/// ([`IoSlot::begin`]), so the recorder counts every read and never sees more in
+/// flight than slots are taken.
+pub struct IoSlot {
+    _permit: OwnedSemaphorePermit,
+    recorder: Arc<dyn Recorder>,
+}
+
+impl IoSlot {
+    /// Reports one operation begun in this slot; the guard ends it. Call it again
+    /// only once the previous guard is dropped.
+    pub fn begin(&self, io: Io) -> SlotOp<'_> {
+        self.recorder.io_begin(io);
+        SlotOp { slot: self, io }
+    }
+}
+
+/// One operation in an [`IoSlot`]; dropping it reports the operation ended.
+pub struct SlotOp<'a> {
+    slot: &'a IoSlot,
+    io: Io,
+}
+
+impl Drop for SlotOp<'_> {
+    fn drop(&mut self) {
+        self.slot.recorder.io_end(self.io);
+    }
 }
 
 /// One IO operation in flight.
@@ -252,6 +322,27 @@ mod tests {
         drop(pool);
         let c = counters.snapshot();
         assert_eq!((c.bytes_in_flight_now, c.max_bytes_in_flight), (0, 60));
+    }
+
+    #[tokio::test]
+    async fn try_reserve_never_overtakes_a_waiting_reservation() {
+        let counters = Arc::new(Counters::new());
+        let budget = Budget::new(100, counters.clone());
+        let stop = Stop::new(&Cancel::new());
+        let held = budget.reserve(80, &stop).await.unwrap();
+        assert!(budget.try_reserve(30).unwrap().is_none());
+        let b = budget.clone();
+        let s = stop.clone();
+        let waiter = tokio::spawn(async move { b.reserve(50, &s).await.map(|r| r.bytes()) });
+        // The waiter is queued for 50 of which 20 are free; 40 more come back.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut held = held;
+        drop(held.split(40));
+        // 60 free in all, but the first 50 belong to the waiter.
+        assert!(budget.try_reserve(20).unwrap().is_none());
+        assert_eq!(waiter.await.unwrap().unwrap(), 50);
+        assert_eq!(budget.try_reserve(10).unwrap().map(|r| r.bytes()), Some(10));
+        assert!(matches!(budget.try_reserve(101), Err(RunError::Job(_))));
     }
 
     #[tokio::test]

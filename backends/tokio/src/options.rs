@@ -39,20 +39,35 @@ pub enum IoChoice {
     TokioFs,
     /// `std::fs` inside one `spawn_blocking` per read or write.
     StdBlocking,
+    /// `std::fs`, one `spawn_blocking` reading up to `read_batch` inputs.
+    StdBatched,
 }
 choice_option!(IoChoice {
     TokioFs = "tokio-fs",
-    StdBlocking = "std-blocking"
+    StdBlocking = "std-blocking",
+    StdBatched = "std-batched"
 });
 
-impl From<IoChoice> for IoMode {
-    fn from(c: IoChoice) -> IoMode {
-        match c {
+impl IoChoice {
+    /// The IO mode, with `read_batch` inputs per hop if batched.
+    fn mode(self, read_batch: usize) -> IoMode {
+        match self {
             IoChoice::TokioFs => IoMode::TokioFs,
             IoChoice::StdBlocking => IoMode::StdInBlocking,
+            IoChoice::StdBatched => IoMode::StdBatched(read_batch),
         }
     }
 }
+
+/// The default of `read_batch`.
+///
+/// A hop to the blocking pool (queue the closure, wake a thread, wake the task
+/// back) costs about as much as reading one small cached file, so a batch of 16
+/// makes it a small share of each read, while a batch stays short (16 reads, well
+/// under a millisecond warm) and the inputs it holds reserved few: at most
+/// `io_in_flight + 1` batches are reserved ahead of the consumer, within the byte
+/// budget either way.
+pub const READ_BATCH: usize = 16;
 
 backend_options! {
     /// The options of `tokio-rayon`.
@@ -61,8 +76,12 @@ backend_options! {
         /// or the tokio-rayon crate.
         bridge: BridgeChoice = BridgeChoice::Oneshot;
         /// tokio-fs: tokio::fs, one blocking-pool hop per call; std-blocking: std::fs
-        /// inside one spawn_blocking per read or write.
+        /// inside one spawn_blocking per read or write; std-batched: like std-blocking,
+        /// but one spawn_blocking reads up to read_batch inputs one after another.
         io: IoChoice = IoChoice::TokioFs;
+        /// io = "std-batched" only: inputs read per blocking-pool hop, at most. A batch
+        /// takes one io_in_flight slot and reserves all its bytes before it starts.
+        read_batch: usize = READ_BATCH, range 1..=1024;
         /// Tokio worker threads, which only drive IO and hand-overs.
         tokio_workers: usize = 1, range 1..=64;
         /// CPU jobs queued or running on the pool at once (unset: 32 × cpu_threads).
@@ -74,8 +93,12 @@ backend_options! {
     /// The options of `spawn-blocking`.
     pub struct SpawnBlockingOptions {
         /// tokio-fs: tokio::fs, one blocking-pool hop per call; std-blocking: std::fs
-        /// inside one spawn_blocking per read or write.
+        /// inside one spawn_blocking per read or write; std-batched: like std-blocking,
+        /// but one spawn_blocking reads up to read_batch inputs one after another.
         io: IoChoice = IoChoice::TokioFs;
+        /// io = "std-batched" only: inputs read per blocking-pool hop, at most. A batch
+        /// takes one io_in_flight slot and reserves all its bytes before it starts.
+        read_batch: usize = READ_BATCH, range 1..=1024;
         /// Tokio worker threads, which only drive IO and hand-overs.
         tokio_workers: usize = 1, range 1..=64;
         /// CPU steps running at once in the blocking pool (unset: cpu_threads, which
@@ -93,7 +116,7 @@ impl Configured for TokioRayon {
     fn from_options(o: TokioRayonOptions) -> TokioRayon {
         TokioRayon {
             bridge: o.bridge.into(),
-            io: o.io.into(),
+            io: o.io.mode(o.read_batch),
             tokio_workers: o.tokio_workers,
             cpu_in_flight: o.cpu_in_flight,
         }
@@ -107,7 +130,7 @@ impl Configured for SpawnBlocking {
 
     fn from_options(o: SpawnBlockingOptions) -> SpawnBlocking {
         SpawnBlocking {
-            io: o.io.into(),
+            io: o.io.mode(o.read_batch),
             tokio_workers: o.tokio_workers,
             cpu_in_flight: o.cpu_in_flight,
         }

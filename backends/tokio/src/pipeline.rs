@@ -440,7 +440,7 @@ async fn write<W: Workload>(ctx: &Arc<Ctx<W>>, object: OutputObject) -> Result<(
             }
             r.map_err(|e| RunError::output(&path, io_detail(&e)))
         }
-        IoMode::StdInBlocking => {
+        IoMode::StdInBlocking | IoMode::StdBatched(_) => {
             ctx.write_hops.fetch_add(1, Relaxed);
             let p = path.clone();
             let d = new_dir.clone();

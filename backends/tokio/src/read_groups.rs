@@ -7,7 +7,8 @@
 //! consumer by at most `io_in_flight` reads (and, with a [`Budget`], only as far as
 //! the budget allows), so memory stays bounded however large the group: a group of
 //! 146,000 inputs never holds more than that window of buffers that the consumer has
-//! not taken.
+//! not taken. With [`IoMode::StdBatched`] the window is `io_in_flight` batches of
+//! reads (each batch one IO operation at a time), still within the budget.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,7 +70,7 @@ use std::io::{ErrorKind, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -100,6 +101,15 @@ pub enum IoMode {
     /// `std::fs` inside one `spawn_blocking` per read: one hop per input, and a
     /// container file opened once and shared by positioned reads (`pread`).
     StdInBlocking,
+    /// `std::fs` as in [`IoMode::StdInBlocking`], but one `spawn_blocking` reads up
+    /// to this many consecutive inputs of a group, one after another: one hop per
+    /// batch instead of one per input. A batch holds one `io_in_flight` slot (its
+    /// reads run one at a time, each reported as its own read), and its inputs'
+    /// bytes are all reserved before it starts; a batch is cut short rather than
+    /// wait for budget while no other read is in flight. At most `io_in_flight`
+    /// batches are under way. Writes are one hop each, as in
+    /// [`IoMode::StdInBlocking`].
+    StdBatched(usize),
     /// Another store (an object store): every read and write is its request.
     Object(Arc<dyn ObjectIo>),
 }
@@ -110,6 +120,7 @@ impl IoMode {
         match self {
             IoMode::TokioFs => "tokio::fs".into(),
             IoMode::StdInBlocking => "std::fs in spawn_blocking".into(),
+            IoMode::StdBatched(n) => format!("std::fs in spawn_blocking, up to {n} reads per hop"),
             IoMode::Object(o) => o.name(),
         }
     }
@@ -336,6 +347,13 @@ impl Reader {
 
 fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
     let group = shared.job.groups[position].index;
+    if let IoMode::StdBatched(batch) = shared.mode {
+        return GroupReads {
+            position,
+            group,
+            inputs: Box::pin(batched_reads(shared, position, batch.max(1))),
+        };
+    }
     let window = shared.job.limits.io_in_flight.max(1);
     let per_request = match &shared.mode {
         IoMode::Object(o) => o.ranges_per_request().max(1),
@@ -389,6 +407,195 @@ fn group_reads(shared: Arc<Shared>, position: usize) -> GroupReads {
         group,
         inputs: Box::pin(inputs),
     }
+}
+
+/// A group's inputs read in batches ([`IoMode::StdBatched`]), `batch` at most per
+/// hop to the blocking pool.
+///
+/// The stream itself reserves the budget, one input after another in their order
+/// (so that, as with one read per input, a budget that fits one variable cannot
+/// deadlock), and holds what it reserved until it starts a batch: when `batch`
+/// inputs are reserved, when the group has no more, or when nothing is being read
+/// (the budget is short, and waiting for more would leave the consumer with
+/// nothing). Batches under way, those waiting for an IO slot included, are at most
+/// `io_in_flight`; so at most `io_in_flight + 1` batches of inputs are reserved and
+/// not yet handed to the consumer, all within the budget.
+fn batched_reads(
+    shared: Arc<Shared>,
+    position: usize,
+    batch: usize,
+) -> impl Stream<Item = Result<Input, RunError>> + Send {
+    stream! {
+        let group = &shared.job.groups[position];
+        let n = group.inputs.len();
+        let window = shared.job.limits.io_in_flight.max(1);
+        let mut next = 0;
+        // Reserved, in order from `next - held.len()`, and not yet being read.
+        let mut held: Vec<(usize, Option<Reservation>)> = Vec::with_capacity(batch);
+        // The reservation of input `next`, when it has to wait.
+        let mut waiting = None;
+        let mut reads = FuturesUnordered::new();
+        // Inputs were reserved and then dropped unread (the run stopped).
+        let mut cut = false;
+        'reading: loop {
+            if shared.stop.is_set() {
+                // No more batches; those under way see the stop themselves.
+                cut |= !held.is_empty();
+                held.clear();
+                waiting = None;
+                match reads.next().await {
+                    Some(Ok(inputs)) => {
+                        for input in inputs {
+                            yield Ok(input);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        yield Err(e);
+                        break;
+                    }
+                    None => {
+                        // Inputs left unread end the stream `Cancelled`, as in the
+                        // other modes.
+                        if next < n || cut {
+                            yield Err(RunError::Cancelled);
+                        }
+                        break;
+                    }
+                }
+                continue;
+            }
+            // Reserve what fits now, in order, up to a batch.
+            while waiting.is_none() && held.len() < batch && next < n {
+                let reserved = match &shared.budget {
+                    None => Ok(Some(None)),
+                    Some((budget, cost)) => {
+                        budget.try_reserve(cost(group, next)).map(|r| r.map(Some))
+                    }
+                };
+                match reserved {
+                    Ok(Some(r)) => {
+                        held.push((next, r));
+                        next += 1;
+                    }
+                    Ok(None) => {
+                        let (budget, cost) = shared.budget.as_ref().expect("only a budget waits");
+                        let (budget, stop) = (budget.clone(), shared.stop.clone());
+                        let bytes = cost(group, next);
+                        waiting = Some(Box::pin(async move { budget.reserve(bytes, &stop).await }));
+                    }
+                    Err(e) => {
+                        yield Err(e);
+                        break 'reading;
+                    }
+                }
+            }
+            if !held.is_empty()
+                && reads.len() < window
+                && (held.len() == batch || next == n || reads.is_empty())
+            {
+                let inputs = std::mem::replace(&mut held, Vec::with_capacity(batch));
+                reads.push(read_files(shared.clone(), position, inputs));
+                continue;
+            }
+            if reads.is_empty() && waiting.is_none() {
+                // Everything was read and handed on.
+                break;
+            }
+            let reservation = async {
+                match waiting.as_mut() {
+                    Some(w) => w.await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Something is being read or waits for budget (else the loop ended).
+            let event = tokio::select! {
+                biased;
+                Some(r) = reads.next(), if !reads.is_empty() => Ok(r),
+                r = reservation => Err(r),
+            };
+            match event {
+                Ok(Ok(inputs)) => {
+                    for input in inputs {
+                        yield Ok(input);
+                    }
+                }
+                Ok(Err(e)) => {
+                    yield Err(e);
+                    break;
+                }
+                Err(Ok(r)) => {
+                    waiting = None;
+                    held.push((next, Some(r)));
+                    next += 1;
+                }
+                Err(Err(e)) => {
+                    yield Err(e);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Sets its flag when dropped: tells a blocking batch that no one waits for it.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
+/// Reads `batch` (consecutive inputs of one group, their bytes reserved) in one
+/// hop to the blocking pool, one after another with `std::fs`, in one IO slot.
+/// Stops before the next file once the run stops or the stream that wanted the
+/// batch is gone. The first failure ends the batch with an error naming its file.
+async fn read_files(
+    shared: Arc<Shared>,
+    position: usize,
+    batch: Vec<(usize, Option<Reservation>)>,
+) -> Result<Vec<Input>, RunError> {
+    let group = &shared.job.groups[position];
+    let first = shared.job.input_path(&group.inputs[batch[0].0]);
+    let count = batch.len();
+    let slot = shared.io.slot(&shared.stop).await?;
+    shared.hops.fetch_add(1, Relaxed);
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon = Abandon(abandoned.clone());
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let group = &s.job.groups[position];
+        let mut read = Vec::with_capacity(batch.len());
+        for (index, reservation) in batch {
+            if s.stop.is_set() || abandoned.load(Relaxed) {
+                return Err(RunError::Cancelled);
+            }
+            let input = &group.inputs[index];
+            let max_len = s.max_len.as_ref().map_or(u64::MAX, |f| f(group, index));
+            let op = slot.begin(Io::Read);
+            let started = Instant::now();
+            let bytes = read_std(&s, input, max_len);
+            drop(op);
+            let bytes = bytes?;
+            s.recorder
+                .stage_done(Stage::Read, started, bytes.len() as u64);
+            read.push(Input {
+                position,
+                index,
+                bytes,
+                reservation,
+                submitted: started,
+            });
+        }
+        Ok(read)
+    })
+    .await
+    .map_err(|e| {
+        RunError::input(
+            &first,
+            format!("the read task of {count} inputs from this one on failed: {e}"),
+        )
+    })?
 }
 
 /// What one request read: one input (every read but a batch of ranges), or several.
@@ -528,23 +735,29 @@ async fn read_one_input(
             Ok(buf)
         }
         (IoMode::Object(o), _) => o.read(input).await,
-        (IoMode::StdInBlocking, range) => {
+        (IoMode::StdInBlocking | IoMode::StdBatched(_), _) => {
             shared.hops.fetch_add(1, Relaxed);
             let s = shared.clone();
-            let rel = input.path.clone();
-            let p = path.clone();
-            tokio::task::spawn_blocking(move || match range {
-                None => read_input(&p, max_len),
-                Some(r) => {
-                    let file = s.container(&rel, p.clone())?;
-                    let mut buf = vec![0; r.len as usize];
-                    file.read_exact_at(&mut buf, r.offset)
-                        .map_err(|e| range_error(&p, range, e))?;
-                    Ok(buf)
-                }
-            })
-            .await
-            .map_err(task_failed)?
+            let input = input.clone();
+            tokio::task::spawn_blocking(move || read_std(&s, &input, max_len))
+                .await
+                .map_err(task_failed)?
+        }
+    }
+}
+
+/// Reads one input with `std::fs` (on a blocking thread): a whole file of at most
+/// `max_len` bytes, or a byte range of its container, opened once and shared.
+fn read_std(shared: &Shared, input: &InputRef, max_len: u64) -> Result<Vec<u8>, RunError> {
+    let path = shared.job.input_path(input);
+    match input.range {
+        None => read_input(&path, max_len),
+        Some(r) => {
+            let file = shared.container(&input.path, path.clone())?;
+            let mut buf = vec![0; r.len as usize];
+            file.read_exact_at(&mut buf, r.offset)
+                .map_err(|e| range_error(&path, input.range, e))?;
+            Ok(buf)
         }
     }
 }

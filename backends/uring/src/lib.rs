@@ -859,9 +859,58 @@ mod tests {
             queue_depth: Some(1),
             sqpoll_idle_ms: None,
             iowq_max_workers: Some(1),
+            worker_queue: None,
             options: options(true, true, false, true),
         };
         conforms(&b, "3 workers, depth 1");
+    }
+
+    #[test]
+    fn uring_workers_with_a_short_worker_queue_pass_conformance() {
+        if !available() {
+            return;
+        }
+        // 1: claim, read, decode, one at a time; 3: below the default depth (8 of
+        // the roomy limits' 16 per ring), so the cap also holds reads back.
+        for cap in [1, 3] {
+            let b = UringWorkers {
+                worker_queue: Some(cap),
+                ..UringWorkers::default()
+            };
+            conforms(&b, &format!("worker_queue = {cap}"));
+        }
+    }
+
+    #[test]
+    fn uring_workers_never_queue_more_than_worker_queue() {
+        if !available() {
+            return;
+        }
+        // 2 groups × 20 variables × 20 steps, budget for all of it: without the cap
+        // the workers would claim far ahead of decoding.
+        let fx = conformance::Fixture::with_shape(
+            rechunk_contract::nwp::Layout::Files,
+            rechunk_contract::nwp::Codec::Zstd,
+            2,
+            20,
+            20,
+        );
+        let job = Arc::new(fx.job(conformance::Fixture::roomy_limits()));
+        let workload = Arc::new(fx.workload());
+        for (cap, expect) in [(None, 16), (Some(5), 5)] {
+            let b = UringWorkers {
+                worker_queue: cap,
+                ..UringWorkers::default()
+            };
+            let counters: Arc<dyn Recorder> = Arc::new(rechunk_contract::Counters::default());
+            let out = b.run(&job, &workload, &counters, &Cancel::new()).unwrap();
+            let d = &out.details;
+            // The default: twice the ring's depth (16 in flight / 2 workers = 8).
+            assert_eq!(d["worker_queue"], expect, "{d:?}");
+            let peak = d["worker_queue_peak"].as_u64().unwrap();
+            assert!((1..=expect).contains(&peak), "{cap:?}: peak {peak}, {d:?}");
+            assert_eq!(out.inputs, 800);
+        }
     }
 
     #[test]

@@ -46,6 +46,12 @@ backend_options! {
         sqpoll: bool = false;
         /// Cap on the kernel's io-wq workers per ring (unset: the kernel's).
         iowq_max_workers: Option<u32> = None, range 1..=4096;
+        /// Per worker, reads in flight plus read inputs waiting to be decoded, at most
+        /// (unset: 2 × queue_depth): a worker claims no more reads until it or a
+        /// thief decodes some, so read-but-undecoded inputs (each a buffer of the
+        /// largest valid input) are at most workers × worker_queue, not whatever
+        /// bytes_in_flight allows. Below queue_depth it also caps reads in flight.
+        worker_queue: Option<usize> = None, range 1..=65536;
         /// Open files straight into a registered file table and use them through it.
         fixed_files: bool = false;
         /// Read into registered buffers (READ_FIXED) from a bounded pool.
@@ -93,6 +99,7 @@ impl Configured for UringWorkers {
             queue_depth: o.queue_depth,
             sqpoll_idle_ms: o.sqpoll.then_some(SQPOLL_IDLE_MS),
             iowq_max_workers: o.iowq_max_workers,
+            worker_queue: o.worker_queue,
             options: Options {
                 fixed_files: o.fixed_files,
                 fixed_buffers: o.fixed_buffers,

@@ -10,10 +10,18 @@
 //! ring's IO proceeds while it computes. With nothing to compute it waits on its
 //! ring; with nothing in its ring either it parks briefly (100 µs) and retries.
 //!
-//! Bounds: reads in flight per ring ≤ `queue_depth`; inputs read but not yet
-//! decoded are bounded by the byte budget (and, with pooled buffers, by each
-//! worker's buffer pool); encoded chunks wait only in the queue of the worker that
-//! encoded them, also within the budget.
+//! Bounds: reads in flight per ring ≤ `queue_depth`; a worker claims a read only
+//! while its reads in flight plus the read inputs waiting in its deque are fewer
+//! than `worker_queue` (default 2 × `queue_depth`), so inputs read but not yet
+//! decoded are at most `workers × worker_queue`, and all claims are within the
+//! byte budget (with pooled buffers, each worker's pool of 2 × `queue_depth`
+//! buffers bounds them as well); encoded chunks wait only in the queue of the
+//! worker that encoded them, also within the budget.
+//!
+//! Without the cap, claims could run ahead of decoding until the byte budget ran
+//! out (on `icon-like`, 256 MiB: room for thousands of read inputs, each in a
+//! buffer of the largest valid input), and its peak RSS there was the highest of
+//! all backends (172–248 MiB).
 //!
 //! `zarr.json` is written with `std::fs` before the workers start (one small file).
 
@@ -47,6 +55,10 @@ pub struct UringWorkers {
     pub sqpoll_idle_ms: Option<u32>,
     /// Caps the kernel's io-wq workers (bounded and unbounded) for each ring.
     pub iowq_max_workers: Option<u32>,
+    /// Reads a worker has in flight plus read inputs waiting in its deque, at
+    /// most: it claims no more until it or a thief decodes some. `None`: twice
+    /// the ring's depth (a full ring of reads and as many inputs ready to decode).
+    pub worker_queue: Option<usize>,
     /// Registered files, registered buffers, O_DIRECT, linked SQEs.
     pub options: Options,
 }
@@ -85,6 +97,7 @@ impl Backend for UringWorkers {
             .map_or(job.limits.io_in_flight.div_ceil(n), |q| q as usize)
             .min(job.limits.io_in_flight)
             .max(1);
+        let worker_queue = self.worker_queue.unwrap_or(2 * depth).max(1);
         let setup = Setup {
             depth,
             sqpoll_idle_ms: self.sqpoll_idle_ms,
@@ -128,6 +141,8 @@ impl Backend for UringWorkers {
             io_in_flight: AtomicUsize::new(0),
             io_limit: job.limits.io_in_flight.max(1),
             max_input: setup.max_input,
+            worker_queue,
+            worker_queue_peak: AtomicUsize::new(0),
         };
         let shared = &shared;
         std::thread::scope(|s| {
@@ -148,6 +163,7 @@ impl Backend for UringWorkers {
                                 emissions: crate::engine::Slab::new(),
                                 events: Vec::new(),
                                 dirs: HashSet::new(),
+                                reads: 0,
                             };
                             if let Err(e) = catch_panic("a CPU step", || {
                                 w.run();
@@ -188,6 +204,11 @@ impl Backend for UringWorkers {
         d.insert(
             "steals".into(),
             shared.steals.load(Ordering::Relaxed).into(),
+        );
+        d.insert("worker_queue".into(), worker_queue.into());
+        d.insert(
+            "worker_queue_peak".into(),
+            shared.worker_queue_peak.load(Ordering::Relaxed).into(),
         );
         Ok(outcome)
     }
@@ -251,6 +272,10 @@ struct Shared<W: Workload> {
     io_in_flight: AtomicUsize,
     io_limit: usize,
     max_input: usize,
+    /// Reads in flight plus read inputs queued, per worker, at most.
+    worker_queue: usize,
+    /// The most any worker had (reads in flight plus queued) after a claim.
+    worker_queue_peak: AtomicUsize,
 }
 
 impl<W: Workload> Shared<W> {
@@ -355,6 +380,8 @@ struct WorkerThread<'a, W: Workload> {
     /// Output directories this worker knows exist (its own, so a write takes no
     /// shared lock; each worker makes a new directory at most once).
     dirs: HashSet<PathBuf>,
+    /// Reads in this worker's ring.
+    reads: usize,
 }
 
 impl<W: Workload> WorkerThread<'_, W> {
@@ -413,6 +440,7 @@ impl<W: Workload> WorkerThread<'_, W> {
                 started,
                 result,
             } => {
+                self.reads -= 1;
                 shared.recorder.io_end(Io::Read);
                 shared.give_io_slot();
                 match result {
@@ -573,13 +601,26 @@ impl<W: Workload> WorkerThread<'_, W> {
         Ok((cstring(&temp_path(&path))?, cstring(&path)?))
     }
 
+    /// Reads in flight in this worker's ring plus read inputs in its deque: what
+    /// `worker_queue` caps.
+    fn queued(&self) -> usize {
+        self.reads + self.deque.len()
+    }
+
     fn start_reads(&mut self) {
-        while self.engine.can_read() && !self.shared.stopping() {
+        while self.engine.can_read()
+            && !self.shared.stopping()
+            && self.queued() < self.shared.worker_queue
+        {
             if !self.shared.take_io_slot() {
                 return;
             }
             match self.claim() {
                 Ok(Some(c)) => {
+                    self.reads += 1;
+                    self.shared
+                        .worker_queue_peak
+                        .fetch_max(self.queued(), Ordering::Relaxed);
                     self.shared.recorder.io_begin(Io::Read);
                     let token = Token::Read {
                         group: c.group,
