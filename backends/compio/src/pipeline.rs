@@ -115,7 +115,7 @@ fn unavailable(e: &std::io::Error) -> String {
 /// operation has at most one at a time), plus room for the runtime's own wake-up
 /// poll; io_uring's maximum is 32768 (compio submits early if a ring fills up).
 pub fn ring_entries(io_in_flight: usize) -> u32 {
-    (io_in_flight.saturating_add(8)).min(32768) as u32
+    io_in_flight.saturating_add(8).min(32768) as u32
 }
 
 /// Everything the IO threads share.
