@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use backend_compio::CompioRayon;
 use backend_object_store::ObjectStoreBackend;
 use backend_sequential::Sequential;
 use backend_tokio::{SpawnBlocking, TokioRayon};
@@ -161,6 +162,7 @@ backends! {
     SpawnBlocking(SpawnBlocking), listed = true;
     Uring(Uring), listed = true;
     UringWorkers(UringWorkers), listed = true;
+    CompioRayon(CompioRayon), listed = true;
     ObjectStore(ObjectStoreBackend), listed = true;
     Mock(Mock), listed = false;
 }

@@ -151,15 +151,23 @@ fn list_shows_sequential_and_io_uring_status() {
 #[test]
 fn read_only_runs_every_backend_and_checks_what_was_read() {
     let mut backends = vec!["sequential", "tokio-rayon", "spawn-blocking"];
-    match backend_uring::probe() {
-        rechunk_contract::Availability::Available => backends.push("uring"),
-        rechunk_contract::Availability::Unavailable(why) => {
-            // CI sets HARNESS_REQUIRE_IO_URING where io_uring must work.
-            assert!(
-                std::env::var_os("HARNESS_REQUIRE_IO_URING").is_none(),
-                "io_uring is required here but unavailable: {why}"
-            );
-            eprintln!("uring left out: {why}")
+    for (name, probe) in [
+        (
+            "uring",
+            backend_uring::probe as fn() -> rechunk_contract::Availability,
+        ),
+        ("compio-rayon", backend_compio::probe),
+    ] {
+        match probe() {
+            rechunk_contract::Availability::Available => backends.push(name),
+            rechunk_contract::Availability::Unavailable(why) => {
+                // CI sets HARNESS_REQUIRE_IO_URING where io_uring must work.
+                assert!(
+                    std::env::var_os("HARNESS_REQUIRE_IO_URING").is_none(),
+                    "io_uring is required here but unavailable: {why}"
+                );
+                eprintln!("{name} left out: {why}")
+            }
         }
     }
     for layout in ["files", "container"] {

@@ -36,12 +36,13 @@ repetitions = 1
 /// Shards per group: 3 blocks of variables × 2 × 2.
 const SHARDS: u64 = 2 * 3 * 2 * 2;
 
-const BACKENDS: [&str; 6] = [
+const BACKENDS: [&str; 7] = [
     "sequential",
     "tokio-rayon",
     "spawn-blocking",
     "uring",
     "uring-workers",
+    "compio-rayon",
     "object-store",
 ];
 
@@ -84,7 +85,10 @@ fn every_backend_writes_sharded_output_that_verifies() {
     for b in BACKENDS {
         // io_uring may be unavailable here; every other backend must have run.
         if skipped.contains(&b) {
-            assert!(b.starts_with("uring"), "{b} was skipped");
+            assert!(
+                b.starts_with("uring") || b == "compio-rayon",
+                "{b} was skipped"
+            );
             continue;
         }
         let rep = reps.iter().find(|x| x["label"] == b).unwrap();
