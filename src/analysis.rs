@@ -79,6 +79,8 @@ pub struct BackendFigures {
     pub wall: f64,
     /// Median share of all cores busy: (user + system) / (wall × cores).
     pub utilisation: f64,
+    /// Where its cores' time went, per item.
+    pub time: TimeSplit,
     /// Most IO operations in flight at once, as the backend recorded them, over
     /// counted repetitions.
     pub max_io_in_flight: u64,
@@ -102,6 +104,76 @@ pub struct BackendFigures {
     pub recording: Recording,
     /// Its object-store requests, when it made any.
     pub requests: Option<RequestFigures>,
+}
+
+/// Where a backend's core time went, per item, in milliseconds: each a median over
+/// its counted repetitions of that repetition's value, so the parts add up to the
+/// whole only roughly.
+///
+/// Every core's time during a run (cores × wall) is either this process's CPU
+/// (user + system), another process's CPU, or idle; idle includes the kernel's
+/// `iowait` (idle while some task waited for block IO). Against the CPU
+/// ceiling's CPU per item (the work itself, from memory), this process's CPU
+/// splits further into the work and the design's overhead (see
+/// [`TimeSplit::overhead_ms`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimeSplit {
+    /// cores × wall / items: all the core time one item took.
+    pub core_ms: f64,
+    /// This process's CPU time (user + system) per item.
+    pub cpu_ms: f64,
+    /// Other processes' CPU time per item, where the load was recorded.
+    pub other_ms: Option<f64>,
+    /// Core time nobody used, per item: core − CPU − other (never below 0).
+    pub idle_ms: f64,
+    /// The kernel's iowait per item (part of idle), where recorded.
+    pub iowait_ms: Option<f64>,
+    /// Voluntary context switches per item (waits: hand-overs, locks, IO).
+    pub voluntary_switches: f64,
+    /// Involuntary context switches per item (preemptions).
+    pub involuntary_switches: f64,
+}
+
+impl TimeSplit {
+    /// The split of the counted repetitions `reps` on `cores` cores.
+    fn of(reps: &[(&Repetition, &Measurement)], cores: f64) -> TimeSplit {
+        let per_item = |f: &dyn Fn(&Measurement) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = reps
+                .iter()
+                .filter(|(_, m)| m.outcome.inputs > 0)
+                .filter_map(|(_, m)| f(m).map(|x| x / m.outcome.inputs as f64))
+                .collect();
+            (!v.is_empty()).then(|| stats::median(&v))
+        };
+        let ms = |x: f64| x * 1e3;
+        let other = |m: &Measurement| m.machine_load.map(|l| l.other_cores * m.wall_seconds);
+        TimeSplit {
+            core_ms: per_item(&|m| Some(ms(cores * m.wall_seconds))).unwrap_or(f64::NAN),
+            cpu_ms: per_item(&|m| Some(ms(m.user_seconds + m.system_seconds))).unwrap_or(f64::NAN),
+            other_ms: per_item(&|m| other(m).map(ms)),
+            idle_ms: per_item(&|m| {
+                let busy = m.user_seconds + m.system_seconds + other(m).unwrap_or(0.0);
+                Some(ms((cores * m.wall_seconds - busy).max(0.0)))
+            })
+            .unwrap_or(f64::NAN),
+            iowait_ms: per_item(&|m| {
+                m.machine_load
+                    .and_then(|l| l.iowait_cores)
+                    .map(|w| ms(w * m.wall_seconds))
+            }),
+            voluntary_switches: per_item(&|m| Some(m.voluntary_switches as f64))
+                .unwrap_or(f64::NAN),
+            involuntary_switches: per_item(&|m| Some(m.involuntary_switches as f64))
+                .unwrap_or(f64::NAN),
+        }
+    }
+
+    /// CPU per item beyond the work itself (the CPU ceiling's CPU per item, `work_ms`):
+    /// system calls, copies out of the page cache, hand-overs, spinning, waking.
+    /// Negative when the backend spent less than the ceiling's passes did.
+    pub fn overhead_ms(&self, work_ms: f64) -> f64 {
+        self.cpu_ms - work_ms
+    }
 }
 
 /// A backend's object-store requests, over its counted repetitions.
@@ -300,6 +372,7 @@ fn own_figures(results: &Results, spec: &BackendSpec) -> (BackendFigures, Option
         ),
         wall: med(&|m| m.wall_seconds),
         utilisation: med(&|m| (m.user_seconds + m.system_seconds) / (m.wall_seconds * cores)),
+        time: TimeSplit::of(&reps, cores),
         max_io_in_flight: reps
             .iter()
             .map(|(_, m)| m.counters.max_io_in_flight)
@@ -750,6 +823,7 @@ mod tests {
             cpu_per_second: 2e4,
             cpu_threads: 2,
             cpu_repetitions: vec![2e4],
+            cpu_ms_per_item: Some(0.1),
         });
         let a = Analysis::of(&r);
         assert_eq!((a.unit, a.mb_unit), ("inputs/s", "MB/s read"));

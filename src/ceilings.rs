@@ -3,8 +3,8 @@
 //! true` or `harness run --ceilings` adds them to a run.
 //!
 //! - **IO ceiling**: read-only mode (every input read and counted, nothing else)
-//!   with the parallel backends at 256 operations in flight — `uring-workers` and
-//!   `uring` where io_uring works, and `tokio-rayon` — in the scenario's cache
+//!   with the parallel backends at 256 operations in flight — `uring-workers`,
+//!   `uring` and `compio-rayon` where io_uring works, and `tokio-rayon` — in the scenario's cache
 //!   state; the best median wins. Run through the ordinary runner, so it is verified
 //!   (every input read exactly once) like any run.
 //! - **CPU ceiling**: decode + reduce + encode of the scenario's data from memory
@@ -25,7 +25,7 @@ use rechunk_contract::{GroupReducer, InputRef, Job, Workload};
 
 use crate::analysis::Analysis;
 pub use crate::results::Ceilings;
-use crate::runner::{self, Dirs};
+use crate::runner::{self, Dirs, Usage};
 use crate::scenario::{BackendSpec, Recording, Scenario, WorkloadKind};
 use crate::stats;
 
@@ -51,9 +51,11 @@ fn read_input(job: &Job, input: &InputRef, max: u64) -> anyhow::Result<Vec<u8>> 
 }
 
 /// One pass of decode + reduce + encode over the whole job; returns the timed
-/// seconds (loading excluded).
-fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
+/// seconds and the CPU seconds (user + system, every thread of this process)
+/// spent in them, loading excluded.
+fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<(Duration, f64)> {
     let mut timed = Duration::ZERO;
+    let mut cpu = 0.0;
     for group in &job.groups {
         let reducer = Mutex::new(workload.reduce_group(group));
         let mut batches: Vec<Vec<usize>> = vec![Vec::new()];
@@ -78,6 +80,7 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let t = Instant::now();
+            let used = Usage::now();
             // Chunks are encoded as soon as a push emits them, by the same pool, so
             // that encoding overlaps other inputs' decodes as it does in a backend
             // (a separate encode phase after all decodes would leave cores idle at
@@ -107,6 +110,8 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             timed += t.elapsed();
+            let used = Usage::now().since(&used);
+            cpu += used.user_seconds + used.system_seconds;
         }
         reducer
             .into_inner()
@@ -114,11 +119,12 @@ fn cpu_pass(job: &Job, workload: &NwpWorkload) -> anyhow::Result<Duration> {
             .finish()
             .map_err(|e| anyhow::anyhow!("finishing group {}: {}", group.index, e.0))?;
     }
-    Ok(timed)
+    Ok((timed, cpu))
 }
 
-/// The CPU ceiling: `repetitions` passes, fields/s of each.
-pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>, usize)> {
+/// The CPU ceiling: `repetitions` passes; fields/s of each, the median CPU
+/// milliseconds per field, and the threads used.
+pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>, f64, usize)> {
     let params = &scenario.dataset.params;
     let input_root = dirs.dataset_root(scenario)?;
     // A directory of the user's files is read as it is; a generated dataset is
@@ -149,11 +155,13 @@ pub fn cpu_ceiling(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<(Vec<f64>
     let workload = scenario.dataset.workload(scenario.output.params);
     let fields = job.input_count() as f64;
     let mut rates = Vec::new();
+    let mut cpu_ms = Vec::new();
     for _ in 0..scenario.run.repetitions {
-        let secs = cpu_pass(&job, &workload)?.as_secs_f64();
-        rates.push(fields / secs.max(1e-9));
+        let (secs, cpu) = cpu_pass(&job, &workload)?;
+        rates.push(fields / secs.as_secs_f64().max(1e-9));
+        cpu_ms.push(cpu * 1e3 / fields.max(1.0));
     }
-    Ok((rates, rayon::current_num_threads()))
+    Ok((rates, stats::median(&cpu_ms), rayon::current_num_threads()))
 }
 
 /// The read-only scenario that measures the IO ceiling.
@@ -177,7 +185,7 @@ pub fn io_scenario(scenario: &Scenario) -> anyhow::Result<Scenario> {
     );
     let mut names = vec!["tokio-rayon"];
     if uring {
-        names.extend(["uring", "uring-workers"]);
+        names.extend(["uring", "uring-workers", "compio-rayon"]);
     }
     s.backends = names
         .into_iter()
@@ -254,7 +262,7 @@ pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
         .max_by(|a, b| a.median.total_cmp(&b.median))
         .context("no read-only backend finished verified: no IO ceiling")?;
     eprintln!("CPU ceiling: decode + reduce + encode from memory on all cores");
-    let (cpu, threads) = cpu_ceiling(scenario, dirs)?;
+    let (cpu, cpu_ms_per_item, threads) = cpu_ceiling(scenario, dirs)?;
     Ok(Ceilings {
         io_per_second: best.median,
         io_backend: best.label.clone(),
@@ -262,6 +270,7 @@ pub fn measure(scenario: &Scenario, dirs: &Dirs) -> anyhow::Result<Ceilings> {
         cpu_per_second: stats::median(&cpu),
         cpu_threads: threads,
         cpu_repetitions: cpu,
+        cpu_ms_per_item: cpu_ms_per_item.is_finite().then_some(cpu_ms_per_item),
     })
 }
 

@@ -952,6 +952,7 @@ mod tests {
             m.machine_load = Some(MachineLoad {
                 other_cores: other,
                 steal_cores: 0.01,
+                iowait_cores: None,
             });
         }
         r

@@ -152,6 +152,8 @@ pub struct CpuClock {
     /// Time the hypervisor ran something else while this machine's vCPUs wanted to
     /// run.
     pub steal: f64,
+    /// Idle time while some task waited for block IO (the kernel's `iowait`).
+    pub iowait: f64,
 }
 
 /// Parses the `cpu` line of `/proc/stat` (its values in ticks of `tick` seconds).
@@ -167,6 +169,7 @@ pub fn parse_cpu_clock(stat: &str, tick: f64) -> Option<CpuClock> {
     (v.len() >= 4).then(|| CpuClock {
         busy: (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) * tick,
         steal: at(7) * tick,
+        iowait: at(4) * tick,
     })
 }
 
@@ -189,6 +192,13 @@ pub struct MachineLoad {
     /// Steal time per second of the run: cores' worth of time the hypervisor gave
     /// to other guests.
     pub steal_cores: f64,
+    /// The kernel's `iowait` per second of the run: cores' worth of idle time
+    /// during which some task waited for block IO (a cold read, a write-back
+    /// flush), whoever's task it was. Idle, not busy: time a design could have
+    /// filled with CPU work had it had any. Not in results written before it was
+    /// recorded (absent there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iowait_cores: Option<f64>,
 }
 
 impl MachineLoad {
@@ -205,6 +215,7 @@ impl MachineLoad {
         (wall >= Self::MIN_WALL_SECONDS).then(|| MachineLoad {
             other_cores: ((after.busy - before.busy - own_cpu) / wall).max(0.0),
             steal_cores: ((after.steal - before.steal) / wall).max(0.0),
+            iowait_cores: Some(((after.iowait - before.iowait) / wall).max(0.0)),
         })
     }
 }
@@ -225,6 +236,11 @@ mod load_tests {
         let load = MachineLoad::between(b, a, 1.0, 0.5).unwrap();
         assert!((load.other_cores - 1.0).abs() < 1e-9, "{load:?}");
         assert!((load.steal_cores - 0.04).abs() < 1e-9, "{load:?}");
+        assert_eq!(load.iowait_cores, Some(0.0), "{load:?}");
+        // 30 ticks of iowait in 0.5 s: 0.6 cores idle waiting for IO.
+        let waited = parse_cpu_clock("cpu  200 0 94 1050 35 2 0 6 0 0\n", 0.01).unwrap();
+        let load = MachineLoad::between(b, waited, 0.5, 0.0).unwrap();
+        assert!((load.iowait_cores.unwrap() - 0.6).abs() < 1e-9, "{load:?}");
         // More own time than the coarse clock saw: zero, not negative.
         assert_eq!(
             MachineLoad::between(b, a, 1.0, 2.0).unwrap().other_cores,

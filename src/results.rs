@@ -467,6 +467,12 @@ pub struct Ceilings {
     pub cpu_threads: usize,
     /// Each CPU repetition's fields/s.
     pub cpu_repetitions: Vec<f64>,
+    /// Median CPU time (user + system, all threads) per field of the CPU ceiling's
+    /// timed passes, in milliseconds: the work itself, decode + reduce + encode from
+    /// memory, which every backend must spend at least. Absent in results written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms_per_item: Option<f64>,
 }
 
 #[cfg(test)]

@@ -1564,9 +1564,9 @@ impl TimedRun {
 
 /// This process's resource use (`getrusage(RUSAGE_SELF)`), or a difference of two.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Usage {
-    user_seconds: f64,
-    system_seconds: f64,
+pub(crate) struct Usage {
+    pub(crate) user_seconds: f64,
+    pub(crate) system_seconds: f64,
     /// `ru_maxrss`: only a fallback (see [`peak_rss`]).
     max_rss_bytes: u64,
     voluntary_switches: u64,
@@ -1575,7 +1575,7 @@ struct Usage {
 
 impl Usage {
     /// Now; all zeros (said once on standard error) if getrusage fails.
-    fn now() -> Usage {
+    pub(crate) fn now() -> Usage {
         // SAFETY: getrusage fills the struct we pass; a zeroed rusage is valid.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: RUSAGE_SELF and a valid pointer.
@@ -1597,7 +1597,7 @@ impl Usage {
     }
 
     /// What was used between `before` and this (the peak is this one's).
-    fn since(&self, before: &Usage) -> Usage {
+    pub(crate) fn since(&self, before: &Usage) -> Usage {
         Usage {
             user_seconds: self.user_seconds - before.user_seconds,
             system_seconds: self.system_seconds - before.system_seconds,

@@ -9,8 +9,9 @@ mod common;
 use common::text;
 
 use harness::analysis::Analysis;
+use harness::machine::MachineLoad;
 use harness::report;
-use harness::results::Results;
+use harness::results::{Ceilings, Results};
 
 const MOCK: &str = r#"
 name = "mocked"
@@ -259,6 +260,101 @@ fn the_throughput_table_and_decision_follow_from_known_figures() {
         "{decision}"
     );
     assert!(decision.contains("Confident"), "{decision}");
+}
+
+/// Where the time went, from known figures on 2 cores and 1000 items per repetition:
+/// the winner takes 1 s (2 core ms per item, 0.75 of them its CPU); one runner-up
+/// is slower because its cores sat idle, one because it spent more CPU, one
+/// because it waited for the disk. The table shows the split beside the CPU
+/// ceiling's, and the decision names each runner-up's largest part.
+#[test]
+fn where_the_time_went_splits_core_time_and_names_what_separates_the_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("mocked.toml");
+    fs::write(&s, MOCK).unwrap();
+    let out = harness(
+        dir.path(),
+        &["run", s.to_str().unwrap(), "--repetitions", "3"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut r = Results::load(&run_dir(dir.path()).join("results.json")).unwrap();
+    r.machine.cores = 2;
+    // (wall, user + system, iowait cores) per label.
+    let known = |label: &str| -> (f64, f64, f64) {
+        match label {
+            "mock-delay_us-0" => (1.0, 0.75, 0.0),
+            "mock-counters" => (1.5, 0.75, 0.0),
+            "mock-delay_us-300" => (2.0, 2.0, 0.0),
+            _ => (3.0, 0.75, 1.0),
+        }
+    };
+    for rep in r.repetitions.iter_mut() {
+        let (wall, cpu, iowait) = known(&rep.label);
+        let m = rep.measurement.as_mut().unwrap();
+        m.outcome.inputs = 1000;
+        m.wall_seconds = wall;
+        m.items_per_second = 1000.0 / wall;
+        m.user_seconds = cpu * 2.0 / 3.0;
+        m.system_seconds = cpu / 3.0;
+        m.voluntary_switches = 3000;
+        m.involuntary_switches = 1000;
+        m.machine_load = Some(MachineLoad {
+            other_cores: 0.0,
+            steal_cores: 0.0,
+            iowait_cores: Some(iowait),
+        });
+    }
+    r.ceilings = Some(Ceilings {
+        io_per_second: 1e5,
+        io_backend: "uring".into(),
+        io_results: String::new(),
+        cpu_per_second: 2000.0,
+        cpu_threads: 2,
+        cpu_repetitions: vec![2000.0],
+        cpu_ms_per_item: Some(0.5),
+    });
+    let analysis = Analysis::of(&r);
+    let md = report::markdown(&analysis);
+    let table: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| backend | core ms / item"))
+        .take(7)
+        .collect();
+    assert_eq!(
+        table.join("\n"),
+        "| backend | core ms / item | CPU | of which work | of which overhead | idle | of which iowait | other processes | switches / item (vol + invol) |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| *CPU ceiling* | 1.000 | 0.500 | 0.500 | – | 0.500 | – | – | – |
+| sequential | 6.000 | 0.750 | 0.500 | 0.250 | 5.250 | 3.000 | 0.0000 | 3.00 + 1.00 |
+| mock-delay_us-0 | 2.000 | 0.750 | 0.500 | 0.250 | 1.250 | 0.0000 | 0.0000 | 3.00 + 1.00 |
+| mock-delay_us-300 | 4.000 | 2.000 | 0.500 | 1.500 | 2.000 | 0.0000 | 0.0000 | 3.00 + 1.00 |
+| mock-counters | 3.000 | 0.750 | 0.500 | 0.250 | 2.250 | 0.0000 | 0.0000 | 3.00 + 1.00 |"
+    );
+    assert!(
+        md.contains("The CPU ceiling spent 0.500 ms of CPU per item on the work itself"),
+        "{md}"
+    );
+    assert!(md.contains("A backend at the CPU bound would take 1.000 core ms per item."));
+    let decision = report::decision(&analysis);
+    let line = |label: &str| {
+        decision
+            .lines()
+            .find(|l| l.starts_with(&format!("- {label} took")))
+            .unwrap_or_else(|| panic!("no line for {label}: {decision}"))
+            .to_string()
+    };
+    assert_eq!(
+        line("mock-counters"),
+        "- mock-counters took 1.000 core ms more per item (3.000 against 2.000, +50 %): CPU +0.000, idle +1.000 (iowait +0.000); mostly idle cores: work was not ready for them (4.00 context switches per item against 4.00)."
+    );
+    assert_eq!(
+        line("mock-delay_us-300"),
+        "- mock-delay_us-300 took 2.000 core ms more per item (4.000 against 2.000, +100 %): CPU +1.250, idle +0.750 (iowait +0.000); mostly CPU overhead (1.500 ms per item beyond the work itself, against 0.250 for mock-delay_us-0)."
+    );
+    assert_eq!(
+        line("sequential"),
+        "- sequential took 4.000 core ms more per item (6.000 against 2.000, +200 %): CPU +0.000, idle +4.000 (iowait +3.000); mostly idle cores waiting for the disk (iowait)."
+    );
 }
 
 /// The mock with scripted S3 requests (20 ms to first byte, 30 ms in all), swept

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{fmt_rate, fmt_us};
+use super::fmt_rate;
 use crate::analysis::{self, Analysis, BackendFigures};
 use crate::scenario::WorkloadKind;
 
@@ -22,7 +22,14 @@ pub fn decision(a: &Analysis) -> String {
         }
         Some(second) => {
             out.push_str(&lead(a, best, second));
-            let _ = writeln!(out, "\nWhy, from the data: {}", reason(a, best, second));
+            let _ = writeln!(
+                out,
+                "\nWhat separates them, from where each one's core time went (core ms per item: \
+                 CPU + other processes + idle; see *Where the time went*):\n"
+            );
+            for other in &ranked[1..] {
+                let _ = writeln!(out, "- {}", reason(a, best, other));
+            }
         }
     }
     out
@@ -91,64 +98,71 @@ fn lead(a: &Analysis, best: &BackendFigures, second: &BackendFigures) -> String 
     out
 }
 
-/// The metric on which the winner differs most from the runner-up, in words.
-fn reason(a: &Analysis, best: &BackendFigures, second: &BackendFigures) -> String {
-    let cores = a.results.machine.cores;
-    let cpu = |f: &BackendFigures| f.cpu_ms_per_1000.0 + f.cpu_ms_per_1000.1;
-    let read_p50 = |f: &BackendFigures| {
-        f.stages
-            .get("read")
-            .map(|h| h.value_at_quantile(0.5) as f64 / 1e3)
+/// What separates the winner from `other`, from the split of each one's core
+/// time per item ([`analysis::TimeSplit`]): the other backend took more core time
+/// per item, and the difference is its extra CPU (overhead: the work is the same),
+/// its extra idle time (with the kernel's iowait and the hand-overs per item as the
+/// likely cause) or other processes' CPU. Names the largest part.
+fn reason(a: &Analysis, best: &BackendFigures, other: &BackendFigures) -> String {
+    let (w, o) = (&best.time, &other.time);
+    let extra = o.core_ms - w.core_ms;
+    if !extra.is_finite() || w.core_ms <= 0.0 {
+        return "its core time per item was not measured.".into();
+    }
+    if extra <= 0.0 {
+        return format!(
+            "{} took no more core time per item ({:.3} ms against {:.3}): the medians differ by less than the repetitions scatter.",
+            other.label, o.core_ms, w.core_ms
+        );
+    }
+    let cpu = o.cpu_ms - w.cpu_ms;
+    let idle = o.idle_ms - w.idle_ms;
+    let others = o.other_ms.unwrap_or(0.0) - w.other_ms.unwrap_or(0.0);
+    let iowait = match (o.iowait_ms, w.iowait_ms) {
+        (Some(x), Some(y)) => Some(x - y),
+        _ => None,
     };
-    // Relative advantages of the winner (> 1 means it is better on that metric).
-    let mut candidates: Vec<(f64, String)> = Vec::new();
-    if cpu(best) > 0.0 && cpu(second) > 0.0 {
-        candidates.push((
-            cpu(second) / cpu(best),
-            format!(
-                "it spent less CPU per item: {:.0} ms per 1000 items (user + system) against {:.0} ms for {}",
-                cpu(best),
-                cpu(second),
-                second.label
-            ),
-        ));
+    let switches = |t: &analysis::TimeSplit| t.voluntary_switches + t.involuntary_switches;
+    let ms = |x: f64| format!("{:+.3}", x);
+    let mut parts = vec![format!("CPU {}", ms(cpu))];
+    parts.push(match iowait {
+        Some(io) => format!("idle {} (iowait {})", ms(idle), ms(io)),
+        None => format!("idle {}", ms(idle)),
+    });
+    if others.abs() >= 0.01 * o.core_ms {
+        parts.push(format!("other processes {}", ms(others)));
     }
-    if best.utilisation > 0.0 && second.utilisation > 0.0 {
-        candidates.push((
-            best.utilisation / second.utilisation,
-            format!(
-                "it kept the {cores} cores busier: {:.0} % against {:.0} % for {}",
-                best.utilisation * 100.0,
-                second.utilisation * 100.0,
-                second.label
-            ),
-        ));
-    }
-    if best.max_io_in_flight > 0 && second.max_io_in_flight > 0 {
-        candidates.push((
-            best.max_io_in_flight as f64 / second.max_io_in_flight as f64,
-            format!(
-                "it kept more IO in flight: up to {} operations against {} for {}",
-                best.max_io_in_flight, second.max_io_in_flight, second.label
-            ),
-        ));
-    }
-    if let (Some(a), Some(b)) = (read_p50(best), read_p50(second)) {
-        if a > 0.0 {
-            candidates.push((
-                b / a,
+    let cause = if others > cpu.max(idle) {
+        "other processes took the difference: a busier machine during its runs, not its design"
+            .to_string()
+    } else if cpu >= idle {
+        let what = a
+            .ceilings()
+            .and_then(|c| c.cpu_ms_per_item)
+            .map_or(String::new(), |work| {
                 format!(
-                    "its reads completed sooner: median read latency {} against {} for {}",
-                    fmt_us(a),
-                    fmt_us(b),
-                    second.label
-                ),
-            ));
-        }
-    }
-    candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-    match candidates.first() {
-        Some((adv, text)) if *adv > 1.05 => format!("{text}."),
-        _ => "no single measured figure (CPU per item, core use, IO in flight, read latency) differs by more than 5 %; the difference is in how the work overlaps.".into(),
-    }
+                    " ({:.3} ms per item beyond the work itself, against {:.3} for {})",
+                    o.overhead_ms(work),
+                    w.overhead_ms(work),
+                    best.label
+                )
+            });
+        format!("mostly CPU overhead{what}")
+    } else if iowait.is_some_and(|io| io > 0.5 * idle) {
+        "mostly idle cores waiting for the disk (iowait)".to_string()
+    } else {
+        format!(
+            "mostly idle cores: work was not ready for them ({:.2} context switches per item against {:.2})",
+            switches(o),
+            switches(w)
+        )
+    };
+    format!(
+        "{} took {extra:.3} core ms more per item ({:.3} against {:.3}, {:+.0} %): {}; {cause}.",
+        other.label,
+        o.core_ms,
+        w.core_ms,
+        extra / w.core_ms * 100.0,
+        parts.join(", "),
+    )
 }

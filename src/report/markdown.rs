@@ -36,6 +36,7 @@ impl Sections {
             body: [
                 throughput(a),
                 ceilings(a),
+                time_split(a),
                 not_counted(a),
                 latency(a),
                 requests(a),
@@ -205,6 +206,104 @@ fn ceilings(a: &Analysis) -> String {
             crate::ceilings::table(c)
         )
     })
+}
+
+/// Where each backend's core time went per item, beside the CPU ceiling's: the
+/// work itself, the design's CPU overhead, idle cores (and how much of that the
+/// kernel saw waiting for IO), other processes, and the hand-overs per item.
+fn time_split(a: &Analysis) -> String {
+    let figs = a.measured();
+    if figs.is_empty() {
+        return String::new();
+    }
+    let cores = a.results.machine.cores.max(1) as f64;
+    let work = a.ceilings().and_then(|c| c.cpu_ms_per_item);
+    let ms = |x: f64| {
+        if !x.is_finite() {
+            "–".to_string()
+        } else if x.abs() >= 10.0 {
+            format!("{x:.1}")
+        } else if x.abs() >= 0.1 {
+            format!("{x:.3}")
+        } else {
+            format!("{x:.4}")
+        }
+    };
+    let opt = |x: Option<f64>| x.map_or("–".to_string(), ms);
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## Where the time went\n");
+    let _ = writeln!(
+        md,
+        "Per item, in core milliseconds: all {} cores' time during the run divided by the items \
+         (so 1000 / ({} per core)), split into this process's CPU (user + system), other \
+         processes' CPU and idle. **iowait** is the part of idle the kernel counted as waiting \
+         for block IO. Medians over the verified repetitions, so the parts add up to the total \
+         only roughly.",
+        cores, a.unit
+    );
+    match (a.ceilings(), work) {
+        (Some(c), Some(w)) => {
+            let _ = writeln!(
+                md,
+                "\nThe CPU ceiling spent {} ms of CPU per item on the work itself (decode + \
+                 reduce + encode from memory, {} threads): a backend's CPU beyond that is its \
+                 **overhead** (system calls, copies from the page cache, hand-overs, spinning). \
+                 A backend at the {} bound would take {} core ms per item.\n",
+                ms(w),
+                c.cpu_threads,
+                c.bound_name(),
+                ms(cores * 1e3 / c.bound())
+            );
+        }
+        (Some(_), None) => {
+            let _ = writeln!(
+                md,
+                "\nThese ceilings were measured before their CPU per item was recorded, so the \
+                 work and the overhead are not told apart.\n"
+            );
+        }
+        (None, _) => {
+            let _ = writeln!(
+                md,
+                "\nRun with `--ceilings` to split CPU into the work itself and each design's \
+                 overhead.\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| backend | core ms / item | CPU | of which work | of which overhead | idle | of which iowait | other processes | switches / item (vol + invol) |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    if let (Some(c), Some(w)) = (a.ceilings(), work) {
+        let core = cores * 1e3 / c.cpu_per_second;
+        let _ = writeln!(
+            md,
+            "| *CPU ceiling* | {} | {} | {} | – | {} | – | – | – |",
+            ms(core),
+            ms(w),
+            ms(w),
+            ms((core - w).max(0.0))
+        );
+    }
+    for f in figs {
+        let t = &f.time;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} + {:.2} |",
+            f.label,
+            ms(t.core_ms),
+            ms(t.cpu_ms),
+            opt(work),
+            opt(work.map(|w| t.overhead_ms(w))),
+            ms(t.idle_ms),
+            opt(t.iowait_ms),
+            opt(t.other_ms),
+            t.voluntary_switches,
+            t.involuntary_switches,
+        );
+    }
+    md
 }
 
 /// Backends skipped, and repetitions that did not count, with why.
@@ -424,6 +523,13 @@ medians.\n\
 - **IO in flight (max)**, **threads**: the most IO operations outstanding at once and the most \
 threads the backend used, over its counted repetitions.\n\
 - **peak RSS**: the child process's peak resident memory (`VmHWM`).\n\
+- **core ms / item** (*Where the time went*): cores × wall time / items, the core time one \
+item took; **CPU** is the process's user + system time per item, **of which work** the CPU \
+ceiling's CPU per item (decode + reduce + encode from memory), **of which overhead** the rest; \
+**idle** is core time nobody used, **iowait** the part of it the kernel counted as waiting for \
+block IO, **other processes** other programs' CPU during the run (from `/proc/stat`); \
+**switches / item** the process's voluntary (waits) and involuntary (preemptions) context \
+switches per item.\n\
 - **verified**: repetitions that finished and whose output verified, of those run.\n\
 - **read, decode, reduce, encode, write**: an item's wall time in that stage: a read or a \
 write from its submission to its completion (time queued for IO included), a decode, reduce \
