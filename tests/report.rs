@@ -322,7 +322,7 @@ fn where_the_time_went_splits_core_time_and_names_what_separates_the_winner() {
         .collect();
     assert_eq!(
         table.join("\n"),
-        "| backend | core ms / item | CPU | of which work | of which overhead | idle | of which iowait | other processes | switches / item (vol + invol) |
+        "| backend | core ms / item | CPU | of which work | of which overhead | idle | of which iowait | other CPU | switches / item (vol + invol) |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 | *CPU ceiling* | 1.000 | 0.500 | 0.500 | – | 0.500 | – | – | – |
 | sequential | 6.000 | 0.750 | 0.500 | 0.250 | 5.250 | 3.000 | 0.0000 | 3.00 + 1.00 |

@@ -25,7 +25,7 @@ pub fn decision(a: &Analysis) -> String {
             let _ = writeln!(
                 out,
                 "\nWhat separates them, from where each one's core time went (core ms per item: \
-                 CPU + other processes + idle; see *Where the time went*):\n"
+                 CPU + other CPU + idle; see *Where the time went*):\n"
             );
             for other in &ranked[1..] {
                 let _ = writeln!(out, "- {}", reason(a, best, other));
@@ -102,7 +102,7 @@ fn lead(a: &Analysis, best: &BackendFigures, second: &BackendFigures) -> String 
 /// time per item ([`analysis::TimeSplit`]): the other backend took more core time
 /// per item, and the difference is its extra CPU (overhead: the work is the same),
 /// its extra idle time (with the kernel's iowait and the hand-overs per item as the
-/// likely cause) or other processes' CPU. Names the largest part.
+/// likely cause) or CPU not charged to it. Names the largest part.
 fn reason(a: &Analysis, best: &BackendFigures, other: &BackendFigures) -> String {
     let (w, o) = (&best.time, &other.time);
     let extra = o.core_ms - w.core_ms;
@@ -130,10 +130,11 @@ fn reason(a: &Analysis, best: &BackendFigures, other: &BackendFigures) -> String
         None => format!("idle {}", ms(idle)),
     });
     if others.abs() >= 0.01 * o.core_ms {
-        parts.push(format!("other processes {}", ms(others)));
+        parts.push(format!("other CPU {}", ms(others)));
     }
     let cause = if others > cpu.max(idle) {
-        "other processes took the difference: a busier machine during its runs, not its design"
+        "CPU not charged to it took the difference: other processes, or the kernel's interrupt \
+         and block-IO work (with a cold cache, partly for its own reads)"
             .to_string()
     } else if cpu >= idle {
         let what = a

@@ -210,7 +210,7 @@ fn ceilings(a: &Analysis) -> String {
 
 /// Where each backend's core time went per item, beside the CPU ceiling's: the
 /// work itself, the design's CPU overhead, idle cores (and how much of that the
-/// kernel saw waiting for IO), other processes, and the hand-overs per item.
+/// kernel saw waiting for IO), CPU not charged to it, and the hand-overs per item.
 fn time_split(a: &Analysis) -> String {
     let figs = a.measured();
     if figs.is_empty() {
@@ -236,7 +236,7 @@ fn time_split(a: &Analysis) -> String {
         md,
         "Per item, in core milliseconds: all {} cores' time during the run divided by the items \
          (so 1000 / ({} per core)), split into this process's CPU (user + system), other \
-         processes' CPU and idle. **iowait** is the part of idle the kernel counted as waiting \
+         CPU (not charged to it: other processes, kernel threads, interrupts) and idle. **iowait** is the part of idle the kernel counted as waiting \
          for block IO. Medians over the verified repetitions, so the parts add up to the total \
          only roughly.",
         cores, a.unit
@@ -272,7 +272,7 @@ fn time_split(a: &Analysis) -> String {
     }
     let _ = writeln!(
         md,
-        "| backend | core ms / item | CPU | of which work | of which overhead | idle | of which iowait | other processes | switches / item (vol + invol) |"
+        "| backend | core ms / item | CPU | of which work | of which overhead | idle | of which iowait | other CPU | switches / item (vol + invol) |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     if let (Some(c), Some(w)) = (a.ceilings(), work) {
@@ -527,7 +527,8 @@ threads the backend used, over its counted repetitions.\n\
 item took; **CPU** is the process's user + system time per item, **of which work** the CPU \
 ceiling's CPU per item (decode + reduce + encode from memory), **of which overhead** the rest; \
 **idle** is core time nobody used, **iowait** the part of it the kernel counted as waiting for \
-block IO, **other processes** other programs' CPU during the run (from `/proc/stat`); \
+block IO, **other CPU** CPU time during the run not charged to this process (from \
+`/proc/stat`: other processes, kernel threads, interrupts, its own reads' interrupts included); \
 **switches / item** the process's voluntary (waits) and involuntary (preemptions) context \
 switches per item.\n\
 - **verified**: repetitions that finished and whose output verified, of those run.\n\
