@@ -77,8 +77,8 @@ pub fn check_regular(path: &Path) -> Result<(), RunError> {
 
 /// The error for an input whose open failed: `not a regular file (…)` when that is
 /// why (a socket's open fails with ENXIO, a FIFO's with EINVAL under `O_DIRECT`),
-/// else `cannot open: …`.
-fn open_error(path: &Path, e: &std::io::Error) -> RunError {
+/// else `cannot open: …`. For backends whose open is not [`open_input`].
+pub fn open_error(path: &Path, e: &std::io::Error) -> RunError {
     match not_regular(path) {
         Some(kind) => RunError::input(path, format!("not a regular file ({kind})")),
         None => RunError::input(path, format!("cannot open: {}", io_detail(e))),
@@ -112,6 +112,13 @@ pub fn regular_input(file: File, path: &Path) -> Result<File, RunError> {
     checked(file, path, None).map(|(file, _)| file)
 }
 
+/// [`regular_input`] for a file opened with exactly [`OPEN_FLAGS`] (as an io_uring
+/// `openat` with them opens it), and its length by `fstat`: no status flag but
+/// `O_NONBLOCK` to clear, so one `F_SETFL`, as [`open_input`] does.
+pub fn opened_input(file: File, path: &Path) -> Result<(File, u64), RunError> {
+    checked(file, path, Some(0))
+}
+
 /// `fstat`s `file`, refuses anything but a regular file, and clears `O_NONBLOCK`:
 /// `flags` are the status flags to set instead, or `None` to read them first.
 fn checked(file: File, path: &Path, flags: Option<i32>) -> Result<(File, u64), RunError> {
@@ -143,8 +150,9 @@ fn fcntl_error(path: &Path) -> RunError {
     RunError::input(path, format!("fcntl: {}", io_detail(&e)))
 }
 
-/// The error for an input longer than `max_len` bytes.
-fn too_large_error(path: &Path, max_len: u64) -> RunError {
+/// The error for a whole-file input longer than `max_len` bytes, as
+/// [`read_input`] gives it: for backends that read a whole file their own way.
+pub fn too_large_error(path: &Path, max_len: u64) -> RunError {
     RunError::input(
         path,
         format!("larger than any valid input ({max_len} bytes at most)"),

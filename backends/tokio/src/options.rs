@@ -41,11 +41,14 @@ pub enum IoChoice {
     StdBlocking,
     /// `std::fs`, one `spawn_blocking` reading up to `read_batch` inputs.
     StdBatched,
+    /// `tokio::fs` on Tokio's io_uring driver (a `--cfg tokio_unstable` build).
+    TokioUring,
 }
 choice_option!(IoChoice {
     TokioFs = "tokio-fs",
     StdBlocking = "std-blocking",
-    StdBatched = "std-batched"
+    StdBatched = "std-batched",
+    TokioUring = "tokio-uring"
 });
 
 impl IoChoice {
@@ -55,6 +58,7 @@ impl IoChoice {
             IoChoice::TokioFs => IoMode::TokioFs,
             IoChoice::StdBlocking => IoMode::StdInBlocking,
             IoChoice::StdBatched => IoMode::StdBatched(read_batch),
+            IoChoice::TokioUring => IoMode::TokioUring,
         }
     }
 }
@@ -77,7 +81,9 @@ backend_options! {
         bridge: BridgeChoice = BridgeChoice::Oneshot;
         /// tokio-fs: tokio::fs, one blocking-pool hop per call; std-blocking: std::fs
         /// inside one spawn_blocking per read or write; std-batched: like std-blocking,
-        /// but one spawn_blocking reads up to read_batch inputs one after another.
+        /// but one spawn_blocking reads up to read_batch inputs one after another;
+        /// tokio-uring: tokio::fs on Tokio's own io_uring driver (open, read, write,
+        /// rename on the ring; mkdir still a hop), in a --cfg tokio_unstable build.
         io: IoChoice = IoChoice::TokioFs;
         /// io = "std-batched" only: inputs read per blocking-pool hop, at most. A batch
         /// takes one io_in_flight slot and reserves all its bytes before it starts.
@@ -94,7 +100,9 @@ backend_options! {
     pub struct SpawnBlockingOptions {
         /// tokio-fs: tokio::fs, one blocking-pool hop per call; std-blocking: std::fs
         /// inside one spawn_blocking per read or write; std-batched: like std-blocking,
-        /// but one spawn_blocking reads up to read_batch inputs one after another.
+        /// but one spawn_blocking reads up to read_batch inputs one after another;
+        /// tokio-uring: tokio::fs on Tokio's own io_uring driver (open, read, write,
+        /// rename on the ring; mkdir still a hop), in a --cfg tokio_unstable build.
         io: IoChoice = IoChoice::TokioFs;
         /// io = "std-batched" only: inputs read per blocking-pool hop, at most. A batch
         /// takes one io_in_flight slot and reserves all its bytes before it starts.

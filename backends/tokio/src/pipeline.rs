@@ -72,7 +72,7 @@ struct GroupState<R> {
 
 /// Counts the runtime's threads (workers and blocking threads) alive and at most.
 #[derive(Default)]
-struct ThreadCount {
+pub(crate) struct ThreadCount {
     alive: AtomicU64,
     max: AtomicU64,
 }
@@ -87,28 +87,18 @@ pub fn run<W: Workload>(
     recorder: &Arc<dyn Recorder>,
     cancel: &Cancel,
 ) -> Result<RunOutcome, RunError> {
+    if matches!(cfg.io, IoMode::TokioUring) {
+        // Refused, with the reason, where Tokio would run tokio::fs in its blocking
+        // pool instead (the runtime itself is checked below as well).
+        if let rechunk_contract::Availability::Unavailable(why) = crate::tokio_uring::availability()
+        {
+            return Err(RunError::Unavailable(why));
+        }
+    }
     workload.check_job(job).map_err(|e| RunError::Job(e.0))?;
     cancel.check()?;
     let threads = Arc::new(ThreadCount::default());
-    let (t1, t2) = (threads.clone(), threads.clone());
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if matches!(cfg.io, IoMode::Object(_)) {
-        // Network stores need the IO driver; the file modes run without it as before.
-        builder.enable_io();
-    }
-    let runtime = builder
-        .worker_threads(cfg.tokio_workers.max(1))
-        .thread_name("tokio")
-        .enable_time()
-        .on_thread_start(move || {
-            let n = t1.alive.fetch_add(1, Relaxed) + 1;
-            t1.max.fetch_max(n, Relaxed);
-        })
-        .on_thread_stop(move || {
-            t2.alive.fetch_sub(1, Relaxed);
-        })
-        .build()
-        .map_err(|e| RunError::Internal(format!("building the Tokio runtime: {e}")))?;
+    let runtime = runtime(&cfg.io, cfg.tokio_workers, &threads)?;
     let ctx = Arc::new(Ctx {
         job: job.clone(),
         workload: workload.clone(),
@@ -126,6 +116,12 @@ pub fn run<W: Workload>(
         write_hops: AtomicU64::new(0),
     });
     let (result, read_hops) = runtime.block_on(async {
+        if matches!(cfg.io, IoMode::TokioUring) {
+            // Before any other task: the blocking pool must still be unused.
+            if let Err(e) = crate::tokio_uring::check_runtime(&job.input_root).await {
+                return (Err(e), 0);
+            }
+        }
         // Turns a user cancel into a notification of every waiting task.
         let stop = ctx.stop.clone();
         let watcher = tokio::spawn(async move { stop.watch().await });
@@ -174,6 +170,45 @@ pub fn run<W: Workload>(
         }
     }
     Ok(outcome)
+}
+
+/// The runtime for `io`, its threads counted in `threads`: the IO driver (and with
+/// it, in a `tokio_unstable` build, Tokio's io_uring file operations) only for an
+/// object store, which needs it for the network, and for [`IoMode::TokioUring`].
+/// The other file modes run without it, so that their `tokio::fs` calls stay on the
+/// blocking pool whatever the build.
+pub(crate) fn runtime(
+    io: &IoMode,
+    tokio_workers: usize,
+    threads: &Arc<ThreadCount>,
+) -> Result<tokio::runtime::Runtime, RunError> {
+    let (t1, t2) = (threads.clone(), threads.clone());
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    match io {
+        IoMode::Object(_) => {
+            builder.enable_io();
+        }
+        IoMode::TokioUring => {
+            #[cfg(tokio_unstable)]
+            builder.enable_io_uring();
+            #[cfg(not(tokio_unstable))]
+            return Err(RunError::Unavailable(crate::tokio_uring::NOT_BUILT.into()));
+        }
+        IoMode::TokioFs | IoMode::StdInBlocking | IoMode::StdBatched(_) => {}
+    }
+    builder
+        .worker_threads(tokio_workers.max(1))
+        .thread_name("tokio")
+        .enable_time()
+        .on_thread_start(move || {
+            let n = t1.alive.fetch_add(1, Relaxed) + 1;
+            t1.max.fetch_max(n, Relaxed);
+        })
+        .on_thread_stop(move || {
+            t2.alive.fetch_sub(1, Relaxed);
+        })
+        .build()
+        .map_err(|e| RunError::Internal(format!("building the Tokio runtime: {e}")))
 }
 
 /// Keeps `e` if it explains the run's failure (see [`FirstError`]) and tells every
@@ -422,20 +457,28 @@ async fn write<W: Workload>(ctx: &Arc<Ctx<W>>, object: OutputObject) -> Result<(
         .map(|d| d.to_path_buf());
     let result = match &ctx.cfg.io {
         IoMode::Object(o) => o.write(&object.key, object.bytes).await,
-        IoMode::TokioFs => {
+        IoMode::TokioFs | IoMode::TokioUring => {
+            let uring = matches!(ctx.cfg.io, IoMode::TokioUring);
             if let Some(dir) = &new_dir {
+                // Tokio has no io_uring mkdir: a hop in either mode.
                 ctx.write_hops.fetch_add(1, Relaxed);
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| RunError::output(dir, io_detail(&e)))?;
             }
-            ctx.write_hops.fetch_add(2, Relaxed);
+            if !uring {
+                ctx.write_hops.fetch_add(2, Relaxed);
+            }
+            // On io_uring: openat, write(s) and renameat on the ring, close inline.
             let tmp = temp_path(&path);
             let r = match tokio::fs::write(&tmp, object.bytes).await {
                 Ok(()) => tokio::fs::rename(&tmp, &path).await,
                 Err(e) => Err(e),
             };
             if r.is_err() {
+                if uring {
+                    ctx.write_hops.fetch_add(1, Relaxed);
+                }
                 let _ = tokio::fs::remove_file(&tmp).await;
             }
             r.map_err(|e| RunError::output(&path, io_detail(&e)))

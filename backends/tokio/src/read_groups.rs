@@ -91,7 +91,9 @@ use crate::limits::{Budget, IoLimit, Reservation, Stop};
 #[derive(Clone, Debug)]
 pub enum IoMode {
     /// `tokio::fs`, what a Tokio user reaches for: every call (open, seek, read) is
-    /// one hop to the blocking pool. A whole file is one hop, as `tokio::fs::read`
+    /// one hop to the blocking pool (on a runtime without the IO driver, as the
+    /// pipeline builds it for this mode: on one with it, in a `tokio_unstable`
+    /// build, Tokio would put a `tokio::fs::File`'s reads on io_uring). A whole file is one hop, as `tokio::fs::read`
     /// (which is `spawn_blocking(std::fs::read)`), here of the bounded, regular-file-
     /// only [`rechunk_contract::input::read_input`]. A byte range opens its file each
     /// time (the open through [`rechunk_contract::input::open_input`] in one hop, as
@@ -110,6 +112,14 @@ pub enum IoMode {
     /// batches are under way. Writes are one hop each, as in
     /// [`IoMode::StdInBlocking`].
     StdBatched(usize),
+    /// `tokio::fs` on Tokio's own io_uring driver (see [`crate::tokio_uring`]): the
+    /// opens, reads, writes and renames go through the runtime's ring, needing a
+    /// `--cfg tokio_unstable` build and a runtime built with `enable_io_uring()`
+    /// (else Tokio runs them in its blocking pool; the pipeline checks and refuses
+    /// the mode instead). A byte range opens its file each time, as with
+    /// [`IoMode::TokioFs`]. `create_dir_all` of an output directory and the removal
+    /// of a failed write's temporary file are still hops to the blocking pool.
+    TokioUring,
     /// Another store (an object store): every read and write is its request.
     Object(Arc<dyn ObjectIo>),
 }
@@ -121,6 +131,7 @@ impl IoMode {
             IoMode::TokioFs => "tokio::fs".into(),
             IoMode::StdInBlocking => "std::fs in spawn_blocking".into(),
             IoMode::StdBatched(n) => format!("std::fs in spawn_blocking, up to {n} reads per hop"),
+            IoMode::TokioUring => "tokio::fs on Tokio's io_uring driver".into(),
             IoMode::Object(o) => o.name(),
         }
     }
@@ -734,6 +745,8 @@ async fn read_one_input(
             f.read_exact(&mut buf).await.map_err(fail)?;
             Ok(buf)
         }
+        // No hop: the open and the reads go through the runtime's ring.
+        (IoMode::TokioUring, range) => crate::tokio_uring::read(&path, range, max_len).await,
         (IoMode::Object(o), _) => o.read(input).await,
         (IoMode::StdInBlocking | IoMode::StdBatched(_), _) => {
             shared.hops.fetch_add(1, Relaxed);
@@ -764,7 +777,7 @@ fn read_std(shared: &Shared, input: &InputRef, max_len: u64) -> Result<Vec<u8>, 
 
 /// A failed read of the input at `path` (of `range` of it, if any) in words: a
 /// range that runs past the file's end is a truncated file.
-fn range_error(path: &Path, range: Option<ByteRange>, e: std::io::Error) -> RunError {
+pub(crate) fn range_error(path: &Path, range: Option<ByteRange>, e: std::io::Error) -> RunError {
     match (e.kind(), range) {
         (ErrorKind::UnexpectedEof, Some(r)) => RunError::input(
             path,
