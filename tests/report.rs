@@ -335,6 +335,12 @@ fn where_the_time_went_splits_core_time_and_names_what_separates_the_winner() {
         "{md}"
     );
     assert!(md.contains("A backend at the CPU bound would take 1.000 core ms per item."));
+    // sequential's 0.25 ms beyond the work: 2 cores / 0.75 ms = 2,667 fields/s at best.
+    assert!(
+        md.contains("`sequential` spent 0.250 ms per item beyond the work")
+            && md.contains("could reach about 2,667 fields/s (133 % of the CPU ceiling)"),
+        "{md}"
+    );
     let decision = report::decision(&analysis);
     let line = |label: &str| {
         decision
@@ -349,7 +355,7 @@ fn where_the_time_went_splits_core_time_and_names_what_separates_the_winner() {
     );
     assert_eq!(
         line("mock-delay_us-300"),
-        "- mock-delay_us-300 took 2.000 core ms more per item (4.000 against 2.000, +100 %): CPU +1.250, idle +0.750 (iowait +0.000); mostly CPU overhead (1.500 ms per item beyond the work itself, against 0.250 for mock-delay_us-0)."
+        "- mock-delay_us-300 took 2.000 core ms more per item (4.000 against 2.000, +100 %): CPU +1.250, idle +0.750 (iowait +0.000); mostly CPU overhead (1.500 ms per item beyond the work itself, against 0.250 for mock-delay_us-0; 4.00 context switches per item against 4.00)."
     );
     assert_eq!(
         line("sequential"),

@@ -142,10 +142,13 @@ fn reason(a: &Analysis, best: &BackendFigures, other: &BackendFigures) -> String
             .and_then(|c| c.cpu_ms_per_item)
             .map_or(String::new(), |work| {
                 format!(
-                    " ({:.3} ms per item beyond the work itself, against {:.3} for {})",
+                    " ({:.3} ms per item beyond the work itself, against {:.3} for {}; {:.2} \
+                     context switches per item against {:.2})",
                     o.overhead_ms(work),
                     w.overhead_ms(work),
-                    best.label
+                    best.label,
+                    switches(o),
+                    switches(w)
                 )
             });
         format!("mostly CPU overhead{what}")

@@ -254,6 +254,25 @@ fn time_split(a: &Analysis) -> String {
                 c.bound_name(),
                 ms(cores * 1e3 / c.bound())
             );
+            // The baseline's overhead is the CPU its IO took done the plainest way
+            // (one thread, no hand-overs): every design spends at least about that.
+            if let Some(base) = a.baseline().filter(|b| b.time.cpu_ms.is_finite()) {
+                let io = base.time.overhead_ms(w).max(0.0);
+                let best = cores * 1e3 / (w + io);
+                let _ = writeln!(
+                    md,
+                    "`{}` spent {} ms per item beyond the work: the CPU of its reads and writes \
+                     done one at a time on one thread, with no hand-over. A design that spent \
+                     only that could reach about {} {} ({:.0} % of the CPU ceiling), if its \
+                     cores never idled; that, not the ceiling, is what the overheads below are \
+                     measured against.\n",
+                    base.label,
+                    ms(io),
+                    fmt_rate(best.min(c.io_per_second)),
+                    a.unit,
+                    best.min(c.io_per_second) / c.cpu_per_second * 100.0
+                );
+            }
         }
         (Some(_), None) => {
             let _ = writeln!(
