@@ -369,6 +369,9 @@ struct Run<'a> {
     /// Files read to warm the cache before the first repetition.
     warmed_files: u64,
     trash: Trash,
+    /// The most bytes one repetition wrote so far: the trash is emptied early
+    /// when the disk has less than twice this (and a GiB) free.
+    largest_output: u64,
     /// Backends (by index) that can run here.
     runnable: Vec<usize>,
     /// Per backend, the S3 output it writes, verified in the store.
@@ -484,6 +487,7 @@ impl<'a> Run<'a> {
             files,
             warmed_files: 0,
             trash: Trash::new(&dirs.data),
+            largest_output: 0,
             runnable: Vec::new(),
             s3_outputs: vec![None; scenario.backends.len()],
             oracle: None,
@@ -748,6 +752,20 @@ impl<'a> Run<'a> {
             ),
         }
         .context("emptying the output directory before the repetition")?;
+        let need = self
+            .largest_output
+            .saturating_mul(2)
+            .saturating_add(1 << 30);
+        if self
+            .trash
+            .keep_free(&self.dirs.data, need)
+            .context("emptying the trash to keep room on the disk")?
+        {
+            eprintln!(
+                "  (emptied the trash of earlier repetitions: under {:.1} GiB free)",
+                need as f64 / (1u64 << 30) as f64
+            );
+        }
         let Some(cache) = self.prepare_cache(step == 0)? else {
             return Ok(None);
         };
@@ -772,6 +790,9 @@ impl<'a> Run<'a> {
                 None,
             ),
         };
+        if let Some(m) = &measurement {
+            self.largest_output = self.largest_output.max(m.outcome.output_bytes);
+        }
         let ok = error.is_none() && status.success();
         let verification = ok.then(|| self.verify(slot, measurement.as_ref()));
         self.keep_oracle(slot, &error, verification.as_ref())?;

@@ -404,6 +404,25 @@ impl Trash {
         Ok(self.dir.join(n.to_string()))
     }
 
+    /// Empties the trash now if the filesystem it is on has fewer than `need` bytes
+    /// free; returns whether it did. The trash is kept until the run ends only
+    /// while the disk has room for it: a long run of large outputs (icon-like:
+    /// 36 repetitions of 0.9 GB) would otherwise fill the disk with its own trash
+    /// and fail a write. Emptying between repetitions is untimed, but it costs the
+    /// next repetition ext4's scan of the inodes just freed, so it happens only
+    /// when room runs short. Free space that cannot be read is not a reason to
+    /// empty anything.
+    pub fn keep_free(&self, data: &DataDir, need: u64) -> anyhow::Result<bool> {
+        let Some(free) = free_bytes(&data.root) else {
+            return Ok(false);
+        };
+        if free >= need {
+            return Ok(false);
+        }
+        self.empty(data)?;
+        Ok(true)
+    }
+
     /// Deletes this run's trash, and what earlier runs left there (they were
     /// interrupted: while this process holds the lock, no other run is using it).
     pub fn empty(&self, data: &DataDir) -> anyhow::Result<()> {
@@ -423,6 +442,20 @@ impl Trash {
         }
         data.remove(parent, Kind::Trash)
     }
+}
+
+/// Bytes free to an unprivileged user on the filesystem holding `path`; `None`
+/// where `statvfs` fails (the path does not exist, say).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct we pass; a zeroed statvfs is valid.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Whether `path` is a real directory whose marker names `kind`; an error that
@@ -640,5 +673,28 @@ mod tests {
         assert!(out.join(MARKER).exists());
         trash.empty(&data).unwrap();
         assert!(!data.path().join("outputs").join(TRASH).exists());
+    }
+
+    #[test]
+    fn the_trash_goes_early_only_when_the_disk_runs_short() {
+        let (_dir, data) = setup();
+        let out = data.path().join("outputs/x");
+        let trash = Trash::new(&data);
+        data.empty_output(&out, &trash).unwrap();
+        fs::write(out.join("c"), b"1").unwrap();
+        data.empty_output(&out, &trash).unwrap();
+        let slots = data.path().join("outputs").join(TRASH);
+        assert!(free_bytes(data.path()).is_some_and(|f| f > 0));
+        // Room enough: kept until the run ends.
+        assert!(!trash.keep_free(&data, 1).unwrap());
+        assert!(slots.exists());
+        // Less free than needed: emptied now, and the next emptying still works.
+        assert!(trash.keep_free(&data, u64::MAX).unwrap());
+        assert!(!slots.exists());
+        fs::write(out.join("d"), b"2").unwrap();
+        data.empty_output(&out, &trash).unwrap();
+        assert!(!out.join("d").exists() && slots.exists());
+        trash.empty(&data).unwrap();
+        assert!(free_bytes(&data.path().join("no such dir")).is_none());
     }
 }
