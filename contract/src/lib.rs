@@ -41,6 +41,7 @@ pub mod options;
 pub mod output;
 pub mod readonly;
 pub mod recorder;
+pub mod steps;
 pub mod workload;
 
 pub use backend::{Availability, Backend, Cancel, Capabilities, FirstError, RunError, RunOutcome};

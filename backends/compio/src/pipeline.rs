@@ -45,6 +45,7 @@ use backend_tokio::limits::{Budget, IoLimit, Reservation, Stop};
 use compio::driver::op::OpCodeFlag;
 use compio::driver::ProactorBuilder;
 use compio::runtime::{Runtime, RuntimeBuilder};
+use rechunk_contract::steps;
 use rechunk_contract::{
     FirstError, GroupReducer, Io, Job, OutputObject, Recorder, RunError, RunOutcome, Stage,
     Workload,
@@ -560,23 +561,10 @@ async fn input<W: Workload>(
         .run(&ctx.stop, "decode", move || {
             let group = &c.job.groups[position];
             let at_fault = || c.job.input_path(&group.inputs[index]);
-            let t = Instant::now();
-            let decoded = c
-                .workload
-                .decode(group, index, &bytes)
-                .map_err(|e| RunError::input(at_fault(), e))?;
-            c.recorder.stage_done(Stage::Decode, t, cost.transient);
+            let decoded =
+                steps::decode(&*c.workload, &*c.recorder, group, index, &bytes, &at_fault)?;
             drop(bytes);
-            let t = Instant::now();
-            let mut reducer = s.reducer.lock().unwrap_or_else(|e| e.into_inner());
-            let emission = reducer
-                .as_mut()
-                .ok_or_else(|| RunError::Internal("push after the group was finished".into()))?
-                .push(index, decoded)
-                .map_err(|e| RunError::input(at_fault(), e))?;
-            drop(reducer);
-            c.recorder.stage_done(Stage::Reduce, t, 0);
-            Ok::<_, RunError>(emission)
+            steps::push_locked(&s.reducer, &*c.recorder, index, decoded, &at_fault)
         })
         .await??;
     ctx.recorder.stage_done(Stage::Input, submitted, 0);
@@ -594,20 +582,11 @@ async fn input<W: Workload>(
             let ctx = ctx.clone();
             async move {
                 let c = ctx.clone();
-                let group_index = group.index;
                 let object = ctx
                     .cpu
                     .run(&ctx.stop, "encode", move || {
-                        let t = Instant::now();
-                        let object = c.workload.encode(chunk).map_err(|e| {
-                            RunError::output(
-                                &c.job.output_root,
-                                format!("encoding a chunk of group {group_index}: {e}"),
-                            )
-                        })?;
-                        c.recorder
-                            .stage_done(Stage::Encode, t, object.bytes.len() as u64);
-                        Ok::<_, RunError>(object)
+                        let group = &c.job.groups[position];
+                        steps::encode(&*c.workload, &*c.recorder, &c.job, group, chunk)
                     })
                     .await??;
                 write(&ctx, object).await

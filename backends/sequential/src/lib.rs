@@ -15,9 +15,10 @@ use std::time::Instant;
 
 use rechunk_contract::input::open_input;
 use rechunk_contract::output::{io_detail, write_metadata, write_recorded, LocalWriter};
+use rechunk_contract::steps;
 use rechunk_contract::{
-    Backend, ByteBudget, Cancel, Capabilities, Group, GroupReducer, InputRef, Io, Job,
-    OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
+    Backend, ByteBudget, Cancel, Capabilities, GroupReducer, InputRef, Io, Job, OutputObject,
+    Recorder, RunError, RunOutcome, Stage, Workload,
 };
 
 /// See the crate documentation.
@@ -75,26 +76,14 @@ impl Backend for Sequential {
                 run.outcome.inputs += 1;
                 run.outcome.input_bytes += raw.len() as u64;
 
-                let t = Instant::now();
-                let decoded = workload
-                    .decode(group, index, raw)
-                    .map_err(|e| RunError::input(job.input_path(input), e))?;
-                recorder.stage_done(Stage::Decode, t, cost.transient);
-
-                let t = Instant::now();
-                let emission = reducer
-                    .push(index, decoded)
-                    .map_err(|e| RunError::input(job.input_path(input), e))?;
-                recorder.stage_done(Stage::Reduce, t, 0);
+                let at_fault = || job.input_path(input);
+                let decoded = steps::decode(&**workload, recorder, group, index, raw, &at_fault)?;
+                let emission = steps::push(&mut reducer, recorder, index, decoded, &at_fault)?;
                 recorder.stage_done(Stage::Input, read_start, 0);
                 budget.release(cost.read + cost.transient);
 
                 for chunk in emission.chunks {
-                    let t = Instant::now();
-                    let object = workload
-                        .encode(chunk)
-                        .map_err(|e| encode_error(job, group, e))?;
-                    recorder.stage_done(Stage::Encode, t, object.bytes.len() as u64);
+                    let object = steps::encode(&**workload, recorder, job, group, chunk)?;
                     run.write(object)?;
                 }
                 budget.release(emission.retired_bytes);
@@ -106,13 +95,6 @@ impl Backend for Sequential {
         run.outcome.details.insert("threads".into(), 1.into());
         Ok(run.outcome)
     }
-}
-
-fn encode_error(job: &Job, group: &Group, e: rechunk_contract::WorkloadError) -> RunError {
-    RunError::output(
-        &job.output_root,
-        format!("encoding a chunk of group {}: {e}", group.index),
-    )
 }
 
 struct Run<'a> {

@@ -45,6 +45,7 @@ use engine::{Engine, Event, EventFd, Input, Range, Setup, Slab};
 use io_uring::IoUring;
 use rechunk_contract::backend::catch_panic;
 use rechunk_contract::output::{io_detail, temp_path};
+use rechunk_contract::steps;
 use rechunk_contract::{
     Availability, Backend, ByteBudget, Cancel, Capabilities, FirstError, GroupReducer, Io, Job,
     OutputObject, Recorder, RunError, RunOutcome, Stage, Workload,
@@ -717,21 +718,9 @@ fn cpu_task<W: Workload>(
     let cost = workload.cost(group, index);
     let retained = reserved - cost.read - cost.transient;
     let result = (|| {
-        let t = Instant::now();
-        let decoded = workload
-            .decode(group, index, &bytes)
-            .map_err(|e| RunError::input(at_fault(), e))?;
-        recorder.stage_done(Stage::Decode, t, cost.transient);
+        let decoded = steps::decode(workload, recorder, group, index, &bytes, &at_fault)?;
         drop(bytes);
-        let t = Instant::now();
-        let emission = reducer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-            .ok_or_else(|| RunError::Internal("push after the group was finished".into()))?
-            .push(index, decoded)
-            .map_err(|e| RunError::input(at_fault(), e))?;
-        recorder.stage_done(Stage::Reduce, t, 0);
+        let emission = steps::push_locked(reducer, recorder, index, decoded, &at_fault)?;
         recorder.stage_done(Stage::Input, started, 0);
         Ok(emission)
     })();
@@ -747,15 +736,7 @@ fn cpu_task<W: Workload>(
     // variable retires them, once that emission's chunks are written.
     let mut objects = Vec::with_capacity(emission.chunks.len());
     for chunk in emission.chunks {
-        let t = Instant::now();
-        let object = workload.encode(chunk).map_err(|e| {
-            RunError::output(
-                &job.output_root,
-                format!("encoding a chunk of group {}: {e}", group.index),
-            )
-        })?;
-        recorder.stage_done(Stage::Encode, t, object.bytes.len() as u64);
-        objects.push(object);
+        objects.push(steps::encode(workload, recorder, job, group, chunk)?);
     }
     Ok((objects, emission.retired_bytes))
 }
