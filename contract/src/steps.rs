@@ -19,7 +19,9 @@
 //!     let path = job.input_path(&group.inputs[index]);
 //!     let bytes = std::fs::read(&path)?;
 //!     let at_fault = || path.clone();
-//!     let decoded = steps::decode(&workload, &recorder, group, index, &bytes, &at_fault)?;
+//!     let transient = workload.cost(group, index).transient;
+//!     let decoded =
+//!         steps::decode(&workload, &recorder, group, index, &bytes, transient, &at_fault)?;
 //!     let emission = steps::push_locked(&reducer, &recorder, index, decoded, &at_fault)?;
 //!     for chunk in emission.chunks {
 //!         steps::encode(&workload, &recorder, &job, group, chunk)?;
@@ -39,21 +41,23 @@ use crate::{
 };
 
 /// Decodes input `index` of `group` from `bytes` (its [`Stage::Decode`] timed,
-/// with the input's transient cost); a failure names `at_fault()`, the input's
-/// file or key.
+/// recorded with `transient`, the input's [`crate::ItemCost::transient`], which the
+/// caller has already looked up); a failure names `at_fault()`, the input's file
+/// or key.
 pub fn decode<W: Workload>(
     workload: &W,
     recorder: &dyn Recorder,
     group: &Group,
     index: usize,
     bytes: &[u8],
+    transient: u64,
     at_fault: &dyn Fn() -> PathBuf,
 ) -> Result<W::Decoded, RunError> {
     let t = Instant::now();
     let decoded = workload
         .decode(group, index, bytes)
         .map_err(|e| RunError::input(at_fault(), e))?;
-    recorder.stage_done(Stage::Decode, t, workload.cost(group, index).transient);
+    recorder.stage_done(Stage::Decode, t, transient);
     Ok(decoded)
 }
 

@@ -561,8 +561,15 @@ async fn input<W: Workload>(
         .run(&ctx.stop, "decode", move || {
             let group = &c.job.groups[position];
             let at_fault = || c.job.input_path(&group.inputs[index]);
-            let decoded =
-                steps::decode(&*c.workload, &*c.recorder, group, index, &bytes, &at_fault)?;
+            let decoded = steps::decode(
+                &*c.workload,
+                &*c.recorder,
+                group,
+                index,
+                &bytes,
+                cost.transient,
+                &at_fault,
+            )?;
             drop(bytes);
             steps::push_locked(&s.reducer, &*c.recorder, index, decoded, &at_fault)
         })

@@ -77,7 +77,15 @@ impl Backend for Sequential {
                 run.outcome.input_bytes += raw.len() as u64;
 
                 let at_fault = || job.input_path(input);
-                let decoded = steps::decode(&**workload, recorder, group, index, raw, &at_fault)?;
+                let decoded = steps::decode(
+                    &**workload,
+                    recorder,
+                    group,
+                    index,
+                    raw,
+                    cost.transient,
+                    &at_fault,
+                )?;
                 let emission = steps::push(&mut reducer, recorder, index, decoded, &at_fault)?;
                 recorder.stage_done(Stage::Input, read_start, 0);
                 budget.release(cost.read + cost.transient);

@@ -376,8 +376,15 @@ async fn process<W: Workload>(
         .run(&ctx.stop, "decode", move || {
             let group = &c.job.groups[position];
             let at_fault = || c.cfg.io.input_name(&c.job, &group.inputs[index]);
-            let decoded =
-                steps::decode(&*c.workload, &*c.recorder, group, index, &bytes, &at_fault)?;
+            let decoded = steps::decode(
+                &*c.workload,
+                &*c.recorder,
+                group,
+                index,
+                &bytes,
+                cost.transient,
+                &at_fault,
+            )?;
             drop(bytes);
             steps::push_locked(&s.reducer, &*c.recorder, index, decoded, &at_fault)
         })

@@ -718,7 +718,15 @@ fn cpu_task<W: Workload>(
     let cost = workload.cost(group, index);
     let retained = reserved - cost.read - cost.transient;
     let result = (|| {
-        let decoded = steps::decode(workload, recorder, group, index, &bytes, &at_fault)?;
+        let decoded = steps::decode(
+            workload,
+            recorder,
+            group,
+            index,
+            &bytes,
+            cost.transient,
+            &at_fault,
+        )?;
         drop(bytes);
         let emission = steps::push_locked(reducer, recorder, index, decoded, &at_fault)?;
         recorder.stage_done(Stage::Input, started, 0);
