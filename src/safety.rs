@@ -697,4 +697,45 @@ mod tests {
         trash.empty(&data).unwrap();
         assert!(free_bytes(&data.path().join("no such dir")).is_none());
     }
+
+    /// A snapshot of every file under `dir`: path and bytes.
+    fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn emptying_the_trash_early_never_follows_a_planted_link() {
+        let (dir, data) = setup();
+        let precious = dir.path().join("precious");
+        fs::create_dir_all(precious.join("sub")).unwrap();
+        fs::write(precious.join("keep"), b"not the harness's").unwrap();
+        fs::write(precious.join("sub/also"), b"nor this").unwrap();
+        let before = files_under(&precious);
+        let out = data.path().join("outputs/x");
+        let trash = Trash::new(&data);
+        data.empty_output(&out, &trash).unwrap();
+        data.empty_output(&out, &trash).unwrap();
+        let parent = data.path().join("outputs").join(TRASH);
+        // A link among the slots: refused, its target untouched.
+        std::os::unix::fs::symlink(&precious, parent.join("planted")).unwrap();
+        assert!(trash.keep_free(&data, u64::MAX).is_err());
+        assert_eq!(files_under(&precious), before);
+        fs::remove_file(parent.join("planted")).unwrap();
+        trash.empty(&data).unwrap();
+        // The trash folder itself a link: refused, its target untouched.
+        std::os::unix::fs::symlink(&precious, &parent).unwrap();
+        assert!(trash.keep_free(&data, u64::MAX).is_err());
+        assert_eq!(files_under(&precious), before);
+        assert!(parent.is_symlink());
+    }
 }
